@@ -1,0 +1,276 @@
+//! The validated configuration: every value checked, defaults filled, regexes compiled.
+//! The data plane builds its snapshot from this and never re-checks.
+
+use regex::Regex;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub gateway: GatewaySettings,
+    pub admin: Option<Admin>,
+    pub listeners: Vec<Listener>,
+    pub routes: Vec<Route>,
+    pub backends: BTreeMap<String, Backend>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewaySettings {
+    /// Worker threads, each with its own runtime, accept loop and connection pools.
+    pub workers: usize,
+    /// How long SIGTERM waits for in-flight requests before exiting anyway.
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admin {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AccessLog {
+    Stdout,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listener {
+    pub name: String,
+    pub protocol: Protocol,
+    pub bind: String,
+    pub access_log: Option<AccessLog>,
+    /// Time a client connection may spend waiting for or sending the next request head:
+    /// closes idle keep-alive connections and bounds slow header senders alike.
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    Exact(String),
+    /// "*.example.com" stored as ".example.com": matches any name ending in it.
+    Suffix(String),
+}
+
+impl HostMatch {
+    /// `host` without a port, in any case (DNS names are case-insensitive); the
+    /// pattern is stored lower-case so the request path never allocates to compare.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostMatch::Exact(h) => h.eq_ignore_ascii_case(host),
+            HostMatch::Suffix(s) => {
+                host.len() > s.len()
+                    && host.as_bytes()[host.len() - s.len()..].eq_ignore_ascii_case(s.as_bytes())
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Position in the file, for error messages, metrics labels and the access log.
+    pub index: usize,
+    /// `listener` if given, else the route applies to every HTTP listener.
+    pub listener: Option<String>,
+    pub host: Option<HostMatch>,
+    pub path_prefix: Option<String>,
+    pub path_regex: Option<Regex>,
+    /// Upper-case method names; empty = any.
+    pub methods: Vec<String>,
+    /// Lower-case header name and the regex its value must match.
+    pub headers: Vec<(String, Regex)>,
+    pub backend: String,
+    pub add_request_headers: Vec<(String, String)>,
+    pub remove_request_headers: Vec<String>,
+    pub add_response_headers: Vec<(String, String)>,
+    pub remove_response_headers: Vec<String>,
+    /// Overrides the backend's retries for this route.
+    pub retries: Option<u32>,
+    /// Overrides the backend's response_timeout for this route.
+    pub timeout: Option<Duration>,
+    pub fallback: Option<Fallback>,
+}
+
+/// What the request looks like to the router: enough to match without copying it.
+pub trait RequestView {
+    fn method(&self) -> &str;
+    /// Host without port, if the request named one.
+    fn host(&self) -> Option<&str>;
+    fn path(&self) -> &str;
+    /// Every value of the header, lower-case `name`.
+    fn header_matches(&self, name: &str, re: &Regex) -> bool;
+}
+
+impl Route {
+    pub fn matches<R: RequestView + ?Sized>(&self, req: &R) -> bool {
+        if let Some(h) = &self.host {
+            match req.host() {
+                Some(host) if h.matches(host) => {}
+                _ => return false,
+            }
+        }
+        if let Some(p) = &self.path_prefix {
+            if !req.path().starts_with(p.as_str()) {
+                return false;
+            }
+        }
+        if let Some(re) = &self.path_regex {
+            if !re.is_match(req.path()) {
+                return false;
+            }
+        }
+        if !self.methods.is_empty() && !self.methods.iter().any(|m| m == req.method()) {
+            return false;
+        }
+        self.headers
+            .iter()
+            .all(|(name, re)| req.header_matches(name, re))
+    }
+
+    /// A short stable label for metrics and logs: "#<index>:<backend>".
+    pub fn label(&self) -> String {
+        format!("{}:{}", self.index, self.backend)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fallback {
+    pub status: u16,
+    pub body: String,
+    pub content_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Policy {
+    RoundRobin,
+    LeastConn,
+    Random,
+    P2c,
+    Ewma,
+    SourceIp,
+    Uri,
+    UrlParam(String),
+    Header(String),
+    Cookie(String),
+}
+
+impl Policy {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Policy::RoundRobin => "round_robin",
+            Policy::LeastConn => "least_conn",
+            Policy::Random => "random",
+            Policy::P2c => "p2c",
+            Policy::Ewma => "ewma",
+            Policy::SourceIp => "source_ip",
+            Policy::Uri => "uri",
+            Policy::UrlParam(_) => "url_param",
+            Policy::Header(_) => "header",
+            Policy::Cookie(_) => "cookie",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// "host:port" as written; the data plane resolves it.
+    pub addr: String,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backend {
+    pub name: String,
+    pub policy: Policy,
+    pub servers: Vec<Server>,
+    pub connect_timeout: Duration,
+    /// Time from sending the request to receiving the response head.
+    pub response_timeout: Duration,
+    /// A pooled idle connection to a server older than this is not reused.
+    pub idle_timeout: Duration,
+    /// How many other servers a failed attempt may move to.
+    pub retries: u32,
+    pub max_idle_per_server: usize,
+    pub fallback: Option<Fallback>,
+    pub health: Option<HealthCheck>,
+    pub passive: PassiveHealth,
+    pub persistence: Option<Persistence>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckKind {
+    Tcp,
+    Http,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub kind: CheckKind,
+    pub path: String,
+    pub host: Option<String>,
+    /// Empty means any 2xx or 3xx.
+    pub expect_status: Vec<u16>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub unhealthy_threshold: u32,
+    pub healthy_threshold: u32,
+}
+
+impl HealthCheck {
+    pub fn status_ok(&self, status: u16) -> bool {
+        if self.expect_status.is_empty() {
+            (200..400).contains(&status)
+        } else {
+            self.expect_status.contains(&status)
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PassiveHealth {
+    /// 0 disables passive ejection.
+    pub consecutive_failures: u32,
+    pub cooldown: Duration,
+    /// Count 5xx answers as failures (connect errors and resets always count).
+    pub on_5xx: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+impl SameSite {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Strict => "Strict",
+            SameSite::Lax => "Lax",
+            SameSite::None => "None",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Persistence {
+    InsertCookie {
+        cookie: String,
+        /// None = a session cookie, gone when the browser closes.
+        max_age: Option<Duration>,
+        http_only: bool,
+        secure: bool,
+        same_site: SameSite,
+    },
+    RewriteCookie {
+        cookie: String,
+    },
+    SourceIp {
+        timeout: Duration,
+    },
+}

@@ -1,0 +1,258 @@
+use super::*;
+use std::time::Duration;
+
+const SPEC_EXAMPLE: &str = r#"
+[admin]
+listen = "127.0.0.1:9901"
+
+[[listeners]]
+name = "web"
+protocol = "http"
+bind = "0.0.0.0:8080"
+
+[[routes]]
+listener = "web"
+host = "img.example.com"
+path_prefix = "/static/"
+backend = "images"
+
+[[routes]]
+listener = "web"
+headers = { "Accept-Language" = "^zh" }
+backend = "app"
+
+[backends.images]
+servers = [ { addr = "10.0.0.9:9000" } ]
+
+[backends.app]
+policy = "round_robin"
+servers = [ { addr = "10.0.0.1:9000", weight = 3 }, { addr = "10.0.0.2:9000", weight = 1 } ]
+
+[backends.app.health]
+kind = "http"
+path = "/healthz"
+expect_status = [200]
+interval = "2s"
+timeout = "1s"
+unhealthy_threshold = 2
+healthy_threshold = 2
+
+[backends.app.persistence]
+mode = "insert_cookie"
+cookie = "HERDSRV"
+max_age = "1h"
+"#;
+
+#[test]
+fn spec_example_parses_with_defaults() {
+    let c = parse(SPEC_EXAMPLE, "herd.toml").expect("valid");
+    assert_eq!(c.listeners.len(), 1);
+    assert_eq!(c.listeners[0].idle_timeout, Duration::from_secs(60));
+    assert_eq!(c.routes.len(), 2);
+    assert_eq!(
+        c.routes[0].host,
+        Some(HostMatch::Exact("img.example.com".into()))
+    );
+    let app = &c.backends["app"];
+    assert_eq!(app.policy, Policy::RoundRobin);
+    assert_eq!(app.servers[0].weight, 3);
+    assert_eq!(app.servers[1].weight, 1);
+    let h = app.health.as_ref().unwrap();
+    assert_eq!(h.kind, CheckKind::Http);
+    assert_eq!(h.interval, Duration::from_secs(2));
+    assert!(h.status_ok(200) && !h.status_ok(204));
+    assert_eq!(
+        app.persistence,
+        Some(Persistence::InsertCookie {
+            cookie: "HERDSRV".into(),
+            max_age: Some(Duration::from_secs(3600)),
+            http_only: true,
+            secure: false,
+            same_site: SameSite::Lax,
+        })
+    );
+    assert_eq!(c.backends["images"].servers[0].weight, 1);
+    assert_eq!(c.backends["images"].retries, 2);
+}
+
+fn problems(text: &str) -> Vec<(String, String)> {
+    parse(text, "t.toml")
+        .expect_err("must be refused")
+        .problems
+        .into_iter()
+        .map(|p| (p.field, p.reason))
+        .collect()
+}
+
+const BASE: &str =
+    "[[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:0\"\n[[routes]]\nbackend = \"app\"\n";
+
+#[test]
+fn weight_out_of_range_names_the_field() {
+    let p = problems(&format!(
+        "{BASE}[backends.app]\nservers = [{{ addr = \"127.0.0.1:1\", weight = 0 }}, {{ addr = \"127.0.0.1:2\", weight = 101 }}]\n"
+    ));
+    assert_eq!(p.len(), 2);
+    assert_eq!(p[0].0, "backends.app.servers[0].weight");
+    assert!(p[0].1.contains("1-100"));
+    assert_eq!(p[1].0, "backends.app.servers[1].weight");
+}
+
+#[test]
+fn unknown_key_is_an_error_with_line() {
+    let err = parse(
+        "[[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:0\"\nbindd = \"x\"\n",
+        "t.toml",
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(text.starts_with("t.toml: line 4"), "{text}");
+    assert!(text.contains("bindd"), "{text}");
+}
+
+#[test]
+fn route_to_missing_backend_and_bad_regex() {
+    let p = problems(
+        "[[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:0\"\n[[routes]]\nbackend = \"nope\"\npath_regex = \"([\"\n",
+    );
+    let fields: Vec<_> = p.iter().map(|x| x.0.as_str()).collect();
+    assert_eq!(fields, vec!["routes[0].backend", "routes[0].path_regex"]);
+}
+
+#[test]
+fn health_thresholds_bounded_2_to_10() {
+    let p = problems(&format!(
+        "{BASE}[backends.app]\nservers = [{{ addr = \"127.0.0.1:1\" }}]\n[backends.app.health]\nunhealthy_threshold = 1\nhealthy_threshold = 11\ninterval = \"200ms\"\n"
+    ));
+    let fields: Vec<_> = p.iter().map(|x| x.0.as_str()).collect();
+    assert_eq!(
+        fields,
+        vec![
+            "backends.app.health.unhealthy_threshold",
+            "backends.app.health.healthy_threshold"
+        ]
+    );
+}
+
+#[test]
+fn hash_policies_need_their_key() {
+    let p = problems(&format!(
+        "{BASE}[backends.app]\npolicy = \"header\"\nservers = [{{ addr = \"127.0.0.1:1\" }}]\n"
+    ));
+    assert_eq!(p[0].0, "backends.app.hash_key");
+    let c = parse(
+        &format!("{BASE}[backends.app]\npolicy = \"header\"\nhash_key = \"X-User\"\nservers = [{{ addr = \"127.0.0.1:1\" }}]\n"),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.backends["app"].policy, Policy::Header("x-user".into()));
+}
+
+#[test]
+fn display_lists_file_field_reason() {
+    let err = parse(
+        &format!("{BASE}[backends.app]\nservers = [{{ addr = \"nope\" }}]\n"),
+        "/etc/herd.toml",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "/etc/herd.toml: backends.app.servers[0].addr: \"nope\" is not host:port; write e.g. \"127.0.0.1:8080\""
+    );
+}
+
+struct Req<'a> {
+    method: &'a str,
+    host: Option<&'a str>,
+    path: &'a str,
+    headers: &'a [(&'a str, &'a str)],
+}
+
+impl RequestView for Req<'_> {
+    fn method(&self) -> &str {
+        self.method
+    }
+    fn host(&self) -> Option<&str> {
+        self.host
+    }
+    fn path(&self) -> &str {
+        self.path
+    }
+    fn header_matches(&self, name: &str, re: &regex::Regex) -> bool {
+        self.headers
+            .iter()
+            .any(|(n, v)| n.eq_ignore_ascii_case(name) && re.is_match(v))
+    }
+}
+
+#[test]
+fn route_matching_host_wildcard_path_method_header() {
+    let c = parse(
+        r#"
+[[listeners]]
+name = "web"
+bind = "127.0.0.1:0"
+[[routes]]
+host = "*.example.com"
+path_prefix = "/static/"
+methods = ["get", "HEAD"]
+backend = "a"
+[[routes]]
+headers = { "Accept-Language" = "^zh" }
+backend = "b"
+[[routes]]
+path_regex = "^/v[0-9]+/"
+backend = "a"
+[backends.a]
+servers = [{ addr = "127.0.0.1:1" }]
+[backends.b]
+servers = [{ addr = "127.0.0.1:2" }]
+"#,
+        "t",
+    )
+    .unwrap();
+    let first = |r: &Req<'_>| c.routes.iter().position(|x| x.matches(r));
+    let req = |method, host, path, headers| Req {
+        method,
+        host,
+        path,
+        headers,
+    };
+    assert_eq!(
+        first(&req("GET", Some("img.example.com"), "/static/a.png", &[])),
+        Some(0)
+    );
+    assert_eq!(
+        first(&req("POST", Some("img.example.com"), "/static/a.png", &[])),
+        None
+    );
+    assert_eq!(
+        first(&req("GET", Some("example.com"), "/static/a.png", &[])),
+        None
+    );
+    assert_eq!(
+        first(&req(
+            "GET",
+            None,
+            "/",
+            &[("accept-language", "zh-CN,zh;q=0.9")]
+        )),
+        Some(1)
+    );
+    assert_eq!(
+        first(&req("GET", None, "/", &[("accept-language", "en-US")])),
+        None
+    );
+    assert_eq!(first(&req("PUT", None, "/v2/items", &[])), Some(2));
+}
+
+#[test]
+fn demo_config_is_valid() {
+    let text = demo_toml(
+        "127.0.0.1:8080",
+        "127.0.0.1:9901",
+        &["127.0.0.1:9001".into(), "127.0.0.1:9002".into()],
+    );
+    let c = parse(&text, "demo").unwrap();
+    assert_eq!(c.backends["demo"].servers.len(), 2);
+}

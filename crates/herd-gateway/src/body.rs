@@ -1,0 +1,131 @@
+//! Bodies that stream through the gateway without being buffered, and the completion
+//! record that fires when a response body ends: it returns the upstream connection to the
+//! worker's pool (only if the body was read to the end), ends the in-flight count and
+//! writes the access log line.
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// The request body sent to a server: the client's stream, or nothing (a replayed request).
+pub enum UpstreamBody {
+    Client(Incoming),
+    Empty,
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            UpstreamBody::Client(b) => Pin::new(b).poll_frame(cx),
+            UpstreamBody::Empty => Poll::Ready(None),
+        }
+    }
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Client(b) => b.is_end_stream(),
+            UpstreamBody::Empty => true,
+        }
+    }
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Client(b) => b.size_hint(),
+            UpstreamBody::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// The response body sent to the client.
+pub struct ProxyBody {
+    inner: Inner,
+    bytes: u64,
+    finished: bool,
+    on_done: Option<crate::proxy::Done>,
+}
+
+enum Inner {
+    Upstream(Incoming),
+    Full(Option<Bytes>),
+}
+
+impl ProxyBody {
+    pub fn upstream(body: Incoming, done: crate::proxy::Done) -> ProxyBody {
+        ProxyBody {
+            inner: Inner::Upstream(body),
+            bytes: 0,
+            finished: false,
+            on_done: Some(done),
+        }
+    }
+    pub fn full(data: impl Into<Bytes>, done: Option<crate::proxy::Done>) -> ProxyBody {
+        let data = data.into();
+        ProxyBody {
+            bytes: 0,
+            finished: false,
+            inner: Inner::Full((!data.is_empty()).then_some(data)),
+            on_done: done,
+        }
+    }
+    fn finish(&mut self) {
+        self.finished = true;
+        if let Some(mut d) = self.on_done.take() {
+            d.complete(self.bytes, true);
+        }
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        // hyper stops polling a body that reports end-of-stream, so "finished" also
+        // covers a body whose last byte arrived without a final poll.
+        let finished = self.finished || self.is_end_stream();
+        if let Some(mut d) = self.on_done.take() {
+            d.complete(self.bytes, finished);
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = match &mut this.inner {
+            Inner::Upstream(b) => Pin::new(b).poll_frame(cx),
+            Inner::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        };
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    this.bytes += d.len() as u64;
+                }
+            }
+            Poll::Ready(None) => this.finish(),
+            Poll::Ready(Some(Err(_))) | Poll::Pending => {}
+        }
+        polled
+    }
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Upstream(b) => b.is_end_stream(),
+            Inner::Full(d) => d.is_none(),
+        }
+    }
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Upstream(b) => b.size_hint(),
+            Inner::Full(d) => SizeHint::with_exact(d.as_ref().map_or(0, |d| d.len() as u64)),
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Header rules of a proxy: hop-by-hop removal (RFC 9110 §7.6.1), the forwarding headers
+//! that tell servers who the client is, and cookie access without parsing whole headers.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::net::{IpAddr, SocketAddr};
+
+static HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// Remove hop-by-hop headers, including any the Connection header names.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    if let Some(conn) = h.get(header::CONNECTION) {
+        // Collect first: the names borrow the map we are about to edit. Rare (only when
+        // Connection lists extra names), so the allocation stays off the common path.
+        let extra: Vec<HeaderName> = conn
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|n| n != header::CONNECTION && !is_keep_alive_token(n))
+            .collect();
+        for n in extra {
+            h.remove(n);
+        }
+    }
+    for n in &HOP_BY_HOP {
+        if h.contains_key(n) {
+            h.remove(n);
+        }
+    }
+}
+
+fn is_keep_alive_token(n: &HeaderName) -> bool {
+    n.as_str() == "keep-alive" || n.as_str() == "close"
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// Tell the server who the client is: append to X-Forwarded-For and Forwarded (a chain of
+/// proxies stays visible), set X-Real-IP and X-Forwarded-Proto (this hop's view).
+pub fn add_forwarding(h: &mut HeaderMap, client: SocketAddr, proto: &'static str) {
+    let ip = client.ip();
+    let mut buf = itoa_ip(ip);
+    let ip_value = HeaderValue::from_str(&buf).unwrap_or(HeaderValue::from_static("unknown"));
+    match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.is_empty() => {
+            let joined = format!("{prev}, {buf}");
+            if let Ok(v) = HeaderValue::from_str(&joined) {
+                h.insert(X_FORWARDED_FOR.clone(), v);
+            }
+        }
+        _ => {
+            h.insert(X_FORWARDED_FOR.clone(), ip_value.clone());
+        }
+    }
+    h.insert(X_REAL_IP.clone(), ip_value);
+    h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    // RFC 7239: IPv6 addresses are quoted and bracketed.
+    buf = match ip {
+        IpAddr::V4(_) => format!("for={buf};proto={proto}"),
+        IpAddr::V6(_) => format!("for=\"[{buf}]\";proto={proto}"),
+    };
+    if let Some(host) = h.get(header::HOST).and_then(|v| v.to_str().ok()) {
+        if host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        {
+            buf.push_str(";host=");
+            buf.push_str(host);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&buf) {
+        h.append(header::FORWARDED, v);
+    }
+}
+
+fn itoa_ip(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => v6.to_string(),
+        },
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
+/// The value of cookie `name` in the request's Cookie headers.
+pub fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then_some(v.trim())
+        })
+}
+
+/// Rewrite every Cookie header with `edit` applied to cookie `name` (None removes it).
+/// Used only when persistence cookies are present, so its allocations are not per request.
+pub fn edit_cookie(h: &mut HeaderMap, name: &str, edit: impl Fn(&str) -> Option<String>) {
+    let values: Vec<String> = h
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .filter_map(|pair| {
+                    let trimmed = pair.trim();
+                    match trimmed.split_once('=') {
+                        Some((k, v)) if k == name => edit(v.trim()).map(|nv| format!("{k}={nv}")),
+                        _ => Some(trimmed.to_string()),
+                    }
+                })
+                .filter(|p| !p.is_empty())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .collect();
+    h.remove(header::COOKIE);
+    for v in values.into_iter().filter(|v| !v.is_empty()) {
+        if let Ok(hv) = HeaderValue::from_str(&v) {
+            h.append(header::COOKIE, hv);
+        }
+    }
+}
+
+/// The first value of query parameter `name`, raw (not percent-decoded: a hash key only
+/// needs to be stable).
+pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then_some(v)
+    })
+}
+
+/// Host of the request without the port: the Host header, else the URI's authority.
+pub fn request_host<'a>(h: &'a HeaderMap, uri: &'a http::Uri) -> Option<&'a str> {
+    let raw = match h.get(header::HOST).and_then(|v| v.to_str().ok()) {
+        Some(v) => v,
+        None => uri.host()?,
+    };
+    Some(strip_port(raw))
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        // [v6]:port
+        return host
+            .split(']')
+            .next()
+            .map_or(host, |h| &host[..h.len() + 1]);
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_names_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn forwarding_appends_chain() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("example.com:8080"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.1.1.1"));
+        add_forwarding(&mut h, "192.0.2.7:5555".parse().unwrap(), "http");
+        assert_eq!(h["x-forwarded-for"], "10.1.1.1, 192.0.2.7");
+        assert_eq!(h["x-real-ip"], "192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(
+            h["forwarded"],
+            "for=192.0.2.7;proto=http;host=example.com:8080"
+        );
+        let mut h6 = HeaderMap::new();
+        add_forwarding(&mut h6, "[2001:db8::1]:1".parse().unwrap(), "http");
+        assert_eq!(h6["forwarded"], "for=\"[2001:db8::1]\";proto=http");
+    }
+
+    #[test]
+    fn cookies_read_and_edit() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; HERDSRV=abc; b=2"),
+        );
+        assert_eq!(cookie(&h, "HERDSRV"), Some("abc"));
+        assert_eq!(cookie(&h, "c"), None);
+        edit_cookie(&mut h, "HERDSRV", |_| None);
+        assert_eq!(h[header::COOKIE], "a=1; b=2");
+        edit_cookie(&mut h, "a", |v| Some(format!("x~{v}")));
+        assert_eq!(h[header::COOKIE], "a=x~1; b=2");
+    }
+
+    #[test]
+    fn query_and_host() {
+        assert_eq!(query_param(Some("a=1&user=42&b"), "user"), Some("42"));
+        assert_eq!(query_param(Some("a=1&b"), "b"), Some(""));
+        assert_eq!(query_param(None, "a"), None);
+        let uri: http::Uri = "/x".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("Example.com:80"));
+        assert_eq!(request_host(&h, &uri), Some("Example.com"));
+        h.insert(header::HOST, HeaderValue::from_static("[::1]:80"));
+        assert_eq!(request_host(&h, &uri), Some("[::1]"));
+    }
+}

@@ -1,0 +1,121 @@
+//! Active health checks (TCP connect or HTTP GET) and the ticker that lets passively
+//! ejected servers back in after their cool-down. Runs on the control runtime, never on a
+//! worker: a slow check must not delay a request.
+
+use crate::clock;
+use crate::snapshot::{ServerState, Snapshot};
+use bytes::Bytes;
+use herd_balance::Transition;
+use herd_config::{CheckKind, HealthCheck};
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+/// Start one check loop per server of every group that configures checks.
+pub fn spawn_checks(snap: &Snapshot) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for group in snap.groups.values() {
+        let Some(check) = group.config.health.clone() else {
+            continue;
+        };
+        let count = group.servers.0.len().max(1) as u32;
+        for (i, server) in group.servers.0.iter().enumerate() {
+            let check = check.clone();
+            let server = server.clone();
+            let backend = group.config.name.clone();
+            // Spread the first checks over the interval so N servers are not probed at once.
+            let offset = check.interval * i as u32 / count;
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(offset).await;
+                let mut tick = tokio::time::interval(check.interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let result = probe(&server, &check).await;
+                    record(&backend, &server, result);
+                }
+            }));
+        }
+    }
+    tasks
+}
+
+fn record(backend: &str, server: &ServerState, result: Result<(), String>) {
+    let transition = match server.tracker.lock() {
+        Ok(mut t) => t.record(result.is_ok()).map(|tr| (tr, t.state())),
+        Err(_) => None,
+    };
+    if let Some((transition, state)) = transition {
+        server.set_health(state);
+        server.refresh_usable(clock::now_ms());
+        match transition {
+            Transition::WentDown => tracing::warn!(
+                backend, server = %server.addr, reason = %result.err().unwrap_or_default(),
+                "server is DOWN: health check failed"
+            ),
+            Transition::CameUp => {
+                tracing::info!(backend, server = %server.addr, "server is UP: health check passed")
+            }
+        }
+    }
+}
+
+async fn probe(server: &ServerState, check: &HealthCheck) -> Result<(), String> {
+    match tokio::time::timeout(check.timeout, probe_inner(server, check)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {:?}", check.timeout)),
+    }
+}
+
+async fn probe_inner(server: &ServerState, check: &HealthCheck) -> Result<(), String> {
+    let stream = TcpStream::connect(server.socket_addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    if check.kind == CheckKind::Tcp {
+        return Ok(());
+    }
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let conn = tokio::spawn(conn);
+    let host = check.host.clone().unwrap_or_else(|| server.addr.clone());
+    let req = http::Request::get(check.path.as_str())
+        .header(http::header::HOST, host)
+        .header(http::header::USER_AGENT, "herd-health-check")
+        .header(http::header::CONNECTION, "close")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| format!("bad check request: {e}"))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("request: {e}"))?;
+    let status = resp.status().as_u16();
+    drop(resp);
+    conn.abort();
+    if check.status_ok(status) {
+        Ok(())
+    } else {
+        Err(format!("status {status}"))
+    }
+}
+
+/// Re-evaluate every server's usability now and then: a passive ejection ends by time,
+/// not by an event.
+pub fn spawn_ticker(shared: Arc<crate::Shared>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            let snap = shared.snapshot.load();
+            let now = clock::now_ms();
+            for g in snap.groups.values() {
+                for s in &g.servers.0 {
+                    s.refresh_usable(now);
+                }
+            }
+        }
+    })
+}

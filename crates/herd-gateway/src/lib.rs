@@ -1,0 +1,351 @@
+//! herd's data plane: the L7 HTTP load balancer. It owns listeners, routing, upstream
+//! connection pools, health checking, session persistence, the admin listener and hot
+//! reload.
+//!
+//! It must not know the registry or the agent (they meet through `herd-api`), and it keeps
+//! the request path free of locks: workers read an ArcSwap snapshot and per-server atomics.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+mod access_log;
+mod admin;
+mod body;
+mod clock;
+mod headers;
+mod health;
+mod metrics;
+mod pool;
+mod proxy;
+mod snapshot;
+mod sticky;
+mod worker;
+
+use arc_swap::ArcSwap;
+use herd_config::Config;
+use herd_telemetry::{Counter, Gauge, ProcessId};
+use snapshot::Snapshot;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Where the configuration comes from; a file can be reloaded, embedded text cannot.
+#[derive(Clone, Debug)]
+pub enum ConfigSource {
+    File(PathBuf),
+    Text { name: String, text: String },
+}
+
+impl ConfigSource {
+    fn load(&self) -> Result<Config, GatewayError> {
+        match self {
+            ConfigSource::File(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| GatewayError::Read {
+                    path: path.display().to_string(),
+                    source: e,
+                })?;
+                Ok(herd_config::parse(&text, &path.display().to_string())?)
+            }
+            ConfigSource::Text { name, text } => Ok(herd_config::parse(text, name)?),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Config(#[from] herd_config::ConfigError),
+    #[error("{0}")]
+    Build(#[from] snapshot::BuildError),
+    #[error("cannot listen on {addr} ({what}): {source}; is another process using it?")]
+    Bind {
+        what: String,
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Reload(String),
+    #[error("runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// State shared by the control runtime and every worker.
+pub struct Shared {
+    pub(crate) snapshot: ArcSwap<Snapshot>,
+    pub(crate) source: ConfigSource,
+    pub(crate) process_id: ProcessId,
+    pub(crate) seed: u64,
+    pub(crate) shutdown: watch::Sender<bool>,
+    pub(crate) client_connections: Gauge,
+    pub(crate) reloads_ok: Counter,
+    pub(crate) reloads_failed: Counter,
+    revision: AtomicU64,
+    reload_lock: Mutex<()>,
+    health_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    pub(crate) listener_addrs: Vec<(String, SocketAddr)>,
+    pub(crate) admin_addr: Option<SocketAddr>,
+    pub(crate) workers: usize,
+}
+
+impl Shared {
+    /// Re-read the configuration and swap it in; on any error the running config stays.
+    pub(crate) fn reload(&self) -> Result<u64, GatewayError> {
+        let _one_at_a_time = self
+            .reload_lock
+            .lock()
+            .map_err(|_| GatewayError::Reload("a previous reload panicked; restart herd".into()))?;
+        let result = self.try_reload();
+        match &result {
+            Ok(rev) => {
+                self.reloads_ok.inc();
+                tracing::info!(revision = rev, "configuration reloaded");
+            }
+            Err(e) => {
+                self.reloads_failed.inc();
+                tracing::error!(error = %e, "reload refused; the running configuration stays in force");
+            }
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<u64, GatewayError> {
+        if let ConfigSource::Text { .. } = self.source {
+            return Err(GatewayError::Reload(
+                "this gateway runs an embedded configuration; start it with -c FILE to reload"
+                    .into(),
+            ));
+        }
+        let config = self.source.load()?;
+        let current = self.snapshot.load_full();
+        let old: Vec<_> = current
+            .config
+            .listeners
+            .iter()
+            .map(|l| (&l.name, &l.bind, l.protocol))
+            .collect();
+        let new: Vec<_> = config
+            .listeners
+            .iter()
+            .map(|l| (&l.name, &l.bind, l.protocol))
+            .collect();
+        if old != new {
+            return Err(GatewayError::Reload(
+                "listeners were added, removed or re-bound; that needs a restart (routes, backends, \
+                 health and persistence reload live)"
+                    .into(),
+            ));
+        }
+        if config.gateway.workers != current.config.gateway.workers {
+            tracing::warn!("gateway.workers changes take effect at the next restart");
+        }
+        let revision = self.revision.fetch_add(1, Ordering::Relaxed) + 1;
+        let snap = Arc::new(Snapshot::build(config, revision, Some(&current))?);
+        self.restart_health_checks(&snap);
+        self.snapshot.store(snap);
+        Ok(revision)
+    }
+
+    fn restart_health_checks(&self, snap: &Snapshot) {
+        if let Ok(mut tasks) = self.health_tasks.lock() {
+            for t in tasks.drain(..) {
+                t.abort();
+            }
+            *tasks = health::spawn_checks(snap);
+        }
+    }
+}
+
+/// Where a started gateway listens: printed as the ready line, used by tests.
+#[derive(Clone, Debug)]
+pub struct Ready {
+    pub process_id: String,
+    pub admin: Option<SocketAddr>,
+    pub listeners: Vec<(String, SocketAddr)>,
+}
+
+impl Ready {
+    pub fn to_json(&self) -> String {
+        let listeners: serde_json::Map<String, serde_json::Value> = self
+            .listeners
+            .iter()
+            .map(|(n, a)| (n.clone(), serde_json::Value::String(a.to_string())))
+            .collect();
+        serde_json::json!({
+            "event": "ready",
+            "role": "gateway",
+            "process_id": self.process_id,
+            "pid": std::process::id(),
+            "admin": self.admin.map(|a| a.to_string()),
+            "listeners": listeners,
+        })
+        .to_string()
+    }
+}
+
+/// Run the gateway until SIGTERM/SIGINT: bind, start workers, serve the admin listener,
+/// check health, reload on SIGHUP. `on_ready` is called once everything listens.
+pub fn run(source: ConfigSource, on_ready: impl FnOnce(&Ready)) -> Result<(), GatewayError> {
+    let config = source.load()?;
+    let snap = Snapshot::build(config, 1, None)?;
+    let workers = snap.config.gateway.workers;
+    let drain_timeout = snap.config.gateway.drain_timeout;
+
+    let mut per_worker: Vec<worker::ListenerSockets> = (0..workers).map(|_| Vec::new()).collect();
+    let mut listener_addrs = Vec::new();
+    for l in &snap.config.listeners {
+        let (addr, sockets) = bind_listener(&l.bind, workers).map_err(|e| GatewayError::Bind {
+            what: format!("listener {}", l.name),
+            addr: l.bind.clone(),
+            source: e,
+        })?;
+        listener_addrs.push((l.name.clone(), addr));
+        for (w, s) in sockets.into_iter().enumerate() {
+            per_worker[w].push(s);
+        }
+    }
+    let admin_socket = match &snap.config.admin {
+        Some(a) => Some(
+            std::net::TcpListener::bind(&a.listen)
+                .and_then(|s| s.set_nonblocking(true).map(|_| s))
+                .map_err(|e| GatewayError::Bind {
+                    what: "admin".into(),
+                    addr: a.listen.clone(),
+                    source: e,
+                })?,
+        ),
+        None => None,
+    };
+    let admin_addr = admin_socket.as_ref().and_then(|s| s.local_addr().ok());
+    let port = listener_addrs.first().map_or(0, |(_, a)| a.port());
+    let process_id = ProcessId::new(port);
+    let (shutdown, _) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        snapshot: ArcSwap::from_pointee(snap),
+        source,
+        seed: process_id.seed(),
+        process_id,
+        shutdown,
+        client_connections: Gauge::new(),
+        reloads_ok: Counter::new(),
+        reloads_failed: Counter::new(),
+        revision: AtomicU64::new(1),
+        reload_lock: Mutex::new(()),
+        health_tasks: Mutex::new(Vec::new()),
+        listener_addrs: listener_addrs.clone(),
+        admin_addr,
+        workers,
+    });
+
+    let mut handles = Vec::with_capacity(workers);
+    for (i, sockets) in per_worker.into_iter().enumerate() {
+        handles.push(worker::spawn(i, shared.clone(), sockets).map_err(GatewayError::Runtime)?);
+    }
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(GatewayError::Runtime)?;
+    rt.block_on(async {
+        let snap = shared.snapshot.load_full();
+        shared.restart_health_checks(&snap);
+        let _ticker = health::spawn_ticker(shared.clone());
+        if let Some(sock) = admin_socket {
+            admin::spawn(shared.clone(), sock).map_err(GatewayError::Runtime)?;
+        }
+        let ready = Ready {
+            process_id: shared.process_id.to_string(),
+            admin: admin_addr,
+            listeners: listener_addrs,
+        };
+        tracing::info!(process_id = %ready.process_id, workers, "gateway ready");
+        on_ready(&ready);
+        wait_for_signals(&shared).await;
+        Ok::<(), GatewayError>(())
+    })?;
+
+    // Stop accepting, let in-flight requests finish, bounded by the drain timeout.
+    let _ = shared.shutdown.send(true);
+    tracing::info!(?drain_timeout, "draining in-flight requests");
+    let deadline = std::time::Instant::now() + drain_timeout;
+    for h in handles {
+        while !h.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if h.is_finished() {
+            let _ = h.join();
+        }
+    }
+    tracing::info!("gateway stopped");
+    Ok(())
+}
+
+async fn wait_for_signals(shared: &Arc<Shared>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stopping");
+        return;
+    };
+    let mut stop = shared.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); return; }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); return; }
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading configuration");
+                let _ = shared.reload();
+            }
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// One listening socket per worker. With a fixed port each worker binds its own
+/// (SO_REUSEPORT: the kernel spreads connections, no shared accept queue). With port 0
+/// the first bind picks the port and the workers share that socket, because a second
+/// reuseport bind to port 0 would get a different port.
+fn bind_listener(
+    bind: &str,
+    workers: usize,
+) -> std::io::Result<(SocketAddr, Vec<std::net::TcpListener>)> {
+    use std::net::ToSocketAddrs;
+    let addr = bind
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))?;
+    let first = reuseport_socket(addr)?;
+    let bound = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..workers {
+        let s = if addr.port() == 0 {
+            sockets[0].try_clone()?
+        } else {
+            reuseport_socket(bound)?
+        };
+        sockets.push(s);
+    }
+    Ok((bound, sockets))
+}
+
+fn reuseport_socket(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    if addr.port() != 0 {
+        s.set_reuse_port(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(4096)?;
+    Ok(s.into())
+}

@@ -1,0 +1,580 @@
+//! One request through the gateway, in named phases: route → persistence → pick →
+//! connection → send (with bounded failover) → response edits → completion.
+
+use crate::access_log::AccessLogSink;
+use crate::body::{ProxyBody, UpstreamBody};
+use crate::clock;
+use crate::headers;
+use crate::pool::{self, Sender};
+use crate::snapshot::{Group, RouteState, ServerState};
+use crate::worker::Worker;
+use herd_balance::{hash64, PickContext};
+use herd_config::{Fallback, Persistence, Policy, RequestView};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Retries are bounded by config (0-10), so attempts fit in a fixed array: no allocation.
+const MAX_ATTEMPTS: usize = 11;
+
+struct View<'a>(&'a http::request::Parts);
+
+impl RequestView for View<'_> {
+    fn method(&self) -> &str {
+        self.0.method.as_str()
+    }
+    fn host(&self) -> Option<&str> {
+        headers::request_host(&self.0.headers, &self.0.uri)
+    }
+    fn path(&self) -> &str {
+        self.0.uri.path()
+    }
+    fn header_matches(&self, name: &str, re: &herd_config::Regex) -> bool {
+        self.0
+            .headers
+            .get_all(name)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|s| re.is_match(s)))
+    }
+}
+
+pub async fn handle(
+    w: Rc<Worker>,
+    listener: usize,
+    client: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let snap = w.shared.snapshot.load_full();
+    let ls = &snap.listeners[listener];
+    let (parts, body) = req.into_parts();
+    let log = ls
+        .access_log
+        .as_ref()
+        .map(|sink| LogRecord::new(sink, &ls.name, client, &parts));
+    let route = {
+        let view = View(&parts);
+        ls.routes.iter().find(|r| r.route.matches(&view)).cloned()
+    };
+    let Some(route) = route else {
+        let done = Done::local(log, None);
+        return Ok(local(
+            StatusCode::NOT_FOUND,
+            "no route matches this request\n",
+            done,
+        ));
+    };
+    Ok(forward(&w, route, client, parts, body, log).await)
+}
+
+#[derive(Debug)]
+enum Failure {
+    NoServer,
+    Connect,
+    Reset,
+    Timeout(Duration),
+}
+
+async fn forward(
+    w: &Rc<Worker>,
+    route: Arc<RouteState>,
+    client: SocketAddr,
+    mut parts: http::request::Parts,
+    body: Incoming,
+    mut log: Option<LogRecord>,
+) -> Response<ProxyBody> {
+    if let Some(l) = &mut log {
+        l.route = Some(route.label.clone());
+    }
+    let group = route.group.clone();
+    let cfg = &group.config;
+    let now_ms = clock::now_ms();
+    let pinned = sticky_lookup(&group, &mut parts.headers, client.ip(), now_ms);
+    let key = hash_key(&cfg.policy, &parts, client.ip());
+    prepare_request(&mut parts, &route, client);
+
+    let max_attempts = (1 + route.route.retries.unwrap_or(cfg.retries) as usize).min(MAX_ATTEMPTS);
+    let timeout = route.route.timeout.unwrap_or(cfg.response_timeout);
+    // A request with no body to lose can be sent again after a reset; keep a copy only then.
+    let replay =
+        (max_attempts > 1 && is_idempotent(&parts.method) && body.is_end_stream()).then(|| {
+            (
+                parts.method.clone(),
+                parts.uri.clone(),
+                parts.headers.clone(),
+            )
+        });
+    let mut req = Some(Request::from_parts(parts, UpstreamBody::Client(body)));
+    let mut tried = [usize::MAX; MAX_ATTEMPTS];
+    let mut attempts = 0;
+    let mut stale = 0;
+    let mut failure = Failure::NoServer;
+
+    while attempts < max_attempts {
+        let Some(idx) = pick(w, &group, pinned, key, &tried[..attempts]) else {
+            break;
+        };
+        let server = &group.servers.0[idx];
+        let (mut sender, reused) = match w.pool.checkout(server.id, cfg.idle_timeout).await {
+            Some(s) => (s, true),
+            None => match pool::connect(server.socket_addr, cfg.connect_timeout).await {
+                Ok(s) => (s, false),
+                Err(e) => {
+                    tracing::debug!(server = %server.addr, error = %e, "connect failed");
+                    passive_failure(&group, server);
+                    tried[attempts] = idx;
+                    attempts += 1;
+                    failure = Failure::Connect;
+                    continue;
+                }
+            },
+        };
+        let Some(request) = req.take().or_else(|| rebuild(replay.as_ref())) else {
+            break;
+        };
+        server.load.inc_in_flight();
+        let sent_at = clock::now_nanos();
+        match tokio::time::timeout(timeout, sender.try_send_request(request)).await {
+            Ok(Ok(resp)) => {
+                return respond(
+                    w,
+                    &route,
+                    server.clone(),
+                    pinned,
+                    client,
+                    sender,
+                    resp,
+                    sent_at,
+                    log,
+                );
+            }
+            Ok(Err(mut e)) => {
+                server.load.dec_in_flight();
+                if let Some(unsent) = e.take_message() {
+                    // Never written: a pooled connection that closed under us. Try again
+                    // without counting it against the server or the retry budget.
+                    req = Some(unsent);
+                    if reused && stale < 4 {
+                        stale += 1;
+                        continue;
+                    }
+                }
+                tracing::debug!(server = %server.addr, error = %e.into_error(), "request failed before a response");
+                passive_failure(&group, server);
+                tried[attempts] = idx;
+                attempts += 1;
+                failure = Failure::Reset;
+                if req.is_none() && replay.is_none() {
+                    break;
+                }
+            }
+            Err(_) => {
+                // The server may still act on it: a timeout is never retried.
+                server.load.dec_in_flight();
+                passive_failure(&group, server);
+                failure = Failure::Timeout(timeout);
+                break;
+            }
+        }
+    }
+    fail(&route, failure, log)
+}
+
+fn rebuild(replay: Option<&(Method, Uri, HeaderMap)>) -> Option<Request<UpstreamBody>> {
+    let (method, uri, headers) = replay?;
+    let mut r = Request::new(UpstreamBody::Empty);
+    *r.method_mut() = method.clone();
+    *r.uri_mut() = uri.clone();
+    *r.headers_mut() = headers.clone();
+    Some(r)
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+fn pick(
+    w: &Worker,
+    group: &Group,
+    pinned: Option<usize>,
+    key: Option<u64>,
+    tried: &[usize],
+) -> Option<usize> {
+    if let Some(p) = pinned {
+        if !tried.contains(&p) {
+            return Some(p);
+        }
+    }
+    let balancer = group.balancer.load();
+    let mut rng = w.rng.borrow_mut();
+    let mut ctx = PickContext {
+        key,
+        rng: &mut rng,
+        now_nanos: clock::now_nanos(),
+        exclude: tried,
+    };
+    balancer.pick(&group.servers, &mut ctx)
+}
+
+fn passive_failure(group: &Group, server: &ServerState) {
+    server.failures.inc();
+    let now = clock::now_ms();
+    if server.passive.on_failure(now) {
+        server.refresh_usable(now);
+        tracing::warn!(
+            backend = %group.config.name,
+            server = %server.addr,
+            cooldown_ms = group.config.passive.cooldown.as_millis() as u64,
+            "server ejected after consecutive failures"
+        );
+    }
+}
+
+/// The server a client is pinned to by persistence, if that server may still serve it.
+/// Strips the gateway's own cookie data so the application sees only its own cookies.
+fn sticky_lookup(group: &Group, h: &mut HeaderMap, ip: IpAddr, now_ms: u64) -> Option<usize> {
+    let idx = match group.config.persistence.as_ref()? {
+        Persistence::InsertCookie { cookie, .. } => {
+            let id = headers::cookie(h, cookie)?.to_string();
+            headers::edit_cookie(h, cookie, |_| None);
+            group.server_by_cookie(&id)?
+        }
+        Persistence::RewriteCookie { cookie } => {
+            let (id, _) = headers::cookie(h, cookie)?.split_once('~')?;
+            let id = id.to_string();
+            headers::edit_cookie(h, cookie, |v| {
+                Some(v.split_once('~').map_or(v, |(_, rest)| rest).to_string())
+            });
+            group.server_by_cookie(&id)?
+        }
+        Persistence::SourceIp { .. } => {
+            let id = group.source_ip.as_ref()?.get(ip, now_ms)?;
+            group.servers.0.iter().position(|s| s.id == id)?
+        }
+    };
+    group.servers.0[idx].serves_pinned(now_ms).then_some(idx)
+}
+
+fn hash_key(policy: &Policy, parts: &http::request::Parts, ip: IpAddr) -> Option<u64> {
+    match policy {
+        Policy::SourceIp => Some(match ip {
+            IpAddr::V4(v4) => hash64(&v4.octets()),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => hash64(&v4.octets()),
+                None => hash64(&v6.octets()),
+            },
+        }),
+        Policy::Uri => Some(hash64(parts.uri.path().as_bytes())),
+        Policy::UrlParam(name) => {
+            headers::query_param(parts.uri.query(), name).map(|v| hash64(v.as_bytes()))
+        }
+        Policy::Header(name) => parts
+            .headers
+            .get(name.as_str())
+            .map(|v| hash64(v.as_bytes())),
+        Policy::Cookie(name) => headers::cookie(&parts.headers, name).map(|v| hash64(v.as_bytes())),
+        Policy::RoundRobin | Policy::LeastConn | Policy::Random | Policy::P2c | Policy::Ewma => {
+            None
+        }
+    }
+}
+
+fn prepare_request(parts: &mut http::request::Parts, route: &RouteState, client: SocketAddr) {
+    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::add_forwarding(&mut parts.headers, client, "http");
+    for name in &route.request_remove {
+        parts.headers.remove(name);
+    }
+    for (name, value) in &route.request_add {
+        parts.headers.insert(name.clone(), value.clone());
+    }
+    // Servers get origin-form; a proxy-style absolute URI keeps its host in Host.
+    if parts.uri.scheme().is_some() {
+        if !parts.headers.contains_key(header::HOST) {
+            if let Some(a) = parts.uri.authority() {
+                if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                    parts.headers.insert(header::HOST, v);
+                }
+            }
+        }
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        if let Ok(u) = pq.parse() {
+            parts.uri = u;
+        }
+    }
+    parts.version = Version::HTTP_11;
+}
+
+#[allow(clippy::too_many_arguments)]
+fn respond(
+    w: &Rc<Worker>,
+    route: &Arc<RouteState>,
+    server: Arc<ServerState>,
+    pinned: Option<usize>,
+    client: SocketAddr,
+    sender: Sender,
+    resp: Response<Incoming>,
+    sent_at: u64,
+    log: Option<LogRecord>,
+) -> Response<ProxyBody> {
+    let group = &route.group;
+    let now = clock::now_nanos();
+    let rtt = now.saturating_sub(sent_at);
+    let status = resp.status().as_u16();
+    server.load.observe_latency(rtt, now);
+    server.latency.observe_nanos(rtt);
+    route.latency.observe_nanos(rtt);
+    server.responses.record(status);
+    route.responses.record(status);
+    if status >= 500 && group.config.passive.on_5xx {
+        passive_failure(group, &server);
+    } else {
+        server.passive.on_success();
+    }
+
+    let (mut rp, body) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut rp.headers);
+    for name in &route.response_remove {
+        rp.headers.remove(name);
+    }
+    for (name, value) in &route.response_add {
+        rp.headers.insert(name.clone(), value.clone());
+    }
+    let idx = group.servers.0.iter().position(|s| Arc::ptr_eq(s, &server));
+    sticky_response(
+        group,
+        &mut rp.headers,
+        &server,
+        pinned.is_some() && pinned == idx,
+        client.ip(),
+    );
+
+    let done = Done {
+        worker: Some(w.clone()),
+        server: Some(server),
+        sender: Some(sender),
+        max_idle: group.config.max_idle_per_server,
+        status,
+        log,
+    };
+    Response::from_parts(rp, ProxyBody::upstream(body, done))
+}
+
+fn sticky_response(
+    group: &Group,
+    h: &mut HeaderMap,
+    server: &ServerState,
+    was_pinned: bool,
+    ip: IpAddr,
+) {
+    match &group.config.persistence {
+        None => {}
+        Some(Persistence::InsertCookie {
+            cookie,
+            max_age,
+            http_only,
+            secure,
+            same_site,
+        }) => {
+            if was_pinned {
+                return;
+            }
+            let mut v = format!("{cookie}={}; Path=/", server.cookie_id);
+            if let Some(age) = max_age {
+                v.push_str(&format!("; Max-Age={}", age.as_secs()));
+            }
+            if *http_only {
+                v.push_str("; HttpOnly");
+            }
+            if *secure {
+                v.push_str("; Secure");
+            }
+            v.push_str("; SameSite=");
+            v.push_str(same_site.as_str());
+            if let Ok(hv) = HeaderValue::from_str(&v) {
+                h.append(header::SET_COOKIE, hv);
+            }
+        }
+        Some(Persistence::RewriteCookie { cookie }) => {
+            let prefix = format!("{cookie}=");
+            let rewritten: Vec<HeaderValue> = h
+                .get_all(header::SET_COOKIE)
+                .iter()
+                .map(|v| match v.to_str() {
+                    Ok(s) if s.starts_with(&prefix) => {
+                        let nv = format!("{prefix}{}~{}", server.cookie_id, &s[prefix.len()..]);
+                        HeaderValue::from_str(&nv).unwrap_or_else(|_| v.clone())
+                    }
+                    _ => v.clone(),
+                })
+                .collect();
+            if !rewritten.is_empty() {
+                h.remove(header::SET_COOKIE);
+                for v in rewritten {
+                    h.append(header::SET_COOKIE, v);
+                }
+            }
+        }
+        Some(Persistence::SourceIp { .. }) => {
+            if let Some(t) = &group.source_ip {
+                t.put(ip, server.id, clock::now_ms());
+            }
+        }
+    }
+}
+
+fn fail(route: &RouteState, failure: Failure, log: Option<LogRecord>) -> Response<ProxyBody> {
+    let name = &route.group.config.name;
+    let fallback: Option<&Fallback> = route.route.fallback.as_ref().or(route
+        .group
+        .config
+        .fallback
+        .as_ref());
+    if let Failure::NoServer = failure {
+        route.group.no_server.inc();
+    }
+    let (status, body) = match (&failure, fallback) {
+        (_, Some(f)) => (
+            StatusCode::from_u16(f.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            f.body.clone(),
+        ),
+        (Failure::NoServer, None) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("no server available in backend \"{name}\"\n"),
+        ),
+        (Failure::Connect | Failure::Reset, None) => (
+            StatusCode::BAD_GATEWAY,
+            format!("bad gateway: no server of backend \"{name}\" answered\n"),
+        ),
+        (Failure::Timeout(t), None) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("gateway timeout: backend \"{name}\" did not answer within {t:?}\n"),
+        ),
+    };
+    route.responses.record(status.as_u16());
+    let content_type = fallback.map_or("text/plain; charset=utf-8", |f| f.content_type.as_str());
+    let mut resp = local(status, body, Done::local(log, Some(route.label.clone())));
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
+fn local(status: StatusCode, body: impl Into<bytes::Bytes>, mut done: Done) -> Response<ProxyBody> {
+    done.status = status.as_u16();
+    let mut r = Response::new(ProxyBody::full(body, Some(done)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// What happens when a response body is finished or abandoned.
+pub struct Done {
+    worker: Option<Rc<Worker>>,
+    server: Option<Arc<ServerState>>,
+    sender: Option<Sender>,
+    max_idle: usize,
+    status: u16,
+    log: Option<LogRecord>,
+}
+
+impl Done {
+    fn local(mut log: Option<LogRecord>, route: Option<String>) -> Done {
+        if let Some(l) = &mut log {
+            l.route = route;
+        }
+        Done {
+            worker: None,
+            server: None,
+            sender: None,
+            max_idle: 0,
+            status: 0,
+            log,
+        }
+    }
+
+    pub fn complete(&mut self, body_bytes: u64, finished: bool) {
+        if let Some(server) = &self.server {
+            server.load.dec_in_flight();
+            // An abandoned body leaves unread bytes on the connection: never reuse it.
+            if let (true, Some(w), Some(s)) = (finished, &self.worker, self.sender.take()) {
+                w.pool.checkin(server.id, s, self.max_idle);
+            }
+        }
+        if let Some(log) = self.log.take() {
+            log.write(self.status, self.server.as_deref(), body_bytes, finished);
+        }
+    }
+}
+
+/// Fields of an access-log line that must be captured before the request is consumed.
+pub struct LogRecord {
+    sink: Arc<AccessLogSink>,
+    start_nanos: u64,
+    unix_ms: u64,
+    listener: String,
+    client: SocketAddr,
+    method: Method,
+    target: String,
+    host: Option<String>,
+    route: Option<String>,
+}
+
+impl LogRecord {
+    fn new(
+        sink: &Arc<AccessLogSink>,
+        listener: &str,
+        client: SocketAddr,
+        parts: &http::request::Parts,
+    ) -> LogRecord {
+        LogRecord {
+            sink: sink.clone(),
+            start_nanos: clock::now_nanos(),
+            unix_ms: clock::unix_ms(),
+            listener: listener.to_string(),
+            client,
+            method: parts.method.clone(),
+            target: parts
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string(),
+            host: headers::request_host(&parts.headers, &parts.uri).map(str::to_string),
+            route: None,
+        }
+    }
+
+    fn write(self, status: u16, server: Option<&ServerState>, bytes: u64, finished: bool) {
+        let duration_ms = clock::now_nanos().saturating_sub(self.start_nanos) as f64 / 1e6;
+        let line = serde_json::json!({
+            "ts_ms": self.unix_ms,
+            "listener": self.listener,
+            "client": self.client.to_string(),
+            "method": self.method.as_str(),
+            "target": self.target,
+            "host": self.host,
+            "route": self.route,
+            "server": server.map(|s| s.addr.as_str()),
+            "status": status,
+            "bytes": bytes,
+            "duration_ms": (duration_ms * 1000.0).round() / 1000.0,
+            "complete": finished,
+        });
+        self.sink.write(format!("{line}\n"));
+    }
+}

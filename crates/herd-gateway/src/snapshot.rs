@@ -1,0 +1,400 @@
+//! The immutable view every request reads: routes, backend groups and their servers,
+//! built from a validated `Config` and swapped whole on reload (ArcSwap).
+//! Server state (health, counters, admin overrides) is carried across reloads by
+//! (backend, address), so a reload neither resets health nor forgets a drained server.
+
+use crate::access_log::AccessLogSink;
+use crate::sticky::SourceIpTable;
+use arc_swap::ArcSwap;
+use herd_balance::{
+    hash64, Balancer, HealthState, HealthTracker, PassiveEjector, Policy, ServerLoad,
+};
+use herd_config::{Backend, Config, Route};
+use herd_telemetry::{Counter, Histogram};
+use http::{HeaderName, HeaderValue};
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Operator-set state of a server, from the runtime API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum AdminState {
+    /// Takes traffic.
+    Ready = 0,
+    /// No new clients; clients pinned by persistence keep coming (HAProxy "drain").
+    Drain = 1,
+    /// No traffic at all (HAProxy "maint").
+    Maint = 2,
+}
+
+impl AdminState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminState::Ready => "ready",
+            AdminState::Drain => "drain",
+            AdminState::Maint => "maint",
+        }
+    }
+    fn from_u8(v: u8) -> AdminState {
+        match v {
+            1 => AdminState::Drain,
+            2 => AdminState::Maint,
+            _ => AdminState::Ready,
+        }
+    }
+}
+
+/// Counters by response status class, 1xx..5xx.
+#[derive(Default)]
+pub struct StatusCounters {
+    pub by_class: [Counter; 5],
+}
+
+impl StatusCounters {
+    pub fn record(&self, status: u16) {
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        self.by_class[class].inc();
+    }
+    pub fn total(&self) -> u64 {
+        self.by_class.iter().map(Counter::get).sum()
+    }
+}
+
+pub struct ServerState {
+    /// As written in the config; the identity used by the admin API and metrics.
+    pub addr: String,
+    pub socket_addr: SocketAddr,
+    /// Stable id (hash of the address) for cookies: it does not reveal the address.
+    pub id: u64,
+    pub cookie_id: String,
+    pub load: ServerLoad,
+    pub weight: AtomicU32,
+    admin: AtomicU8,
+    health: AtomicU8,
+    pub tracker: Mutex<HealthTracker>,
+    pub passive: PassiveEjector,
+    pub responses: StatusCounters,
+    /// Attempts that got no response: connect errors, resets, timeouts.
+    pub failures: Counter,
+    pub latency: Histogram,
+}
+
+impl ServerState {
+    pub fn admin(&self) -> AdminState {
+        AdminState::from_u8(self.admin.load(Ordering::Relaxed))
+    }
+    pub fn set_admin(&self, s: AdminState) {
+        self.admin.store(s as u8, Ordering::Relaxed);
+    }
+    pub fn healthy(&self) -> bool {
+        self.health.load(Ordering::Relaxed) == 0
+    }
+    pub fn set_health(&self, s: HealthState) {
+        self.health
+            .store(u8::from(s != HealthState::Healthy), Ordering::Relaxed);
+    }
+    /// May a client already pinned to this server (persistence) keep using it?
+    pub fn serves_pinned(&self, now_ms: u64) -> bool {
+        self.healthy() && self.admin() != AdminState::Maint && !self.passive.is_ejected(now_ms)
+    }
+    /// Recompute the balancer's view; cheap, called on every state change and by the ticker.
+    pub fn refresh_usable(&self, now_ms: u64) {
+        let usable =
+            self.healthy() && self.admin() == AdminState::Ready && !self.passive.is_ejected(now_ms);
+        if usable != self.load.usable() {
+            self.load.set_usable(usable);
+        }
+    }
+    pub fn state_name(&self, now_ms: u64) -> &'static str {
+        if !self.healthy() {
+            "down"
+        } else if self.passive.is_ejected(now_ms) {
+            "ejected"
+        } else {
+            match self.admin() {
+                AdminState::Ready => "up",
+                AdminState::Drain => "drain",
+                AdminState::Maint => "maint",
+            }
+        }
+    }
+}
+
+pub struct ServerList(pub Vec<Arc<ServerState>>);
+
+impl herd_balance::Loads for ServerList {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn load(&self, i: usize) -> &ServerLoad {
+        &self.0[i].load
+    }
+}
+
+pub struct Group {
+    pub config: Backend,
+    pub servers: ServerList,
+    /// Swapped by the runtime re-weight API without a reload.
+    pub balancer: ArcSwap<Balancer>,
+    pub source_ip: Option<SourceIpTable>,
+    pub no_server: Counter,
+}
+
+impl Group {
+    pub fn server_index(&self, addr: &str) -> Option<usize> {
+        self.servers.0.iter().position(|s| s.addr == addr)
+    }
+    pub fn server_by_cookie(&self, id: &str) -> Option<usize> {
+        self.servers.0.iter().position(|s| s.cookie_id == id)
+    }
+    pub fn rebuild_balancer(&self) {
+        let weights: Vec<u32> = self
+            .servers
+            .0
+            .iter()
+            .map(|s| s.weight.load(Ordering::Relaxed))
+            .collect();
+        let ids: Vec<u64> = self.servers.0.iter().map(|s| s.id).collect();
+        let policy = balance_policy(&self.config);
+        self.balancer
+            .store(Arc::new(Balancer::with_ids(policy, &weights, &ids)));
+    }
+}
+
+pub fn balance_policy(b: &Backend) -> Policy {
+    use herd_config::Policy as P;
+    match b.policy {
+        P::RoundRobin => Policy::RoundRobin,
+        P::LeastConn => Policy::LeastConn,
+        P::Random => Policy::Random,
+        P::P2c => Policy::P2c,
+        P::Ewma => Policy::Ewma,
+        P::SourceIp | P::Uri | P::UrlParam(_) | P::Header(_) | P::Cookie(_) => {
+            Policy::ConsistentHash
+        }
+    }
+}
+
+pub struct RouteState {
+    pub route: Route,
+    pub group: Arc<Group>,
+    pub label: String,
+    /// The route's header edits, parsed once here instead of on every request.
+    pub request_add: Vec<(HeaderName, HeaderValue)>,
+    pub request_remove: Vec<HeaderName>,
+    pub response_add: Vec<(HeaderName, HeaderValue)>,
+    pub response_remove: Vec<HeaderName>,
+    pub responses: StatusCounters,
+    pub latency: Histogram,
+}
+
+pub struct ListenerState {
+    pub name: String,
+    pub routes: Vec<Arc<RouteState>>,
+    pub access_log: Option<Arc<AccessLogSink>>,
+}
+
+pub struct Snapshot {
+    pub revision: u64,
+    pub config: Config,
+    pub groups: HashMap<String, Arc<Group>>,
+    /// Same order as `config.listeners`.
+    pub listeners: Vec<ListenerState>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("backends.{backend}.servers: cannot resolve \"{addr}\": {reason}")]
+    Resolve {
+        backend: String,
+        addr: String,
+        reason: String,
+    },
+    #[error("listeners.{listener}.access_log: {reason}")]
+    AccessLog { listener: String, reason: String },
+}
+
+fn resolve(backend: &str, addr: &str) -> Result<SocketAddr, BuildError> {
+    let err = |reason: String| BuildError::Resolve {
+        backend: backend.to_string(),
+        addr: addr.to_string(),
+        reason,
+    };
+    if let Ok(sa) = addr.parse::<SocketAddr>() {
+        return Ok(sa);
+    }
+    addr.to_socket_addrs()
+        .map_err(|e| err(e.to_string()))?
+        .next()
+        .ok_or_else(|| err("no address found".into()))
+}
+
+impl Snapshot {
+    /// Build a snapshot, reusing server state and access-log sinks from `previous`.
+    pub fn build(
+        config: Config,
+        revision: u64,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, BuildError> {
+        let mut groups = HashMap::new();
+        for (name, backend) in &config.backends {
+            let old_group = previous.and_then(|p| p.groups.get(name));
+            let mut servers = Vec::with_capacity(backend.servers.len());
+            for s in &backend.servers {
+                let reuse = old_group
+                    .and_then(|g| g.server_index(&s.addr).map(|i| g.servers.0[i].clone()))
+                    .filter(|_| same_checks(old_group.map(|g| &g.config), backend));
+                let state = match reuse {
+                    Some(st) => {
+                        // A reload restores the file's weights; runtime overrides are temporary.
+                        st.weight.store(s.weight, Ordering::Relaxed);
+                        st
+                    }
+                    None => Arc::new(new_server(backend, &s.addr, s.weight)?),
+                };
+                servers.push(state);
+            }
+            let weights: Vec<u32> = servers
+                .iter()
+                .map(|s| s.weight.load(Ordering::Relaxed))
+                .collect();
+            let ids: Vec<u64> = servers.iter().map(|s| s.id).collect();
+            let source_ip = match &backend.persistence {
+                Some(herd_config::Persistence::SourceIp { timeout }) => {
+                    Some(SourceIpTable::new(*timeout))
+                }
+                _ => None,
+            };
+            let group = Group {
+                balancer: ArcSwap::from_pointee(Balancer::with_ids(
+                    balance_policy(backend),
+                    &weights,
+                    &ids,
+                )),
+                config: backend.clone(),
+                servers: ServerList(servers),
+                source_ip,
+                no_server: Counter::new(),
+            };
+            groups.insert(name.clone(), Arc::new(group));
+        }
+        let mut listeners = Vec::with_capacity(config.listeners.len());
+        for l in &config.listeners {
+            let routes = config
+                .routes
+                .iter()
+                .filter(|r| r.listener.as_deref().is_none_or(|n| n == l.name))
+                .map(|r| {
+                    Arc::new(RouteState {
+                        group: groups[&r.backend].clone(),
+                        request_add: header_pairs(&r.add_request_headers),
+                        request_remove: header_names(&r.remove_request_headers),
+                        response_add: header_pairs(&r.add_response_headers),
+                        response_remove: header_names(&r.remove_response_headers),
+                        label: r.label(),
+                        route: r.clone(),
+                        responses: StatusCounters::default(),
+                        latency: Histogram::latency(),
+                    })
+                })
+                .collect();
+            let old_sink = previous.and_then(|p| {
+                p.listeners
+                    .iter()
+                    .find(|o| o.name == l.name)
+                    .and_then(|o| o.access_log.clone())
+            });
+            let access_log = match &l.access_log {
+                None => None,
+                Some(target) => match old_sink.filter(|s| s.target() == target) {
+                    Some(s) => Some(s),
+                    None => Some(Arc::new(AccessLogSink::open(target).map_err(|e| {
+                        BuildError::AccessLog {
+                            listener: l.name.clone(),
+                            reason: e.to_string(),
+                        }
+                    })?)),
+                },
+            };
+            listeners.push(ListenerState {
+                name: l.name.clone(),
+                routes,
+                access_log,
+            });
+        }
+        let snap = Snapshot {
+            revision,
+            config,
+            groups,
+            listeners,
+        };
+        let now = crate::clock::now_ms();
+        for g in snap.groups.values() {
+            for s in &g.servers.0 {
+                s.refresh_usable(now);
+            }
+        }
+        Ok(snap)
+    }
+
+    pub fn group_server(
+        &self,
+        backend: &str,
+        addr: &str,
+    ) -> Option<(Arc<Group>, Arc<ServerState>)> {
+        let g = self.groups.get(backend)?;
+        let i = g.server_index(addr)?;
+        Some((g.clone(), g.servers.0[i].clone()))
+    }
+}
+
+fn header_pairs(list: &[(String, String)]) -> Vec<(HeaderName, HeaderValue)> {
+    list.iter()
+        .filter_map(|(k, v)| {
+            Some((
+                HeaderName::from_bytes(k.as_bytes()).ok()?,
+                HeaderValue::from_str(v).ok()?,
+            ))
+        })
+        .collect()
+}
+
+fn header_names(list: &[String]) -> Vec<HeaderName> {
+    list.iter()
+        .filter_map(|k| HeaderName::from_bytes(k.as_bytes()).ok())
+        .collect()
+}
+
+/// Server state survives a reload only if what judges its health is unchanged.
+fn same_checks(old: Option<&Backend>, new: &Backend) -> bool {
+    old.is_some_and(|o| o.health == new.health && o.passive == new.passive)
+}
+
+fn new_server(backend: &Backend, addr: &str, weight: u32) -> Result<ServerState, BuildError> {
+    let socket_addr = resolve(&backend.name, addr)?;
+    let id = hash64(addr.as_bytes());
+    let (fall, rise) = backend
+        .health
+        .as_ref()
+        .map_or((3, 2), |h| (h.unhealthy_threshold, h.healthy_threshold));
+    Ok(ServerState {
+        addr: addr.to_string(),
+        socket_addr,
+        id,
+        cookie_id: format!("{id:016x}"),
+        load: ServerLoad::new(),
+        weight: AtomicU32::new(weight),
+        admin: AtomicU8::new(AdminState::Ready as u8),
+        health: AtomicU8::new(0),
+        tracker: Mutex::new(HealthTracker::new(fall, rise)),
+        passive: PassiveEjector::new(
+            backend.passive.consecutive_failures,
+            backend.passive.cooldown.as_millis() as u64,
+        ),
+        responses: StatusCounters::default(),
+        failures: Counter::new(),
+        latency: Histogram::latency(),
+    })
+}

@@ -1,0 +1,80 @@
+//! `herd demo`: the gateway in front of three tiny local HTTP servers, so that a first run
+//! shows balancing, health and metrics with no setup.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+pub fn run(listen: &str, admin: &str) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut addrs = Vec::new();
+    for n in 1..=3 {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        std_listener.set_nonblocking(true)?;
+        addrs.push(std_listener.local_addr()?);
+        let _guard = rt.enter();
+        let listener = tokio::net::TcpListener::from_std(std_listener)?;
+        rt.spawn(serve(n, listener));
+    }
+    std::thread::Builder::new()
+        .name("herd-demo-servers".into())
+        .spawn(move || rt.block_on(std::future::pending::<()>()))?;
+
+    let servers: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+    let text = herd_config::demo_toml(listen, admin, &servers);
+    let source = herd_gateway::ConfigSource::Text {
+        name: "<demo>".into(),
+        text: text.clone(),
+    };
+    herd_gateway::run(source, |ready| {
+        crate::print_ready(ready);
+        let web = ready
+            .listeners
+            .first()
+            .map_or(listen.to_string(), |(_, a)| a.to_string());
+        let admin = ready.admin.map_or(admin.to_string(), |a| a.to_string());
+        eprintln!(
+            "\nherd demo is running: 3 servers ({}) behind one gateway.\n\n  \
+             curl http://{web}/            # answered in turn by each server\n  \
+             curl http://{admin}/status    # servers, health, counters\n  \
+             curl http://{admin}/metrics   # Prometheus metrics\n  \
+             curl -X POST http://{admin}/backends/demo/servers/{}/drain   # take one out\n\n\
+             The configuration it runs:\n\n{text}\nCtrl-C stops it.\n",
+            servers.join(", "),
+            servers[0],
+        );
+    })?;
+    Ok(())
+}
+
+async fn serve(n: usize, listener: tokio::net::TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        tokio::spawn(async move {
+            let svc = service_fn(
+                move |req: hyper::Request<hyper::body::Incoming>| async move {
+                    let body = if req.uri().path() == "/healthz" {
+                        "ok\n".to_string()
+                    } else {
+                        format!(
+                            "hello from demo server {n}: {} {}\n",
+                            req.method(),
+                            req.uri()
+                        )
+                    };
+                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))))
+                },
+            );
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
