@@ -137,24 +137,16 @@ async fn forward(
         let Some(request) = req.take().or_else(|| rebuild(replay.as_ref())) else {
             break;
         };
-        server.load.inc_in_flight();
+        let in_flight = InFlight::begin(server);
         let sent_at = clock::now_nanos();
         match tokio::time::timeout(timeout, sender.try_send_request(request)).await {
             Ok(Ok(resp)) => {
                 return respond(
-                    w,
-                    &route,
-                    server.clone(),
-                    pinned,
-                    client,
-                    sender,
-                    resp,
-                    sent_at,
-                    log,
+                    w, &route, in_flight, pinned, client, sender, resp, sent_at, log,
                 );
             }
             Ok(Err(mut e)) => {
-                server.load.dec_in_flight();
+                drop(in_flight);
                 if let Some(unsent) = e.take_message() {
                     // Never written: a pooled connection that closed under us. Try again
                     // without counting it against the server or the retry budget.
@@ -175,7 +167,7 @@ async fn forward(
             }
             Err(_) => {
                 // The server may still act on it: a timeout is never retried.
-                server.load.dec_in_flight();
+                drop(in_flight);
                 passive_failure(&group, server);
                 failure = Failure::Timeout(timeout);
                 break;
@@ -183,6 +175,28 @@ async fn forward(
         }
     }
     fail(&route, failure, log)
+}
+
+/// Counts a request against its server from send until the response body ends. A guard,
+/// because the client may hang up and drop the request future at any await.
+pub struct InFlight(Option<Arc<ServerState>>);
+
+impl InFlight {
+    fn begin(server: &Arc<ServerState>) -> InFlight {
+        server.load.inc_in_flight();
+        InFlight(Some(server.clone()))
+    }
+    fn server(&self) -> Option<&Arc<ServerState>> {
+        self.0.as_ref()
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            s.load.dec_in_flight();
+        }
+    }
 }
 
 fn rebuild(replay: Option<&(Method, Uri, HeaderMap)>) -> Option<Request<UpstreamBody>> {
@@ -321,7 +335,7 @@ fn prepare_request(parts: &mut http::request::Parts, route: &RouteState, client:
 fn respond(
     w: &Rc<Worker>,
     route: &Arc<RouteState>,
-    server: Arc<ServerState>,
+    in_flight: InFlight,
     pinned: Option<usize>,
     client: SocketAddr,
     sender: Sender,
@@ -330,6 +344,9 @@ fn respond(
     log: Option<LogRecord>,
 ) -> Response<ProxyBody> {
     let group = &route.group;
+    let Some(server) = in_flight.server().cloned() else {
+        return fail(route, Failure::Reset, log);
+    };
     let now = clock::now_nanos();
     let rtt = now.saturating_sub(sent_at);
     let status = resp.status().as_u16();
@@ -364,6 +381,7 @@ fn respond(
     let done = Done {
         worker: Some(w.clone()),
         server: Some(server),
+        in_flight: Some(in_flight),
         sender: Some(sender),
         max_idle: group.config.max_idle_per_server,
         status,
@@ -487,6 +505,7 @@ fn local(status: StatusCode, body: impl Into<bytes::Bytes>, mut done: Done) -> R
 pub struct Done {
     worker: Option<Rc<Worker>>,
     server: Option<Arc<ServerState>>,
+    in_flight: Option<InFlight>,
     sender: Option<Sender>,
     max_idle: usize,
     status: u16,
@@ -501,6 +520,7 @@ impl Done {
         Done {
             worker: None,
             server: None,
+            in_flight: None,
             sender: None,
             max_idle: 0,
             status: 0,
@@ -509,8 +529,8 @@ impl Done {
     }
 
     pub fn complete(&mut self, body_bytes: u64, finished: bool) {
+        self.in_flight = None;
         if let Some(server) = &self.server {
-            server.load.dec_in_flight();
             // An abandoned body leaves unread bytes on the connection: never reuse it.
             if let (true, Some(w), Some(s)) = (finished, &self.worker, self.sender.take()) {
                 w.pool.checkin(server.id, s, self.max_idle);
