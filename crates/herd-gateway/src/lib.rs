@@ -145,8 +145,11 @@ impl Shared {
         if config.gateway.workers != current.config.gateway.workers {
             tracing::warn!("gateway.workers changes take effect at the next restart");
         }
-        let revision = self.revision.fetch_add(1, Ordering::Relaxed) + 1;
+        // Reloads are serialized by reload_lock; the number is taken only once the new
+        // snapshot exists, so refused reloads leave no gaps in revisions.
+        let revision = self.revision.load(Ordering::Relaxed) + 1;
         let snap = Arc::new(Snapshot::build(config, revision, Some(&current))?);
+        self.revision.store(revision, Ordering::Relaxed);
         self.restart_health_checks(&snap);
         self.snapshot.store(snap);
         Ok(revision)

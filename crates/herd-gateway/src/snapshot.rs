@@ -138,7 +138,9 @@ pub struct Group {
     pub servers: ServerList,
     /// Swapped by the runtime re-weight API without a reload.
     pub balancer: ArcSwap<Balancer>,
-    pub source_ip: Option<SourceIpTable>,
+    /// Shared with the previous snapshot when persistence is unchanged: a reload must not
+    /// forget which client is pinned where.
+    pub source_ip: Option<Arc<SourceIpTable>>,
     pub no_server: Counter,
 }
 
@@ -262,9 +264,12 @@ impl Snapshot {
                 .collect();
             let ids: Vec<u64> = servers.iter().map(|s| s.id).collect();
             let source_ip = match &backend.persistence {
-                Some(herd_config::Persistence::SourceIp { timeout }) => {
-                    Some(SourceIpTable::new(*timeout))
-                }
+                Some(herd_config::Persistence::SourceIp { timeout }) => Some(
+                    old_group
+                        .filter(|g| g.config.persistence == backend.persistence)
+                        .and_then(|g| g.source_ip.clone())
+                        .unwrap_or_else(|| Arc::new(SourceIpTable::new(*timeout))),
+                ),
                 _ => None,
             };
             let group = Group {

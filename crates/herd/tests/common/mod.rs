@@ -540,3 +540,42 @@ pub async fn tally(client: &Client, url: &str, n: usize) -> HashMap<String, usiz
     }
     counts
 }
+
+/// `method path` to `addr` on a fresh HTTP/1.1 connection, with a streamed request body of
+/// `upload` bytes of 'x' (see `repeat_body`), counting the response body's bytes as they
+/// arrive: neither direction is ever held in memory whole. Returns (status, bytes received).
+pub async fn stream_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    upload: u64,
+) -> Result<(u16, u64), String> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string())
+        .header("content-length", upload.to_string())
+        .body(repeat_body(upload))
+        .map_err(|e| format!("request: {e}"))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("send: {e:?}"))?;
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut received = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("body after {received} bytes: {e:?}"))?;
+        if let Some(d) = frame.data_ref() {
+            received += d.len() as u64;
+        }
+    }
+    Ok((status, received))
+}
