@@ -44,6 +44,31 @@ enum Command {
         #[arg(short, long, value_name = "FILE", env = "HERD_CONFIG")]
         config: PathBuf,
     },
+    /// Run a registry node (Raft KV, leases, watch, catalog); a single node needs no setup.
+    Server {
+        /// Where the Raft log, snapshots and node identity live.
+        #[arg(
+            long,
+            value_name = "DIR",
+            default_value = "herd-data",
+            env = "HERD_DATA_DIR"
+        )]
+        data_dir: PathBuf,
+        /// Address for the API, admin and peer traffic.
+        #[arg(
+            long,
+            value_name = "ADDR",
+            default_value = "127.0.0.1:7400",
+            env = "HERD_LISTEN"
+        )]
+        listen: String,
+        /// Any member of an existing cluster, to join it on first start.
+        #[arg(long, value_name = "ADDR")]
+        join: Option<String>,
+        /// Require `Authorization: Bearer <token>` on every call but /healthz.
+        #[arg(long, env = "HERD_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
     /// Check a gateway config file and exit: 0 if valid, 2 with every problem listed if not.
     Check {
         #[arg(short, long, value_name = "FILE")]
@@ -61,10 +86,13 @@ enum Command {
 }
 
 fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    // openraft narrates every election at info; its warnings are what an operator needs.
     let filter = tracing_subscriber::EnvFilter::try_from_env("HERD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -87,6 +115,25 @@ fn main() -> ExitCode {
                 .map_err(anyhow::Error::from)
         }
         Command::Check { config } => check(&config),
+        Command::Server {
+            data_dir,
+            listen,
+            join,
+            token,
+        } => herd_registry::run(
+            herd_registry::ServerOptions {
+                data_dir,
+                listen,
+                join,
+                token,
+            },
+            |ready| {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{}", ready.to_json());
+                let _ = out.flush();
+            },
+        )
+        .map_err(anyhow::Error::from),
         Command::Demo { listen, admin } => demo::run(&listen, &admin),
     };
     match result {

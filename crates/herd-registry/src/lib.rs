@@ -1,0 +1,344 @@
+//! herd's control plane: the Raft-replicated registry (`herd server`). It owns consensus
+//! (openraft), durable storage (redb log + snapshot files), the HTTP/JSON API under /v1/,
+//! leases, watches and cluster membership.
+//!
+//! It must not know the gateway or the agent: they are clients of its API like any other.
+//! The state machine's logic lives in `herd-registry-core` (pure, deterministic); this crate
+//! is the I/O around it.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+// openraft's storage traits fix StorageError (large) as the error type; boxing it at our
+// edges would only add allocations on the write path.
+#![allow(clippy::result_large_err)]
+
+mod api;
+mod cluster;
+mod log_store;
+mod metrics;
+mod network;
+mod node;
+mod state_machine;
+mod types;
+mod watch;
+
+use node::RegistryNode;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use types::{Node, NodeId};
+
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    pub data_dir: PathBuf,
+    /// Address for the API, admin and peer traffic; port 0 picks one.
+    pub listen: String,
+    /// Any member of an existing cluster, to join it on first start.
+    pub join: Option<String>,
+    /// When set, every call but /healthz needs `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("data dir {path}: {reason}")]
+    DataDir { path: String, reason: String },
+    #[error("cannot listen on {addr}: {source}; is another process using it?")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("joining via {via}: {reason}")]
+    Join { via: String, reason: String },
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// What a started node reports (the ready line).
+#[derive(Clone, Debug)]
+pub struct ServerReady {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub process_id: String,
+}
+
+impl ServerReady {
+    pub fn to_json(&self) -> String {
+        serde_json::json!({
+            "event": "ready",
+            "role": "server",
+            "id": self.id,
+            "addr": self.addr.to_string(),
+            "process_id": self.process_id,
+            "pid": std::process::id(),
+        })
+        .to_string()
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct NodeFile {
+    id: NodeId,
+    /// Set once this node is a member (bootstrapped or joined), so a restart does not
+    /// bootstrap or join again.
+    member: bool,
+}
+
+fn data_err(dir: &std::path::Path, reason: impl ToString) -> RegistryError {
+    RegistryError::DataDir {
+        path: dir.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Run a registry node until SIGTERM/SIGINT.
+pub fn run(opts: ServerOptions, on_ready: impl FnOnce(&ServerReady)) -> Result<(), RegistryError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(RegistryError::Runtime)?;
+    rt.block_on(serve(opts, on_ready))
+}
+
+async fn serve(
+    opts: ServerOptions,
+    on_ready: impl FnOnce(&ServerReady),
+) -> Result<(), RegistryError> {
+    let dir = opts.data_dir.clone();
+    std::fs::create_dir_all(&dir).map_err(|e| data_err(&dir, e))?;
+    let std_listener =
+        std::net::TcpListener::bind(&opts.listen).map_err(|e| RegistryError::Bind {
+            addr: opts.listen.clone(),
+            source: e,
+        })?;
+    std_listener
+        .set_nonblocking(true)
+        .map_err(RegistryError::Runtime)?;
+    let addr = std_listener.local_addr().map_err(RegistryError::Runtime)?;
+    let advertised = addr.to_string();
+
+    let node_path = dir.join("node.json");
+    let mut node_file: NodeFile = match std::fs::read(&node_path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|e| data_err(&dir, format!("node.json: {e}")))?
+        }
+        Err(_) => {
+            let id = match &opts.join {
+                None => 1,
+                Some(via) => ask_node_id(via, opts.token.as_deref()).await?,
+            };
+            NodeFile { id, member: false }
+        }
+    };
+    write_node_file(&node_path, &node_file)?;
+
+    let log_store =
+        log_store::LogStore::open(&dir.join("raft.redb")).map_err(|e| data_err(&dir, e))?;
+    let log_handle = log_store.clone();
+    let sm = state_machine::StateMachine::open(dir.clone()).map_err(|e| data_err(&dir, e))?;
+    let shared = sm.shared.clone();
+    let config = openraft::Config {
+        cluster_name: "herd".into(),
+        heartbeat_interval: 100,
+        election_timeout_min: 300,
+        election_timeout_max: 600,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(5000),
+        max_in_snapshot_log_to_keep: 500,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| RegistryError::Raft(e.to_string()))?;
+    let process_id = herd_telemetry::ProcessId::new(addr.port()).to_string();
+    let network = network::Network {
+        client: network::http_client(),
+        token: opts.token.clone(),
+    };
+    let raft = openraft::Raft::new(node_file.id, Arc::new(config), network, log_store, sm)
+        .await
+        .map_err(|e| RegistryError::Raft(e.to_string()))?;
+    let node = Arc::new(RegistryNode::new(
+        node_file.id,
+        advertised.clone(),
+        raft.clone(),
+        shared,
+        opts.token.clone(),
+        process_id.clone(),
+        log_handle,
+    ));
+
+    let listener =
+        tokio::net::TcpListener::from_std(std_listener).map_err(RegistryError::Runtime)?;
+    let app = api::router(node.clone());
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            })
+            .await;
+    });
+
+    if !node_file.member {
+        match &opts.join {
+            None => {
+                let mut members = BTreeMap::new();
+                members.insert(
+                    node_file.id,
+                    Node {
+                        addr: advertised.clone(),
+                    },
+                );
+                if let Err(e) = raft.initialize(members).await {
+                    // Already initialized (a restart that lost node.json's flag): carry on.
+                    tracing::info!(error = %e, "raft already initialized");
+                }
+            }
+            Some(via) => join(via, node_file.id, &advertised, opts.token.as_deref()).await?,
+        }
+        node_file.member = true;
+        write_node_file(&node_path, &node_file)?;
+    }
+    node::spawn_lease_keeper(node.clone());
+
+    on_ready(&ServerReady {
+        id: node_file.id,
+        addr,
+        process_id,
+    });
+    wait_for_stop().await;
+    tracing::info!("stopping registry node");
+    let _ = stop_tx.send(true);
+    let _ = raft.shutdown().await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    Ok(())
+}
+
+fn write_node_file(path: &std::path::Path, f: &NodeFile) -> Result<(), RegistryError> {
+    let dir = path.parent().unwrap_or(path);
+    let bytes = serde_json::to_vec(f).map_err(|e| data_err(dir, e))?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| data_err(dir, e))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| data_err(dir, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| data_err(dir, e))
+}
+
+async fn wait_for_stop() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending::<()>().await,
+    }
+}
+
+async fn call_json(
+    via: &str,
+    path: &str,
+    body: serde_json::Value,
+    token: Option<&str>,
+) -> Result<serde_json::Value, String> {
+    use http_body_util::BodyExt;
+    let client = network::http_client();
+    let mut b = http::Request::post(format!("http://{via}{path}"))
+        .header(http::header::CONTENT_TYPE, "application/json");
+    if let Some(t) = token {
+        b = b.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = b
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_string(),
+        )))
+        .map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(Duration::from_secs(60), client.request(req))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(format!("{status}: {}", String::from_utf8_lossy(&bytes)));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+}
+
+/// Retry for a while: the cluster may be electing a leader right now.
+async fn with_retries<T>(
+    via: &str,
+    mut f: impl FnMut()
+        -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, String>> + Send>>,
+) -> Result<T, RegistryError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if tokio::time::Instant::now() > deadline => {
+                return Err(RegistryError::Join {
+                    via: via.to_string(),
+                    reason: e,
+                })
+            }
+            Err(e) => {
+                tracing::info!(via, error = %e, "join: retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+async fn ask_node_id(via: &str, token: Option<&str>) -> Result<NodeId, RegistryError> {
+    let (via_s, token) = (via.to_string(), token.map(str::to_string));
+    let v = with_retries(via, || {
+        let (via, token) = (via_s.clone(), token.clone());
+        Box::pin(async move {
+            call_json(
+                &via,
+                "/raft/node-id",
+                serde_json::json!(null),
+                token.as_deref(),
+            )
+            .await
+        })
+    })
+    .await?;
+    v.as_u64().ok_or_else(|| RegistryError::Join {
+        via: via.to_string(),
+        reason: format!("unexpected node id answer {v}"),
+    })
+}
+
+async fn join(via: &str, id: NodeId, addr: &str, token: Option<&str>) -> Result<(), RegistryError> {
+    let (via_s, addr, token) = (via.to_string(), addr.to_string(), token.map(str::to_string));
+    with_retries(via, || {
+        let (via, addr, token) = (via_s.clone(), addr.clone(), token.clone());
+        Box::pin(async move {
+            call_json(
+                &via,
+                "/v1/cluster/members",
+                serde_json::json!({"id": id, "addr": addr}),
+                token.as_deref(),
+            )
+            .await
+        })
+    })
+    .await?;
+    tracing::info!(id, via, "joined the cluster");
+    Ok(())
+}

@@ -1,0 +1,331 @@
+//! One registry node: Raft, its storage, leases, and the operations the API offers, with
+//! writes and linearizable reads forwarded to the leader when this node is not it.
+
+use crate::network::{http_client, HttpClient};
+use crate::state_machine::SharedState;
+use crate::types::{Node, NodeId, Raft};
+use bytes::Bytes;
+use herd_registry_core::{Command, LeaseClock, Response};
+use http_body_util::{BodyExt, Full};
+use openraft::error::{ClientWriteError, ForwardToLeader, RaftError};
+use serde::{de::DeserializeOwned, Serialize};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub struct RegistryNode {
+    pub id: NodeId,
+    pub addr: String,
+    pub raft: Raft,
+    pub state: Arc<SharedState>,
+    pub client: HttpClient,
+    pub token: Option<String>,
+    pub leases: Mutex<LeaseClock>,
+    pub process_id: String,
+    pub started: std::time::Instant,
+    pub counters: Counters,
+    pub committed: Arc<AtomicU64>,
+    pub log: crate::log_store::LogStore,
+    lease_seq: AtomicU64,
+}
+
+#[derive(Default)]
+pub struct Counters {
+    pub writes: AtomicU64,
+    pub forwarded: AtomicU64,
+    pub reads: AtomicU64,
+    pub watchers: AtomicU64,
+    pub apply_nanos: AtomicU64,
+}
+
+/// Why an operation failed, mapped to an HTTP status by the API.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("no leader is known right now; retry shortly")]
+    NoLeader,
+    #[error("leader {leader} at {addr} did not answer: {reason}")]
+    Forward {
+        leader: NodeId,
+        addr: String,
+        reason: String,
+    },
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("{0}")]
+    Remote(String),
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl RegistryNode {
+    pub fn new(
+        id: NodeId,
+        addr: String,
+        raft: Raft,
+        state: Arc<SharedState>,
+        token: Option<String>,
+        process_id: String,
+        log: crate::log_store::LogStore,
+    ) -> RegistryNode {
+        RegistryNode {
+            id,
+            addr,
+            raft,
+            state,
+            client: http_client(),
+            token,
+            leases: Mutex::new(LeaseClock::new()),
+            process_id,
+            started: std::time::Instant::now(),
+            counters: Counters::default(),
+            committed: log.committed.clone(),
+            log,
+            lease_seq: AtomicU64::new(0),
+        }
+    }
+
+    /// Propose a command; on a follower, send it to the leader.
+    pub async fn write(&self, cmd: Command) -> Result<Response, NodeError> {
+        let started = std::time::Instant::now();
+        let lease_grant = match &cmd {
+            Command::LeaseGrant { id, ttl_ms } => Some((*id, *ttl_ms)),
+            Command::LeaseRevoke { id } => {
+                if let Ok(mut l) = self.leases.lock() {
+                    l.remove(*id);
+                }
+                None
+            }
+            _ => None,
+        };
+        let reply = match self.raft.client_write(cmd.clone()).await {
+            Ok(r) => {
+                self.counters.writes.fetch_add(1, Ordering::Relaxed);
+                r.data
+            }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                self.counters.forwarded.fetch_add(1, Ordering::Relaxed);
+                return self.forward(&f, "/raft/write", &cmd).await;
+            }
+            Err(e) => return Err(NodeError::Raft(e.to_string())),
+        };
+        self.counters
+            .apply_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        let resp = reply
+            .0
+            .ok_or_else(|| NodeError::Raft("entry applied without an answer".into()))?;
+        if let (Some((id, ttl)), None) = (lease_grant, resp.error()) {
+            if let Ok(mut l) = self.leases.lock() {
+                l.grant(id, ttl, now_ms());
+            }
+        }
+        Ok(resp)
+    }
+
+    async fn forward<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        f: &ForwardToLeader<NodeId, Node>,
+        path: &str,
+        body: &Req,
+    ) -> Result<Resp, NodeError> {
+        let (leader, addr) = match (&f.leader_id, &f.leader_node) {
+            (Some(id), Some(node)) if *id != self.id => (*id, node.addr.clone()),
+            _ => return Err(NodeError::NoLeader),
+        };
+        self.post(leader, &addr, path, body).await
+    }
+
+    pub async fn post<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        leader: NodeId,
+        addr: &str,
+        path: &str,
+        body: &Req,
+    ) -> Result<Resp, NodeError> {
+        let err = |reason: String| NodeError::Forward {
+            leader,
+            addr: addr.to_string(),
+            reason,
+        };
+        let bytes = serde_json::to_vec(body).map_err(|e| err(e.to_string()))?;
+        let mut b = http::Request::post(format!("http://{addr}{path}"))
+            .header(http::header::CONTENT_TYPE, "application/json");
+        if let Some(t) = &self.token {
+            b = b.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = b
+            .body(Full::new(Bytes::from(bytes)))
+            .map_err(|e| err(e.to_string()))?;
+        let resp = tokio::time::timeout(Duration::from_secs(10), self.client.request(req))
+            .await
+            .map_err(|_| err("timed out after 10s".into()))?
+            .map_err(|e| err(e.to_string()))?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| err(e.to_string()))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(NodeError::Remote(
+                String::from_utf8_lossy(&body).into_owned(),
+            ));
+        }
+        serde_json::from_slice(&body).map_err(|e| err(format!("bad answer: {e}")))
+    }
+
+    /// Read-index: returns once this node has applied everything the leader had committed
+    /// when the read began, so a read served here after it is linearizable.
+    pub async fn read_barrier(&self) -> Result<(), NodeError> {
+        self.counters.reads.fetch_add(1, Ordering::Relaxed);
+        let index = match self.raft.ensure_linearizable().await {
+            Ok(log_id) => log_id.map_or(0, |l| l.index),
+            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
+                let index: u64 = self.forward(&f, "/raft/read-index", &()).await?;
+                index
+            }
+            Err(e) => return Err(NodeError::Raft(e.to_string())),
+        };
+        let mut metrics = self.raft.metrics();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let applied = metrics.borrow().last_applied.map_or(0, |l| l.index);
+            if applied >= index {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                Ok(Ok(())) => {}
+                _ => {
+                    return Err(NodeError::Raft(format!(
+                        "not caught up to index {index} within 5s"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// The leader's commit index after confirming leadership (for followers' read-index).
+    pub async fn leader_read_index(&self) -> Result<u64, NodeError> {
+        match self.raft.ensure_linearizable().await {
+            Ok(log_id) => Ok(log_id.map_or(0, |l| l.index)),
+            Err(e) => Err(NodeError::Raft(e.to_string())),
+        }
+    }
+
+    /// A lease id unique across the cluster without coordination: node id in the high
+    /// bits, a per-node sequence below, the clock to survive restarts.
+    pub fn next_lease_id(&self) -> u64 {
+        let seq = self.lease_seq.fetch_add(1, Ordering::Relaxed) & 0xFFFF;
+        let ms = now_ms() & 0xFF_FFFF_FFFF; // 40 bits
+        ((self.id & 0xFF) << 56) | (ms << 16) | seq | 1
+    }
+
+    pub async fn keep_alive(&self, id: u64) -> Result<Option<u64>, NodeError> {
+        if self.is_leader() {
+            let known = self
+                .state
+                .applied
+                .read()
+                .map(|a| a.store.lease(id).map(|l| l.ttl_ms))
+                .unwrap_or(None);
+            let Some(ttl) = known else {
+                return Ok(None);
+            };
+            let mut clock = self
+                .leases
+                .lock()
+                .map_err(|_| NodeError::Raft("lease clock poisoned".into()))?;
+            return Ok(match clock.keep_alive(id, now_ms()) {
+                Some(_) => Some(ttl),
+                // Known to the store but not to this leader's clock yet (leadership just
+                // moved): start its deadline now.
+                None if !clock.contains(id) => {
+                    clock.grant(id, ttl, now_ms());
+                    Some(ttl)
+                }
+                // Expired here; its revoke is on the way. Never bring it back.
+                None => None,
+            });
+        }
+        let (leader, addr) = self.leader().ok_or(NodeError::NoLeader)?;
+        self.post(leader, &addr, &format!("/raft/keepalive/{id}"), &())
+            .await
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&leader)?.clone();
+        Some((leader, node.addr))
+    }
+
+    pub fn members(&self) -> BTreeMap<NodeId, (String, bool)> {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, n)| (*id, (n.addr.clone(), voters.contains(id))))
+            .collect()
+    }
+}
+
+/// The leader's lease duty: expire leases whose owners stopped heartbeating, and give
+/// every lease a full TTL when leadership is gained (so a leader change never expires a
+/// lease early).
+pub fn spawn_lease_keeper(node: Arc<RegistryNode>) {
+    tokio::spawn(async move {
+        let mut was_leader = false;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            let leader = node.is_leader();
+            if leader && !was_leader {
+                let leases = node
+                    .state
+                    .applied
+                    .read()
+                    .map(|a| a.store.leases())
+                    .unwrap_or_default();
+                if let Ok(mut clock) = node.leases.lock() {
+                    let now = now_ms();
+                    *clock = LeaseClock::new();
+                    for l in leases {
+                        clock.grant(l.id, l.ttl_ms, now);
+                    }
+                }
+                tracing::info!(node = node.id, "became leader; lease deadlines reset");
+            }
+            was_leader = leader;
+            if !leader {
+                continue;
+            }
+            let expired = node
+                .leases
+                .lock()
+                .map(|c| c.expired(now_ms()))
+                .unwrap_or_default();
+            for id in expired {
+                if let Ok(mut c) = node.leases.lock() {
+                    c.remove(id);
+                }
+                match node.write(Command::LeaseRevoke { id }).await {
+                    Ok(_) => tracing::info!(lease = id, "lease expired and revoked"),
+                    Err(e) => {
+                        tracing::warn!(lease = id, error = %e, "could not revoke expired lease")
+                    }
+                }
+            }
+        }
+    });
+}

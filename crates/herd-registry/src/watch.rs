@@ -1,0 +1,153 @@
+//! Watch streams: newline-delimited JSON events for a key or prefix, from a revision.
+//!
+//! No event is missed or repeated: the stream subscribes to live events *before* reading
+//! history, then drops live events at or below the revision history already covered. A
+//! watcher that falls behind the live channel is caught up from history again; if that
+//! history was compacted meanwhile, the stream says so in a final error line instead of
+//! skipping.
+
+use crate::api::{event_json, ApiError};
+use crate::node::RegistryNode;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use herd_registry_core::Event;
+use http_body::Frame;
+use serde_json::json;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+
+struct ChannelBody(mpsc::Receiver<Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+fn line(v: serde_json::Value) -> Bytes {
+    let mut s = v.to_string();
+    s.push('\n');
+    Bytes::from(s)
+}
+
+fn matches(e: &Event, key: &str, prefix: bool) -> bool {
+    if prefix {
+        e.kv.key.starts_with(key)
+    } else {
+        e.kv.key == key
+    }
+}
+
+pub async fn watch(
+    State(node): State<Arc<RegistryNode>>,
+    Path(key): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let prefix = q
+        .get("prefix")
+        .is_some_and(|v| v.is_empty() || v == "true" || v == "1");
+    let from = match q.get("from_revision") {
+        None => 0,
+        Some(v) => v.parse::<u64>().map_err(|_| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("?from_revision={v} is not a non-negative integer"),
+            )
+        })?,
+    };
+    let mut live = node.state.events.subscribe();
+    let (history, covered) = {
+        let a = node.state.applied.read().map_err(|_| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "state lock poisoned".into(),
+            )
+        })?;
+        let current = a.store.revision();
+        let start = if from == 0 { current + 1 } else { from };
+        (a.store.events_since(start, &key, prefix), current)
+    };
+    let history = history.map_err(|c| {
+        ApiError(
+            StatusCode::GONE,
+            format!(
+                "revision {from} is compacted; history starts at {}. Re-read the current state, then watch from its revision + 1",
+                c.compacted_revision + 1
+            ),
+        )
+    })?;
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    let st = node.clone();
+    node.counters.watchers.fetch_add(1, Ordering::Relaxed);
+    tokio::spawn(async move {
+        let mut last = covered;
+        let mut ok = true;
+        for e in &history {
+            ok &= tx.send(line(event_json(e))).await.is_ok();
+        }
+        let mut progress = tokio::time::interval(Duration::from_secs(15));
+        progress.tick().await;
+        while ok {
+            tokio::select! {
+                r = live.recv() => match r {
+                    Ok(batch) => {
+                        for e in batch.iter().filter(|e| e.revision > last) {
+                            if matches(e, &key, prefix) && tx.send(line(event_json(e))).await.is_err() {
+                                ok = false;
+                                break;
+                            }
+                        }
+                        if let Some(e) = batch.last() {
+                            last = last.max(e.revision);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let caught_up = st.state.applied.read().ok().map(|a| {
+                            (a.store.events_since(last + 1, &key, prefix), a.store.revision())
+                        });
+                        match caught_up {
+                            Some((Ok(events), rev)) => {
+                                for e in &events {
+                                    ok &= tx.send(line(event_json(e))).await.is_ok();
+                                }
+                                last = rev;
+                            }
+                            Some((Err(c), _)) => {
+                                let _ = tx.send(line(json!({
+                                    "error": format!("watcher fell behind and revision {} was compacted (history starts at {}); resume from a fresh read", last + 1, c.compacted_revision + 1),
+                                }))).await;
+                                ok = false;
+                            }
+                            None => ok = false,
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => ok = false,
+                },
+                _ = progress.tick() => {
+                    // Tells the client the stream is alive and how far it has seen.
+                    ok = tx.send(line(json!({"type": "progress", "revision": last}))).await.is_ok();
+                }
+                _ = tx.closed() => ok = false,
+            }
+        }
+        st.counters.watchers.fetch_sub(1, Ordering::Relaxed);
+    });
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::new(ChannelBody(rx)),
+    )
+        .into_response())
+}
