@@ -74,6 +74,19 @@ pub fn router(node: Shared) -> Router {
         .route("/v1/lease", post(lease_grant))
         .route("/v1/lease/{id}", get(lease_get).delete(lease_revoke))
         .route("/v1/lease/{id}/keepalive", post(lease_keepalive))
+        .route("/v1/services", get(crate::coord::list_services))
+        .route("/v1/services/{service}", get(crate::coord::list_instances))
+        .route(
+            "/v1/services/{service}/instances/{id}",
+            axum::routing::put(crate::coord::register).delete(crate::coord::deregister),
+        )
+        .route(
+            "/v1/lock/{name}",
+            post(crate::coord::lock_acquire)
+                .delete(crate::coord::lock_release)
+                .get(crate::coord::lock_status),
+        )
+        .route("/v1/ids", post(crate::coord::ids))
         .route("/v1/cluster", get(cluster))
         .route("/v1/cluster/members", post(crate::cluster::add_member))
         .route(

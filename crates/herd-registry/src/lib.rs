@@ -13,6 +13,7 @@
 
 mod api;
 mod cluster;
+mod coord;
 mod log_store;
 mod metrics;
 mod network;

@@ -27,6 +27,7 @@ pub struct RegistryNode {
     pub counters: Counters,
     pub committed: Arc<AtomicU64>,
     pub log: crate::log_store::LogStore,
+    pub ids: crate::coord::IdGenerator,
     lease_seq: AtomicU64,
 }
 
@@ -85,6 +86,7 @@ impl RegistryNode {
             counters: Counters::default(),
             committed: log.committed.clone(),
             log,
+            ids: crate::coord::IdGenerator::new(id),
             lease_seq: AtomicU64::new(0),
         }
     }
