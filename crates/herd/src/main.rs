@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+mod client;
 mod demo;
 
 use clap::{Parser, Subcommand};
@@ -69,6 +70,49 @@ enum Command {
         #[arg(long, env = "HERD_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
+    /// Read and write keys: get, put, del, ls, watch.
+    Kv {
+        #[command(flatten)]
+        target: client::Target,
+        #[command(subcommand)]
+        cmd: client::Kv,
+    },
+    /// Leases: grant, keepalive, revoke.
+    Lease {
+        #[command(flatten)]
+        target: client::Target,
+        #[command(subcommand)]
+        cmd: client::Lease,
+    },
+    /// Service catalog: register, deregister, ls.
+    Svc {
+        #[command(flatten)]
+        target: client::Target,
+        #[command(subcommand)]
+        cmd: client::Svc,
+    },
+    /// Distributed locks with fencing tokens: acquire, release, status.
+    Lock {
+        #[command(flatten)]
+        target: client::Target,
+        #[command(subcommand)]
+        cmd: client::Lock,
+    },
+    /// Cluster-unique 64-bit IDs (snowflake).
+    Id {
+        #[command(flatten)]
+        target: client::Target,
+        /// How many.
+        #[arg(short = 'n', long, default_value_t = 1)]
+        count: u64,
+    },
+    /// Cluster membership: status, add, remove.
+    Cluster {
+        #[command(flatten)]
+        target: client::Target,
+        #[command(subcommand)]
+        cmd: client::Cluster,
+    },
     /// Check a gateway config file and exit: 0 if valid, 2 with every problem listed if not.
     Check {
         #[arg(short, long, value_name = "FILE")]
@@ -135,6 +179,12 @@ fn main() -> ExitCode {
         )
         .map_err(anyhow::Error::from),
         Command::Demo { listen, admin } => demo::run(&listen, &admin),
+        Command::Kv { target, cmd } => client::run(target, client::Call::Kv(cmd)),
+        Command::Lease { target, cmd } => client::run(target, client::Call::Lease(cmd)),
+        Command::Svc { target, cmd } => client::run(target, client::Call::Svc(cmd)),
+        Command::Lock { target, cmd } => client::run(target, client::Call::Lock(cmd)),
+        Command::Id { target, count } => client::run(target, client::Call::Id { count }),
+        Command::Cluster { target, cmd } => client::run(target, client::Call::Cluster(cmd)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
