@@ -107,7 +107,7 @@ pub fn router(node: Shared) -> Router {
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,
-                "no such endpoint; see docs/registry-api.md (e.g. GET /v1/kv/<key>, GET /status)"
+                "no such endpoint; see docs/registry.md (e.g. GET /v1/kv/<key>, GET /status)"
                     .into(),
             )
         })
