@@ -31,6 +31,17 @@ pub struct Admin {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     Http,
+    /// L4: bytes are relayed both ways to one server of the listener's backend.
+    Tcp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Tcp => "tcp",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -45,9 +56,17 @@ pub struct Listener {
     pub protocol: Protocol,
     pub bind: String,
     pub access_log: Option<AccessLog>,
-    /// Time a client connection may spend waiting for or sending the next request head:
-    /// closes idle keep-alive connections and bounds slow header senders alike.
+    /// http: time a client connection may spend waiting for or sending the next request
+    /// head. tcp: time with no byte in either direction before the pair is closed.
     pub idle_timeout: Duration,
+    /// tcp only: the backend group every connection is relayed to.
+    pub backend: Option<String>,
+    /// Expect a PROXY protocol v1 or v2 header first on every connection (from an
+    /// upstream load balancer) and take the client's address from it.
+    pub accept_proxy_protocol: bool,
+    /// Open connections allowed on this listener (all workers together); over it, new
+    /// connections are closed at once and counted.
+    pub max_connections: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,6 +219,23 @@ pub struct Backend {
     pub health: Option<HealthCheck>,
     pub passive: PassiveHealth,
     pub persistence: Option<Persistence>,
+    /// Send a PROXY protocol header on every new connection to a server.
+    pub proxy_protocol: Option<ProxyProtocol>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocol {
+    V1,
+    V2,
+}
+
+impl ProxyProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyProtocol::V1 => "v1",
+            ProxyProtocol::V2 => "v2",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

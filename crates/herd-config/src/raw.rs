@@ -40,11 +40,13 @@ pub struct RawListener {
     pub bind: String,
     pub access_log: Option<String>,
     pub idle_timeout: Option<String>,
-    // Keys of the TLS and TCP listeners (SPEC §2); accepted here so a SPEC-shaped file
-    // parses, then refused in validation while those protocols are not built.
+    /// TLS listeners' key (SPEC §2); accepted so a SPEC-shaped file parses, then refused
+    /// in validation while https is not built.
     pub certificates: Option<Vec<RawCertificate>>,
+    /// tcp listeners: the backend group every connection goes to.
     pub backend: Option<String>,
     pub accept_proxy_protocol: Option<bool>,
+    pub max_connections: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

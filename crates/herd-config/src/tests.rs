@@ -256,3 +256,128 @@ fn demo_config_is_valid() {
     let c = parse(&text, "demo").unwrap();
     assert_eq!(c.backends["demo"].servers.len(), 2);
 }
+
+const TCP_SPEC_EXAMPLE: &str = r#"
+[[listeners]]
+name = "web"
+protocol = "http"
+bind = "0.0.0.0:8080"
+accept_proxy_protocol = true
+
+[[listeners]]
+name = "mysql"
+protocol = "tcp"
+bind = "0.0.0.0:3306"
+backend = "db"
+accept_proxy_protocol = true
+max_connections = 500
+
+[[routes]]
+listener = "web"
+backend = "app"
+
+[backends.app]
+servers = [ { addr = "10.0.0.1:9000" } ]
+proxy_protocol = "v1"
+
+[backends.db]
+policy = "least_conn"
+servers = [ { addr = "10.0.0.5:3306" }, { addr = "10.0.0.6:3306" } ]
+proxy_protocol = "v2"
+"#;
+
+#[test]
+fn tcp_listener_and_proxy_protocol_keys_parse() {
+    let c = parse(TCP_SPEC_EXAMPLE, "herd.toml").expect("valid");
+    let web = &c.listeners[0];
+    assert_eq!(web.protocol, Protocol::Http);
+    assert!(web.accept_proxy_protocol);
+    assert_eq!(web.idle_timeout, Duration::from_secs(60));
+    let db = &c.listeners[1];
+    assert_eq!(db.protocol, Protocol::Tcp);
+    assert_eq!(db.backend.as_deref(), Some("db"));
+    assert!(db.accept_proxy_protocol);
+    assert_eq!(db.max_connections, Some(500));
+    assert_eq!(db.idle_timeout, Duration::from_secs(3600));
+    assert_eq!(c.backends["db"].proxy_protocol, Some(ProxyProtocol::V2));
+    assert_eq!(c.backends["app"].proxy_protocol, Some(ProxyProtocol::V1));
+    assert_eq!(c.listeners[0].max_connections, None);
+}
+
+#[test]
+fn tcp_only_config_needs_no_routes() {
+    let c = parse(
+        "[[listeners]]\nname = \"db\"\nprotocol = \"tcp\"\nbind = \"127.0.0.1:0\"\nbackend = \"db\"\nidle_timeout = \"5m\"\n\
+         [backends.db]\nservers = [{ addr = \"127.0.0.1:1\" }]\n",
+        "t",
+    )
+    .expect("valid");
+    assert_eq!(c.listeners[0].idle_timeout, Duration::from_secs(300));
+    assert!(c.routes.is_empty());
+}
+
+#[test]
+fn tcp_listener_mistakes_name_the_field() {
+    let p = problems(
+        r#"
+[[listeners]]
+name = "web"
+bind = "127.0.0.1:0"
+backend = "app"
+max_connections = 0
+[[listeners]]
+name = "db"
+protocol = "tcp"
+bind = "127.0.0.1:0"
+access_log = "stdout"
+[[listeners]]
+name = "db2"
+protocol = "tcp"
+bind = "127.0.0.1:0"
+backend = "nope"
+[[listeners]]
+name = "db3"
+protocol = "tcp"
+bind = "127.0.0.1:0"
+backend = "app"
+[[routes]]
+listener = "db"
+backend = "app"
+[backends.app]
+policy = "uri"
+servers = [{ addr = "127.0.0.1:1" }]
+proxy_protocol = "v3"
+"#,
+    );
+    let fields: Vec<_> = p.iter().map(|x| x.0.as_str()).collect();
+    assert_eq!(
+        fields,
+        vec![
+            "listeners[0].backend",
+            "listeners[0].max_connections",
+            "listeners[1].backend",
+            "listeners[1].access_log",
+            "backends.app.proxy_protocol",
+            "listeners[2].backend",
+            "listeners[3].backend",
+            "routes[0].listener",
+        ],
+        "{p:#?}"
+    );
+    assert!(p[0].1.contains("[[routes]]"), "{}", p[0].1);
+    assert!(p[2].1.contains("backend = \"<name>\""), "{}", p[2].1);
+    assert!(p[4].1.contains("\"v1\" or \"v2\""), "{}", p[4].1);
+    assert!(p[5].1.contains("define [backends.nope]"), "{}", p[5].1);
+    assert!(p[6].1.contains("source_ip"), "{}", p[6].1);
+    assert!(p[7].1.contains("tcp listener"), "{}", p[7].1);
+}
+
+#[test]
+fn https_is_still_refused() {
+    let p = problems(
+        "[[listeners]]\nname = \"s\"\nprotocol = \"https\"\nbind = \"127.0.0.1:0\"\n\
+         [[routes]]\nbackend = \"app\"\n[backends.app]\nservers = [{ addr = \"127.0.0.1:1\" }]\n",
+    );
+    assert_eq!(p[0].0, "listeners[0].protocol");
+    assert!(p[0].1.contains("not supported"), "{}", p[0].1);
+}

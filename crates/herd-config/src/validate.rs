@@ -109,26 +109,16 @@ pub(crate) fn validate(raw: FileConfig, c: &mut Checker) -> Config {
     });
 
     let mut listeners = Vec::new();
-    let mut names = BTreeSet::new();
+    let mut names = BTreeMap::new();
     for (i, l) in raw.listeners.into_iter().enumerate() {
         let f = format!("listeners[{i}]");
-        if l.name.is_empty() {
-            c.fail(format!("{f}.name"), "must not be empty");
-        } else if !names.insert(l.name.clone()) {
-            c.fail(
-                format!("{f}.name"),
-                format!(
-                    "listener \"{}\" is defined twice; names must be unique",
-                    l.name
-                ),
-            );
-        }
         let protocol = match l.protocol.as_deref().unwrap_or("http") {
             "http" => Protocol::Http,
-            p @ ("https" | "tcp") => {
+            "tcp" => Protocol::Tcp,
+            "https" => {
                 c.fail(
                     format!("{f}.protocol"),
-                    format!("protocol \"{p}\" is not supported by this build yet; use \"http\""),
+                    "protocol \"https\" is not supported by this build yet; use \"http\" or \"tcp\"",
                 );
                 Protocol::Http
             }
@@ -140,21 +130,44 @@ pub(crate) fn validate(raw: FileConfig, c: &mut Checker) -> Config {
                 Protocol::Http
             }
         };
-        for (key, present) in [
-            ("certificates", l.certificates.is_some()),
-            ("backend", l.backend.is_some()),
-            ("accept_proxy_protocol", l.accept_proxy_protocol.is_some()),
-        ] {
-            if present {
-                c.fail(
-                    format!("{f}.{key}"),
-                    "belongs to https/tcp listeners, which this build does not support yet",
-                );
-            }
+        if l.name.is_empty() {
+            c.fail(format!("{f}.name"), "must not be empty");
+        } else if names.insert(l.name.clone(), protocol).is_some() {
+            c.fail(
+                format!("{f}.name"),
+                format!(
+                    "listener \"{}\" is defined twice; names must be unique",
+                    l.name
+                ),
+            );
+        }
+        if l.certificates.is_some() {
+            c.fail(
+                format!("{f}.certificates"),
+                "belongs to https listeners, which this build does not support yet",
+            );
+        }
+        match (protocol, &l.backend) {
+            (Protocol::Tcp, None) => c.fail(
+                format!("{f}.backend"),
+                "a tcp listener needs backend = \"<name>\": the group its connections go to",
+            ),
+            (Protocol::Http, Some(_)) => c.fail(
+                format!("{f}.backend"),
+                "only tcp listeners name a backend; an http listener reaches backends through [[routes]]",
+            ),
+            _ => {}
         }
         check_host_port(c, &format!("{f}.bind"), &l.bind);
         let access_log = match l.access_log.as_deref() {
             None | Some("off") => None,
+            Some(_) if protocol == Protocol::Tcp => {
+                c.fail(
+                    format!("{f}.access_log"),
+                    "the access log records HTTP requests; remove it from this tcp listener",
+                );
+                None
+            }
             Some("stdout") | Some("-") => Some(AccessLog::Stdout),
             Some("") => {
                 c.fail(
@@ -165,16 +178,36 @@ pub(crate) fn validate(raw: FileConfig, c: &mut Checker) -> Config {
             }
             Some(path) => Some(AccessLog::File(PathBuf::from(path))),
         };
+        let max_connections = match l.max_connections {
+            None => None,
+            Some(n @ 1..=10_000_000) => Some(n as u64),
+            Some(n) => {
+                c.fail(
+                    format!("{f}.max_connections"),
+                    format!("{n} is out of range; use 1-10000000 (omit it for no limit)"),
+                );
+                None
+            }
+        };
+        // A tcp pair may sit quiet for long (database pools, SSH): HAProxy's `timeout
+        // tunnel` territory, not an HTTP keep-alive's.
+        let default_idle = match protocol {
+            Protocol::Http => Duration::from_secs(60),
+            Protocol::Tcp => Duration::from_secs(3600),
+        };
         listeners.push(Listener {
             idle_timeout: c.duration(
                 &format!("{f}.idle_timeout"),
                 l.idle_timeout.as_ref(),
-                Duration::from_secs(60),
+                default_idle,
             ),
             name: l.name,
             protocol,
             bind: l.bind,
             access_log,
+            backend: l.backend,
+            accept_proxy_protocol: l.accept_proxy_protocol.unwrap_or(false),
+            max_connections,
         });
     }
     if listeners.is_empty() {
@@ -189,12 +222,17 @@ pub(crate) fn validate(raw: FileConfig, c: &mut Checker) -> Config {
         let backend = validate_backend(c, &name, b);
         backends.insert(name, backend);
     }
+    for (i, l) in listeners.iter().enumerate() {
+        if let (Protocol::Tcp, Some(name)) = (l.protocol, &l.backend) {
+            check_tcp_backend(c, &format!("listeners[{i}].backend"), name, &backends);
+        }
+    }
 
     let mut routes = Vec::new();
     for (i, r) in raw.routes.into_iter().enumerate() {
         routes.push(validate_route(c, i, r, &names, &backends));
     }
-    if routes.is_empty() && !listeners.is_empty() {
+    if routes.is_empty() && listeners.iter().any(|l| l.protocol == Protocol::Http) {
         c.fail(
             "routes",
             "no route defined; add [[routes]] with at least backend = \"<name>\"",
@@ -207,6 +245,47 @@ pub(crate) fn validate(raw: FileConfig, c: &mut Checker) -> Config {
         listeners,
         routes,
         backends,
+    }
+}
+
+/// A tcp listener's backend must exist and balance without an HTTP request to look at.
+fn check_tcp_backend(
+    c: &mut Checker,
+    field: &str,
+    name: &str,
+    backends: &BTreeMap<String, Backend>,
+) {
+    let Some(b) = backends.get(name) else {
+        c.fail(
+            field,
+            format!("no backend named \"{name}\"; define [backends.{name}]"),
+        );
+        return;
+    };
+    if matches!(
+        b.policy,
+        Policy::Uri | Policy::UrlParam(_) | Policy::Header(_) | Policy::Cookie(_)
+    ) {
+        c.fail(
+            field,
+            format!(
+                "backend \"{name}\" hashes on an HTTP request part (policy \"{}\"), which a tcp \
+                 connection does not have; use source_ip, least_conn or another policy",
+                b.policy.name()
+            ),
+        );
+    }
+    if matches!(
+        b.persistence,
+        Some(Persistence::InsertCookie { .. } | Persistence::RewriteCookie { .. })
+    ) {
+        c.fail(
+            field,
+            format!(
+                "backend \"{name}\" pins clients with a cookie, which a tcp connection does not \
+                 carry; use persistence mode \"source_ip\" or none"
+            ),
+        );
     }
 }
 
@@ -268,16 +347,24 @@ fn validate_route(
     c: &mut Checker,
     i: usize,
     r: RawRoute,
-    listeners: &BTreeSet<String>,
+    listeners: &BTreeMap<String, Protocol>,
     backends: &BTreeMap<String, Backend>,
 ) -> Route {
     let f = format!("routes[{i}]");
     if let Some(l) = &r.listener {
-        if !listeners.contains(l) {
-            c.fail(
+        match listeners.get(l) {
+            None => c.fail(
                 format!("{f}.listener"),
                 format!("no listener named \"{l}\"; define it under [[listeners]]"),
-            );
+            ),
+            Some(Protocol::Tcp) => c.fail(
+                format!("{f}.listener"),
+                format!(
+                    "\"{l}\" is a tcp listener: it sends every connection to its own backend \
+                     and has no routes; point this route at an http listener"
+                ),
+            ),
+            Some(Protocol::Http) => {}
         }
     }
     if !backends.contains_key(&r.backend) {
@@ -513,12 +600,18 @@ fn validate_backend(c: &mut Checker, name: &str, b: RawBackend) -> Backend {
         .persistence
         .as_ref()
         .map(|p| validate_persistence(c, &f, p));
-    if b.proxy_protocol.is_some() {
-        c.fail(
-            format!("{f}.proxy_protocol"),
-            "PROXY protocol is not supported by this build yet; remove it",
-        );
-    }
+    let proxy_protocol = match b.proxy_protocol.as_deref() {
+        None => None,
+        Some("v1") => Some(ProxyProtocol::V1),
+        Some("v2") => Some(ProxyProtocol::V2),
+        Some(other) => {
+            c.fail(
+                format!("{f}.proxy_protocol"),
+                format!("unknown PROXY protocol version \"{other}\"; use \"v1\" or \"v2\""),
+            );
+            None
+        }
+    };
     let max_idle_per_server = b.max_idle_per_server.unwrap_or(64);
     Backend {
         name: name.to_string(),
@@ -552,6 +645,7 @@ fn validate_backend(c: &mut Checker, name: &str, b: RawBackend) -> Backend {
         health,
         passive,
         persistence,
+        proxy_protocol,
     }
 }
 

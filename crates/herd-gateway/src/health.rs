@@ -6,7 +6,7 @@ use crate::clock;
 use crate::snapshot::{ServerState, Snapshot};
 use bytes::Bytes;
 use herd_balance::Transition;
-use herd_config::{CheckKind, HealthCheck};
+use herd_config::{CheckKind, HealthCheck, ProxyProtocol};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
@@ -26,6 +26,7 @@ pub fn spawn_checks(snap: &Snapshot) -> Vec<JoinHandle<()>> {
             let check = check.clone();
             let server = server.clone();
             let backend = group.config.name.clone();
+            let proxy_protocol = group.config.proxy_protocol;
             // Spread the first checks over the interval so N servers are not probed at once.
             let offset = check.interval * i as u32 / count;
             tasks.push(tokio::spawn(async move {
@@ -34,7 +35,7 @@ pub fn spawn_checks(snap: &Snapshot) -> Vec<JoinHandle<()>> {
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
-                    let result = probe(&server, &check).await;
+                    let result = probe(&server, &check, proxy_protocol).await;
                     record(&backend, &server, result);
                 }
             }));
@@ -63,17 +64,35 @@ fn record(backend: &str, server: &ServerState, result: Result<(), String>) {
     }
 }
 
-async fn probe(server: &ServerState, check: &HealthCheck) -> Result<(), String> {
-    match tokio::time::timeout(check.timeout, probe_inner(server, check)).await {
+async fn probe(
+    server: &ServerState,
+    check: &HealthCheck,
+    proxy_protocol: Option<ProxyProtocol>,
+) -> Result<(), String> {
+    match tokio::time::timeout(check.timeout, probe_inner(server, check, proxy_protocol)).await {
         Ok(r) => r,
         Err(_) => Err(format!("no answer within {:?}", check.timeout)),
     }
 }
 
-async fn probe_inner(server: &ServerState, check: &HealthCheck) -> Result<(), String> {
-    let stream = TcpStream::connect(server.socket_addr)
+async fn probe_inner(
+    server: &ServerState,
+    check: &HealthCheck,
+    proxy_protocol: Option<ProxyProtocol>,
+) -> Result<(), String> {
+    let mut stream = TcpStream::connect(server.socket_addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
+    // A server that expects PROXY headers gets one on checks too: LOCAL, "the balancer
+    // speaking for itself" (HAProxy's check-send-proxy).
+    if let Some(v) = proxy_protocol {
+        use tokio::io::AsyncWriteExt;
+        let header = crate::proxy_protocol::encode(v.into(), &crate::proxy_protocol::Header::Local);
+        stream
+            .write_all(&header)
+            .await
+            .map_err(|e| format!("writing PROXY header: {e}"))?;
+    }
     if check.kind == CheckKind::Tcp {
         return Ok(());
     }

@@ -1,6 +1,6 @@
-//! herd's data plane: the L7 HTTP load balancer. It owns listeners, routing, upstream
-//! connection pools, health checking, session persistence, the admin listener and hot
-//! reload.
+//! herd's data plane: the L7 HTTP and L4 TCP load balancer. It owns listeners, routing,
+//! upstream connection pools, TCP relaying, the PROXY protocol, health checking, session
+//! persistence, the admin listener and hot reload.
 //!
 //! It must not know the registry or the agent (they meet through `herd-api`), and it keeps
 //! the request path free of locks: workers read an ArcSwap snapshot and per-server atomics.
@@ -16,8 +16,11 @@ mod health;
 mod metrics;
 mod pool;
 mod proxy;
+pub mod proxy_protocol;
 mod snapshot;
 mod sticky;
+mod stream;
+mod tcp;
 mod worker;
 
 use arc_swap::ArcSwap;
@@ -90,6 +93,8 @@ pub struct Shared {
     reload_lock: Mutex<()>,
     health_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub(crate) listener_addrs: Vec<(String, SocketAddr)>,
+    /// Same order as the config's listeners, which only a restart changes.
+    pub(crate) listener_stats: Vec<worker::ListenerStats>,
     pub(crate) admin_addr: Option<SocketAddr>,
     pub(crate) workers: usize,
 }
@@ -241,6 +246,10 @@ pub fn run(source: ConfigSource, on_ready: impl FnOnce(&Ready)) -> Result<(), Ga
         revision: AtomicU64::new(1),
         reload_lock: Mutex::new(()),
         health_tasks: Mutex::new(Vec::new()),
+        listener_stats: listener_addrs
+            .iter()
+            .map(|_| worker::ListenerStats::default())
+            .collect(),
         listener_addrs: listener_addrs.clone(),
         admin_addr,
         workers,
@@ -273,7 +282,8 @@ pub fn run(source: ConfigSource, on_ready: impl FnOnce(&Ready)) -> Result<(), Ga
         Ok::<(), GatewayError>(())
     })?;
 
-    // Stop accepting, let in-flight requests finish, bounded by the drain timeout.
+    // Stop accepting, let in-flight requests finish, bounded by the drain timeout; TCP
+    // pairs have no request boundary to stop at, so they run until it ends.
     let _ = shared.shutdown.send(true);
     tracing::info!(?drain_timeout, "draining in-flight requests");
     let deadline = std::time::Instant::now() + drain_timeout;

@@ -2,9 +2,11 @@
 
 use crate::clock;
 use crate::snapshot::{Group, ServerState, Snapshot};
+use crate::worker::ListenerStats;
 use crate::Shared;
 use herd_telemetry::{MetricKind, TextEncoder};
 use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
@@ -48,6 +50,8 @@ pub fn render(shared: &Shared) -> String {
         &[("result", "error")],
         shared.reloads_failed.get(),
     );
+
+    listener_families(&mut e, shared, &snap);
 
     let mut groups: Vec<&std::sync::Arc<Group>> = snap.groups.values().collect();
     groups.sort_by(|a, b| a.config.name.cmp(&b.config.name));
@@ -128,6 +132,36 @@ pub fn render(shared: &Shared) -> String {
         "Current weight (runtime overrides included).",
         &|s| i64::from(s.weight.load(std::sync::atomic::Ordering::Relaxed)),
     );
+    server_family(
+        &mut e,
+        "herd_server_tcp_connections_total",
+        MetricKind::Counter,
+        "TCP (L4) connections relayed to each server.",
+        &|s| s.tcp_connections.get() as i64,
+    );
+    e.family(
+        "herd_server_tcp_bytes_total",
+        MetricKind::Counter,
+        "Bytes relayed over TCP (L4) connections: sent to the server, received from it.",
+    );
+    for g in &groups {
+        for s in &g.servers.0 {
+            for (direction, v) in [
+                ("sent", s.tcp_bytes_sent.get()),
+                ("received", s.tcp_bytes_received.get()),
+            ] {
+                e.counter(
+                    "herd_server_tcp_bytes_total",
+                    &[
+                        ("backend", &g.config.name),
+                        ("server", &s.addr),
+                        ("direction", direction),
+                    ],
+                    v,
+                );
+            }
+        }
+    }
     e.family(
         "herd_server_latency_seconds",
         MetricKind::Histogram,
@@ -188,6 +222,56 @@ pub fn render(shared: &Shared) -> String {
     e.finish()
 }
 
+/// name, kind, help, and how to read it from a listener's counters.
+type ListenerFamily = (
+    &'static str,
+    MetricKind,
+    &'static str,
+    fn(&ListenerStats) -> i64,
+);
+
+fn listener_families(e: &mut TextEncoder, shared: &Shared, snap: &Snapshot) {
+    let families: [ListenerFamily; 4] = [
+        (
+            "herd_listener_active_connections",
+            MetricKind::Gauge,
+            "Open client connections per listener (all workers).",
+            |st| st.active.load(Ordering::Relaxed),
+        ),
+        (
+            "herd_listener_connections_total",
+            MetricKind::Counter,
+            "Client connections accepted per listener.",
+            |st| st.accepted.get() as i64,
+        ),
+        (
+            "herd_listener_rejected_connections_total",
+            MetricKind::Counter,
+            "Connections closed at once because the listener was at max_connections.",
+            |st| st.rejected.get() as i64,
+        ),
+        (
+            "herd_listener_proxy_protocol_errors_total",
+            MetricKind::Counter,
+            "Connections closed because their PROXY protocol header was missing or malformed.",
+            |st| st.proxy_errors.get() as i64,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        e.family(name, kind, help);
+        for (l, st) in snap.config.listeners.iter().zip(&shared.listener_stats) {
+            let labels = [
+                ("listener", l.name.as_str()),
+                ("protocol", l.protocol.as_str()),
+            ];
+            match kind {
+                MetricKind::Counter => e.counter(name, &labels, value(st).max(0) as u64),
+                _ => e.gauge(name, &labels, value(st)),
+            }
+        }
+    }
+}
+
 pub fn server_json(s: &ServerState, now_ms: u64) -> Value {
     let responses: serde_json::Map<String, Value> = CLASSES
         .iter()
@@ -208,6 +292,9 @@ pub fn server_json(s: &ServerState, now_ms: u64) -> Value {
         "failures": s.failures.get(),
         "responses": responses,
         "latency_p99_s": s.latency.quantile_upper_bound(0.99),
+        "tcp_connections": s.tcp_connections.get(),
+        "tcp_bytes_sent": s.tcp_bytes_sent.get(),
+        "tcp_bytes_received": s.tcp_bytes_received.get(),
     })
 }
 
@@ -231,6 +318,7 @@ pub fn status(shared: &Shared) -> Value {
                     "unhealthy_threshold": h.unhealthy_threshold,
                     "healthy_threshold": h.healthy_threshold,
                 })),
+                "proxy_protocol": g.config.proxy_protocol.map(|v| v.as_str()),
                 "no_server": g.no_server.get(),
                 "source_ip_pins": g.source_ip.as_ref().map(|t| t.len()),
                 "servers": g.servers.0.iter().map(|s| server_json(s, now)).collect::<Vec<_>>(),
@@ -240,7 +328,22 @@ pub fn status(shared: &Shared) -> Value {
     let listeners: Vec<Value> = shared
         .listener_addrs
         .iter()
-        .map(|(n, a)| json!({"name": n, "protocol": "http", "addr": a.to_string()}))
+        .zip(&snap.config.listeners)
+        .zip(&shared.listener_stats)
+        .map(|(((n, a), l), st)| {
+            json!({
+                "name": n,
+                "protocol": l.protocol.as_str(),
+                "addr": a.to_string(),
+                "backend": l.backend,
+                "accept_proxy_protocol": l.accept_proxy_protocol,
+                "max_connections": l.max_connections,
+                "active_connections": st.active.load(Ordering::Relaxed),
+                "connections": st.accepted.get(),
+                "rejected_connections": st.rejected.get(),
+                "proxy_protocol_errors": st.proxy_errors.get(),
+            })
+        })
         .collect();
     let source = match &shared.source {
         crate::ConfigSource::File(p) => p.display().to_string(),

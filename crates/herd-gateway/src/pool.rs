@@ -77,11 +77,20 @@ impl Pool {
 }
 
 /// Dial a server and start the HTTP/1.1 connection task on this worker's event loop.
-pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, ConnectError> {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+/// `proxy_header` (a PROXY protocol header) is written first when the backend wants one.
+pub async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    proxy_header: Option<&[u8]>,
+) -> Result<Sender, ConnectError> {
+    let mut stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| ConnectError::Timeout(timeout))??;
     let _ = stream.set_nodelay(true);
+    if let Some(header) = proxy_header {
+        use tokio::io::AsyncWriteExt;
+        stream.write_all(header).await?;
+    }
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await?;

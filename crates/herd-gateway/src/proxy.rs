@@ -6,8 +6,9 @@ use crate::body::{ProxyBody, UpstreamBody};
 use crate::clock;
 use crate::headers;
 use crate::pool::{self, Sender};
+use crate::proxy_protocol;
 use crate::snapshot::{Group, RouteState, ServerState};
-use crate::worker::Worker;
+use crate::worker::{ClientConn, Worker};
 use herd_balance::{hash64, PickContext};
 use herd_config::{Fallback, Persistence, Policy, RequestView};
 use http::header::{self, HeaderMap, HeaderValue};
@@ -47,9 +48,10 @@ impl RequestView for View<'_> {
 pub async fn handle(
     w: Rc<Worker>,
     listener: usize,
-    client: SocketAddr,
+    conn: Rc<ClientConn>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    let client = conn.client;
     let snap = w.shared.snapshot.load_full();
     let ls = &snap.listeners[listener];
     let (parts, body) = req.into_parts();
@@ -69,7 +71,7 @@ pub async fn handle(
             done,
         ));
     };
-    Ok(forward(&w, route, client, parts, body, log).await)
+    Ok(forward(&w, route, &conn, parts, body, log).await)
 }
 
 #[derive(Debug)]
@@ -83,11 +85,12 @@ enum Failure {
 async fn forward(
     w: &Rc<Worker>,
     route: Arc<RouteState>,
-    client: SocketAddr,
+    conn: &Rc<ClientConn>,
     mut parts: http::request::Parts,
     body: Incoming,
     mut log: Option<LogRecord>,
 ) -> Response<ProxyBody> {
+    let client = conn.client;
     if let Some(l) = &mut log {
         l.route = Some(route.label.clone());
     }
@@ -120,19 +123,38 @@ async fn forward(
             break;
         };
         let server = &group.servers.0[idx];
-        let (mut sender, reused) = match w.pool.checkout(server.id, cfg.idle_timeout).await {
+        // A server that gets PROXY headers learns the client from the connection, so its
+        // connections belong to one client connection and never enter the shared pool.
+        let private = cfg.proxy_protocol.map(|v| {
+            proxy_protocol::encode(
+                v.into(),
+                &proxy_protocol::Header::Proxied {
+                    source: client,
+                    destination: conn.local,
+                },
+            )
+        });
+        let checkout = match &private {
+            Some(_) => take_private(conn, server.id).await,
+            None => w.pool.checkout(server.id, cfg.idle_timeout).await,
+        };
+        let (mut sender, reused) = match checkout {
             Some(s) => (s, true),
-            None => match pool::connect(server.socket_addr, cfg.connect_timeout).await {
-                Ok(s) => (s, false),
-                Err(e) => {
-                    tracing::debug!(server = %server.addr, error = %e, "connect failed");
-                    passive_failure(&group, server);
-                    tried[attempts] = idx;
-                    attempts += 1;
-                    failure = Failure::Connect;
-                    continue;
+            None => {
+                match pool::connect(server.socket_addr, cfg.connect_timeout, private.as_deref())
+                    .await
+                {
+                    Ok(s) => (s, false),
+                    Err(e) => {
+                        tracing::debug!(server = %server.addr, error = %e, "connect failed");
+                        passive_failure(&group, server);
+                        tried[attempts] = idx;
+                        attempts += 1;
+                        failure = Failure::Connect;
+                        continue;
+                    }
                 }
-            },
+            }
         };
         let Some(request) = req.take().or_else(|| rebuild(replay.as_ref())) else {
             break;
@@ -141,8 +163,9 @@ async fn forward(
         let sent_at = clock::now_nanos();
         match tokio::time::timeout(timeout, sender.try_send_request(request)).await {
             Ok(Ok(resp)) => {
+                let owner = private.is_some().then(|| conn.clone());
                 return respond(
-                    w, &route, in_flight, pinned, client, sender, resp, sent_at, log,
+                    w, &route, in_flight, pinned, owner, client, sender, resp, sent_at, log,
                 );
             }
             Ok(Err(mut e)) => {
@@ -181,8 +204,18 @@ async fn forward(
 /// because the client may hang up and drop the request future at any await.
 pub struct InFlight(Option<Arc<ServerState>>);
 
+/// This client connection's own upstream connection to `server`, if it has a usable one.
+async fn take_private(conn: &ClientConn, server: u64) -> Option<Sender> {
+    let (id, mut sender) = conn.private_upstream.borrow_mut().take()?;
+    if id != server || sender.is_closed() {
+        return None;
+    }
+    sender.ready().await.ok()?;
+    Some(sender)
+}
+
 impl InFlight {
-    fn begin(server: &Arc<ServerState>) -> InFlight {
+    pub(crate) fn begin(server: &Arc<ServerState>) -> InFlight {
         server.load.inc_in_flight();
         InFlight(Some(server.clone()))
     }
@@ -215,7 +248,7 @@ fn is_idempotent(m: &Method) -> bool {
     )
 }
 
-fn pick(
+pub(crate) fn pick(
     w: &Worker,
     group: &Group,
     pinned: Option<usize>,
@@ -238,7 +271,7 @@ fn pick(
     balancer.pick(&group.servers, &mut ctx)
 }
 
-fn passive_failure(group: &Group, server: &ServerState) {
+pub(crate) fn passive_failure(group: &Group, server: &ServerState) {
     server.failures.inc();
     let now = clock::now_ms();
     if server.passive.on_failure(now) {
@@ -277,15 +310,20 @@ fn sticky_lookup(group: &Group, h: &mut HeaderMap, ip: IpAddr, now_ms: u64) -> O
     group.servers.0[idx].serves_pinned(now_ms).then_some(idx)
 }
 
+/// The source_ip policy's key: an IPv4 client hashes the same over IPv4 and dual-stack.
+pub(crate) fn ip_key(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(v4) => hash64(&v4.octets()),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => hash64(&v4.octets()),
+            None => hash64(&v6.octets()),
+        },
+    }
+}
+
 fn hash_key(policy: &Policy, parts: &http::request::Parts, ip: IpAddr) -> Option<u64> {
     match policy {
-        Policy::SourceIp => Some(match ip {
-            IpAddr::V4(v4) => hash64(&v4.octets()),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => hash64(&v4.octets()),
-                None => hash64(&v6.octets()),
-            },
-        }),
+        Policy::SourceIp => Some(ip_key(ip)),
         Policy::Uri => Some(hash64(parts.uri.path().as_bytes())),
         Policy::UrlParam(name) => {
             headers::query_param(parts.uri.query(), name).map(|v| hash64(v.as_bytes()))
@@ -337,6 +375,7 @@ fn respond(
     route: &Arc<RouteState>,
     in_flight: InFlight,
     pinned: Option<usize>,
+    owner: Option<Rc<ClientConn>>,
     client: SocketAddr,
     sender: Sender,
     resp: Response<Incoming>,
@@ -383,6 +422,7 @@ fn respond(
         server: Some(server),
         in_flight: Some(in_flight),
         sender: Some(sender),
+        owner,
         max_idle: group.config.max_idle_per_server,
         status,
         log,
@@ -507,6 +547,8 @@ pub struct Done {
     server: Option<Arc<ServerState>>,
     in_flight: Option<InFlight>,
     sender: Option<Sender>,
+    /// Set when the connection is private to this client connection (PROXY header sent).
+    owner: Option<Rc<ClientConn>>,
     max_idle: usize,
     status: u16,
     log: Option<LogRecord>,
@@ -522,6 +564,7 @@ impl Done {
             server: None,
             in_flight: None,
             sender: None,
+            owner: None,
             max_idle: 0,
             status: 0,
             log,
@@ -533,7 +576,13 @@ impl Done {
         if let Some(server) = &self.server {
             // An abandoned body leaves unread bytes on the connection: never reuse it.
             if let (true, Some(w), Some(s)) = (finished, &self.worker, self.sender.take()) {
-                w.pool.checkin(server.id, s, self.max_idle);
+                match &self.owner {
+                    Some(conn) if !s.is_closed() && self.max_idle > 0 => {
+                        *conn.private_upstream.borrow_mut() = Some((server.id, s));
+                    }
+                    Some(_) => {}
+                    None => w.pool.checkin(server.id, s, self.max_idle),
+                }
             }
         }
         if let Some(log) = self.log.take() {

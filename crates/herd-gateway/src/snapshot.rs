@@ -79,6 +79,10 @@ pub struct ServerState {
     /// Attempts that got no response: connect errors, resets, timeouts.
     pub failures: Counter,
     pub latency: Histogram,
+    /// TCP (L4) connections relayed to this server, and the bytes each way.
+    pub tcp_connections: Counter,
+    pub tcp_bytes_sent: Counter,
+    pub tcp_bytes_received: Counter,
 }
 
 impl ServerState {
@@ -194,7 +198,10 @@ pub struct RouteState {
 
 pub struct ListenerState {
     pub name: String,
+    /// http listeners: their routes in file order; empty for tcp.
     pub routes: Vec<Arc<RouteState>>,
+    /// tcp listeners: the group every connection goes to.
+    pub group: Option<Arc<Group>>,
     pub access_log: Option<Arc<AccessLogSink>>,
 }
 
@@ -290,6 +297,7 @@ impl Snapshot {
             let routes = config
                 .routes
                 .iter()
+                .filter(|_| l.protocol == herd_config::Protocol::Http)
                 .filter(|r| r.listener.as_deref().is_none_or(|n| n == l.name))
                 .map(|r| {
                     Arc::new(RouteState {
@@ -326,6 +334,7 @@ impl Snapshot {
             listeners.push(ListenerState {
                 name: l.name.clone(),
                 routes,
+                group: l.backend.as_ref().and_then(|b| groups.get(b).cloned()),
                 access_log,
             });
         }
@@ -401,5 +410,8 @@ fn new_server(backend: &Backend, addr: &str, weight: u32) -> Result<ServerState,
         responses: StatusCounters::default(),
         failures: Counter::new(),
         latency: Histogram::latency(),
+        tcp_connections: Counter::new(),
+        tcp_bytes_sent: Counter::new(),
+        tcp_bytes_received: Counter::new(),
     })
 }

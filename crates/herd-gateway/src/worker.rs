@@ -3,19 +3,30 @@
 //! Nothing on the request path is shared between workers except the ArcSwap snapshot and
 //! per-server atomics.
 
-use crate::pool::Pool;
+use crate::pool::{Pool, Sender};
 use crate::proxy;
+use crate::proxy_protocol::{self, Header};
+use crate::stream::Prefixed;
 use crate::Shared;
 use herd_balance::Rng;
+use herd_config::Protocol;
+use herd_telemetry::Counter;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use tokio::net::TcpListener;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
+
+/// How long a client that must start with a PROXY header may take to send it. A balancer
+/// writes it at once; anything slower is a stray client or an attack on our slots.
+pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Worker {
     pub shared: Arc<Shared>,
@@ -23,6 +34,28 @@ pub struct Worker {
     pub rng: RefCell<Rng>,
     connections: Cell<usize>,
     idle: Notify,
+}
+
+/// Per-listener connection counters, shared by every worker (the listener set is fixed for
+/// the life of the process, so these live in `Shared`, indexed like the config's listeners).
+#[derive(Default)]
+pub struct ListenerStats {
+    /// Open connections, all workers together; `max_connections` is checked against it.
+    pub active: AtomicI64,
+    pub accepted: Counter,
+    /// Closed at once because the listener was at `max_connections`.
+    pub rejected: Counter,
+    /// Closed because the expected PROXY header was missing, malformed or too slow.
+    pub proxy_errors: Counter,
+}
+
+/// One client connection as the proxy sees it: the real client (from the PROXY header when
+/// the listener accepts one), the address it connected to, and — for backends that get a
+/// PROXY header — this client's own upstream connection, never shared with another client.
+pub struct ClientConn {
+    pub client: SocketAddr,
+    pub local: SocketAddr,
+    pub private_upstream: RefCell<Option<(u64, Sender)>>,
 }
 
 /// A bound listening socket per listener (same order as the config's listeners).
@@ -70,8 +103,8 @@ async fn run(index: usize, shared: Arc<Shared>, sockets: ListenerSockets) {
     }
     let mut stop = shared.shutdown.subscribe();
     let _ = stop.wait_for(|s| *s).await;
-    // Accept loops have stopped; each connection finishes its in-flight request and
-    // closes. The process-wide drain timeout bounds this wait.
+    // Accept loops have stopped; each HTTP connection finishes its in-flight request and
+    // closes, TCP pairs run on. The process-wide drain timeout bounds this wait.
     while worker.connections.get() > 0 {
         worker.idle.notified().await;
     }
@@ -82,10 +115,7 @@ async fn accept_loop(w: Rc<Worker>, li: usize, listener: TcpListener) {
     loop {
         tokio::select! {
             r = listener.accept() => match r {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    tokio::task::spawn_local(serve(w.clone(), li, stream, peer));
-                }
+                Ok((stream, peer)) => admit(&w, li, stream, peer),
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning on the error.
                     tracing::warn!(error = %e, "accept failed");
@@ -97,9 +127,138 @@ async fn accept_loop(w: Rc<Worker>, li: usize, listener: TcpListener) {
     }
 }
 
-async fn serve(w: Rc<Worker>, li: usize, stream: tokio::net::TcpStream, peer: SocketAddr) {
-    w.connections.set(w.connections.get() + 1);
-    w.shared.client_connections.inc();
+/// Take a slot under `max_connections` (or close at once) and start the listener's kind
+/// of session. The listener set never changes without a restart, so its protocol is fixed.
+fn admit(w: &Rc<Worker>, li: usize, stream: TcpStream, peer: SocketAddr) {
+    let snap = w.shared.snapshot.load();
+    let (Some(cfg), Some(stats)) = (
+        snap.config.listeners.get(li),
+        w.shared.listener_stats.get(li),
+    ) else {
+        return;
+    };
+    // Reserve first, check after: two workers racing for the last slot cannot both win.
+    let open = stats.active.fetch_add(1, Ordering::Relaxed);
+    if cfg.max_connections.is_some_and(|max| open >= max as i64) {
+        stats.active.fetch_sub(1, Ordering::Relaxed);
+        stats.rejected.inc();
+        tracing::debug!(listener = %cfg.name, client = %peer, "connection refused: max_connections reached");
+        return;
+    }
+    stats.accepted.inc();
+    let slot = ConnSlot::new(w.clone(), li);
+    let _ = stream.set_nodelay(true);
+    match cfg.protocol {
+        Protocol::Http => {
+            tokio::task::spawn_local(serve_http(w.clone(), li, stream, peer, slot));
+        }
+        Protocol::Tcp => {
+            tokio::task::spawn_local(crate::tcp::serve(w.clone(), li, stream, peer, slot));
+        }
+    }
+}
+
+/// A client connection's place in the counters; given back when the session ends, however
+/// it ends.
+pub struct ConnSlot {
+    w: Rc<Worker>,
+    li: usize,
+}
+
+impl ConnSlot {
+    fn new(w: Rc<Worker>, li: usize) -> ConnSlot {
+        w.connections.set(w.connections.get() + 1);
+        w.shared.client_connections.inc();
+        ConnSlot { w, li }
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        if let Some(stats) = self.w.shared.listener_stats.get(self.li) {
+            stats.active.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.w.shared.client_connections.dec();
+        let n = self.w.connections.get().saturating_sub(1);
+        self.w.connections.set(n);
+        if n == 0 {
+            self.w.idle.notify_one();
+        }
+    }
+}
+
+/// The real client and destination of a connection whose listener expects a PROXY header,
+/// plus the bytes read past the header. None (connection to be closed) if it is bad.
+pub async fn accept_proxy_header(
+    w: &Worker,
+    li: usize,
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Option<(SocketAddr, SocketAddr, Vec<u8>)> {
+    match proxy_protocol::read_header(stream, PROXY_HEADER_TIMEOUT).await {
+        Ok((
+            Header::Proxied {
+                source,
+                destination,
+            },
+            rest,
+        )) => Some((source, destination, rest)),
+        Ok((Header::Local, rest)) => Some((peer, local, rest)),
+        Err(e) => {
+            if let Some(stats) = w.shared.listener_stats.get(li) {
+                stats.proxy_errors.inc();
+            }
+            let snap = w.shared.snapshot.load();
+            let name = snap.listeners.get(li).map_or("", |l| l.name.as_str());
+            tracing::warn!(listener = name, client = %peer, error = %e, "closing connection: bad PROXY protocol header");
+            None
+        }
+    }
+}
+
+async fn serve_http(
+    w: Rc<Worker>,
+    li: usize,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    slot: ConnSlot,
+) {
+    let accept_proxy = w
+        .shared
+        .snapshot
+        .load()
+        .config
+        .listeners
+        .get(li)
+        .is_some_and(|l| l.accept_proxy_protocol);
+    let local = stream.local_addr().unwrap_or(peer);
+    if accept_proxy {
+        let Some((client, local, rest)) =
+            accept_proxy_header(&w, li, &mut stream, peer, local).await
+        else {
+            return;
+        };
+        let conn = ClientConn {
+            client,
+            local,
+            private_upstream: RefCell::new(None),
+        };
+        serve_hyper(w, li, Prefixed::new(rest, stream), conn, slot).await;
+    } else {
+        let conn = ClientConn {
+            client: peer,
+            local,
+            private_upstream: RefCell::new(None),
+        };
+        serve_hyper(w, li, stream, conn, slot).await;
+    }
+}
+
+async fn serve_hyper<I>(w: Rc<Worker>, li: usize, io: I, conn: ClientConn, _slot: ConnSlot)
+where
+    I: AsyncRead + AsyncWrite + Unpin + 'static,
+{
     let idle_timeout = w
         .shared
         .snapshot
@@ -108,12 +267,14 @@ async fn serve(w: Rc<Worker>, li: usize, stream: tokio::net::TcpStream, peer: So
         .listeners
         .get(li)
         .map(|l| l.idle_timeout);
+    let peer = conn.client;
+    let conn = Rc::new(conn);
     let svc_worker = w.clone();
-    let svc = service_fn(move |req| proxy::handle(svc_worker.clone(), li, peer, req));
+    let svc = service_fn(move |req| proxy::handle(svc_worker.clone(), li, conn.clone(), req));
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).keep_alive(true);
     builder.header_read_timeout(idle_timeout);
-    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let mut stop: watch::Receiver<bool> = w.shared.shutdown.subscribe();
     tokio::select! {
@@ -126,11 +287,5 @@ async fn serve(w: Rc<Worker>, li: usize, stream: tokio::net::TcpStream, peer: So
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
-    }
-    w.shared.client_connections.dec();
-    let n = w.connections.get() - 1;
-    w.connections.set(n);
-    if n == 0 {
-        w.idle.notify_one();
     }
 }

@@ -1,0 +1,178 @@
+//! L4 proxying: a tcp listener relays each connection's bytes, both ways, to one server of
+//! its backend group. Phases: PROXY header in (optional) → pick (the group's balancer, as
+//! for HTTP) → connect, failing over before any byte moves → PROXY header out (optional)
+//! → relay until both sides close or the pair idles past the listener's idle_timeout.
+
+use crate::clock;
+use crate::proxy::{self, InFlight};
+use crate::proxy_protocol::{self, Header};
+use crate::snapshot::{Group, ServerState};
+use crate::stream::Metered;
+use crate::worker::{self, ConnSlot, Worker};
+use herd_config::Persistence;
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// Retries are bounded by config (0-10), as for HTTP.
+const MAX_ATTEMPTS: usize = 11;
+
+pub async fn serve(
+    w: Rc<Worker>,
+    li: usize,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    _slot: ConnSlot,
+) {
+    let (group, idle_timeout, accept_proxy, name) = {
+        let snap = w.shared.snapshot.load();
+        let (Some(cfg), Some(state)) = (snap.config.listeners.get(li), snap.listeners.get(li))
+        else {
+            return;
+        };
+        let Some(group) = state.group.clone() else {
+            return;
+        };
+        (
+            group,
+            cfg.idle_timeout,
+            cfg.accept_proxy_protocol,
+            cfg.name.clone(),
+        )
+    };
+    let local = stream.local_addr().unwrap_or(peer);
+    let (client, destination, early) = if accept_proxy {
+        match worker::accept_proxy_header(&w, li, &mut stream, peer, local).await {
+            Some(x) => x,
+            None => return,
+        }
+    } else {
+        (peer, local, Vec::new())
+    };
+
+    let Some((server, mut upstream, in_flight)) = connect(&w, &group, client).await else {
+        tracing::warn!(listener = %name, backend = %group.config.name, client = %client,
+            "closing connection: no server of the backend could be reached");
+        return;
+    };
+    server.tcp_connections.inc();
+    if let Some(v) = group.config.proxy_protocol {
+        let header = proxy_protocol::encode(
+            v.into(),
+            &Header::Proxied {
+                source: client,
+                destination,
+            },
+        );
+        if let Err(e) = upstream.write_all(&header).await {
+            tracing::debug!(server = %server.addr, error = %e, "writing the PROXY header failed");
+            return;
+        }
+    }
+    if !early.is_empty() {
+        // The client's first bytes, read together with its PROXY header.
+        if upstream.write_all(&early).await.is_err() {
+            return;
+        }
+        server.tcp_bytes_sent.add(early.len() as u64);
+    }
+    relay(stream, upstream, &server, idle_timeout).await;
+    drop(in_flight);
+}
+
+/// Pick and dial a server, moving to another on a connect failure (at most `retries`
+/// others): nothing has been relayed yet, so a failover is invisible to the client.
+async fn connect(
+    w: &Worker,
+    group: &Arc<Group>,
+    client: SocketAddr,
+) -> Option<(Arc<ServerState>, TcpStream, InFlight)> {
+    let cfg = &group.config;
+    let now_ms = clock::now_ms();
+    let pinned = group.source_ip.as_ref().and_then(|table| {
+        let id = table.get(client.ip(), now_ms)?;
+        let idx = group.servers.0.iter().position(|s| s.id == id)?;
+        group.servers.0[idx].serves_pinned(now_ms).then_some(idx)
+    });
+    let key =
+        matches!(cfg.policy, herd_config::Policy::SourceIp).then(|| proxy::ip_key(client.ip()));
+    let max_attempts = (1 + cfg.retries as usize).min(MAX_ATTEMPTS);
+    let mut tried = [usize::MAX; MAX_ATTEMPTS];
+    for attempt in 0..max_attempts {
+        let Some(idx) = proxy::pick(w, group, pinned, key, &tried[..attempt]) else {
+            if attempt == 0 {
+                group.no_server.inc();
+            }
+            return None;
+        };
+        tried[attempt] = idx;
+        let server = &group.servers.0[idx];
+        // Counted from the dial on, so least_conn sees connections being opened.
+        let in_flight = InFlight::begin(server);
+        match tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(server.socket_addr))
+            .await
+        {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                server.passive.on_success();
+                if let (Some(table), Some(Persistence::SourceIp { .. })) =
+                    (&group.source_ip, &cfg.persistence)
+                {
+                    table.put(client.ip(), server.id, clock::now_ms());
+                }
+                return Some((server.clone(), stream, in_flight));
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(server = %server.addr, error = %e, "tcp connect failed");
+            }
+            Err(_) => {
+                tracing::debug!(server = %server.addr, timeout = ?cfg.connect_timeout, "tcp connect timed out");
+            }
+        }
+        drop(in_flight);
+        proxy::passive_failure(group, server);
+    }
+    None
+}
+
+/// Copy both ways until both sides have closed (a half-close is passed on), or until no
+/// byte has moved either way for `idle_timeout`.
+async fn relay(
+    client: TcpStream,
+    upstream: TcpStream,
+    server: &Arc<ServerState>,
+    idle_timeout: Duration,
+) {
+    let last = Rc::new(Cell::new(clock::now_ms()));
+    let mut client = Metered::new(client, server.clone(), |s| &s.tcp_bytes_sent, last.clone());
+    let mut upstream = Metered::new(
+        upstream,
+        server.clone(),
+        |s| &s.tcp_bytes_received,
+        last.clone(),
+    );
+    let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+    tokio::pin!(copy);
+    let idle_ms = idle_timeout.as_millis() as u64;
+    loop {
+        let quiet_until = last.get().saturating_add(idle_ms);
+        let now = clock::now_ms();
+        if now >= quiet_until {
+            tracing::debug!(server = %server.addr, ?idle_timeout, "closing idle tcp connection");
+            return;
+        }
+        tokio::select! {
+            r = &mut copy => {
+                if let Err(e) = r {
+                    tracing::debug!(server = %server.addr, error = %e, "tcp relay ended with an error");
+                }
+                return;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(quiet_until - now)) => {}
+        }
+    }
+}
