@@ -13,6 +13,15 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     pub routes: Vec<Route>,
     pub backends: BTreeMap<String, Backend>,
+    /// Where `service = "..."` backends find their members.
+    pub registry: Option<Registry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registry {
+    /// Registry nodes ("host:port"); the next is tried when one does not answer.
+    pub servers: Vec<String>,
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -206,7 +215,10 @@ pub struct Server {
 pub struct Backend {
     pub name: String,
     pub policy: Policy,
+    /// The file's servers; for a `service` backend, the members the registry last reported.
     pub servers: Vec<Server>,
+    /// Members follow this service in the registry's catalog instead of the file.
+    pub service: Option<String>,
     pub connect_timeout: Duration,
     /// Time from sending the request to receiving the response head.
     pub response_timeout: Duration,

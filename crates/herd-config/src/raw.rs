@@ -17,6 +17,15 @@ pub struct FileConfig {
     pub routes: Vec<RawRoute>,
     #[serde(default)]
     pub backends: BTreeMap<String, RawBackend>,
+    #[serde(default)]
+    pub registry: Option<RawRegistry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegistry {
+    pub servers: Vec<String>,
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

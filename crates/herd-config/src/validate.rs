@@ -217,9 +217,30 @@ pub(crate) fn validate(raw: FileConfig, c: &mut Checker) -> Config {
         );
     }
 
+    let registry = raw.registry.map(|r| {
+        if r.servers.is_empty() {
+            c.fail(
+                "registry.servers",
+                "empty; list the registry nodes, e.g. servers = [\"127.0.0.1:7400\"]",
+            );
+        }
+        for (i, s) in r.servers.iter().enumerate() {
+            check_host_port(c, &format!("registry.servers[{i}]"), s);
+        }
+        Registry {
+            servers: r.servers,
+            token: r.token,
+        }
+    });
     let mut backends = BTreeMap::new();
     for (name, b) in raw.backends {
         let backend = validate_backend(c, &name, b);
+        if backend.service.is_some() && registry.is_none() {
+            c.fail(
+                format!("backends.{name}.service"),
+                "needs the registry's address: add [registry] servers = [\"127.0.0.1:7400\"]",
+            );
+        }
         backends.insert(name, backend);
     }
     for (i, l) in listeners.iter().enumerate() {
@@ -245,6 +266,7 @@ pub(crate) fn validate(raw: FileConfig, c: &mut Checker) -> Config {
         listeners,
         routes,
         backends,
+        registry,
     }
 }
 
@@ -533,10 +555,21 @@ fn validate_backend(c: &mut Checker, name: &str, b: RawBackend) -> Backend {
             &f,
             "give either servers = [...] or service = \"...\", not both",
         ),
-        (None, Some(_)) => c.fail(
-            format!("{f}.service"),
-            "registry-backed groups are not supported by this build yet; list servers = [...]",
-        ),
+        (None, Some(svc)) => {
+            let ok = !svc.is_empty()
+                && svc.len() <= 128
+                && svc
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+                && svc != "."
+                && svc != "..";
+            if !ok {
+                c.fail(
+                    format!("{f}.service"),
+                    format!("\"{svc}\" is not a service name (1-128 of A-Z a-z 0-9 . _ -)"),
+                );
+            }
+        }
         (None, None) => c.fail(
             format!("{f}.servers"),
             "no servers; add servers = [ { addr = \"127.0.0.1:9000\" } ]",
@@ -617,6 +650,7 @@ fn validate_backend(c: &mut Checker, name: &str, b: RawBackend) -> Backend {
         name: name.to_string(),
         policy,
         servers,
+        service: b.service.clone(),
         connect_timeout: c.duration(
             &format!("{f}.connect_timeout"),
             b.connect_timeout.as_ref(),

@@ -11,6 +11,7 @@ mod access_log;
 mod admin;
 mod body;
 mod clock;
+mod discovery;
 mod headers;
 mod health;
 mod metrics;
@@ -27,6 +28,7 @@ use arc_swap::ArcSwap;
 use herd_config::Config;
 use herd_telemetry::{Counter, Gauge, ProcessId};
 use snapshot::Snapshot;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -92,6 +94,10 @@ pub struct Shared {
     revision: AtomicU64,
     reload_lock: Mutex<()>,
     health_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Members of `service = "..."` backends as the registry last reported them; laid over
+    /// every snapshot built, so a reload keeps them.
+    discovered: Mutex<HashMap<String, Vec<herd_config::Server>>>,
+    discovery_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub(crate) listener_addrs: Vec<(String, SocketAddr)>,
     /// Same order as the config's listeners, which only a restart changes.
     pub(crate) listener_stats: Vec<worker::ListenerStats>,
@@ -101,7 +107,7 @@ pub struct Shared {
 
 impl Shared {
     /// Re-read the configuration and swap it in; on any error the running config stays.
-    pub(crate) fn reload(&self) -> Result<u64, GatewayError> {
+    pub(crate) fn reload(self: &Arc<Self>) -> Result<u64, GatewayError> {
         let _one_at_a_time = self
             .reload_lock
             .lock()
@@ -120,7 +126,7 @@ impl Shared {
         result
     }
 
-    fn try_reload(&self) -> Result<u64, GatewayError> {
+    fn try_reload(self: &Arc<Self>) -> Result<u64, GatewayError> {
         if let ConfigSource::Text { .. } = self.source {
             return Err(GatewayError::Reload(
                 "this gateway runs an embedded configuration; start it with -c FILE to reload"
@@ -153,11 +159,77 @@ impl Shared {
         // Reloads are serialized by reload_lock; the number is taken only once the new
         // snapshot exists, so refused reloads leave no gaps in revisions.
         let revision = self.revision.load(Ordering::Relaxed) + 1;
+        let config = self.with_discovered(config);
         let snap = Arc::new(Snapshot::build(config, revision, Some(&current))?);
         self.revision.store(revision, Ordering::Relaxed);
         self.restart_health_checks(&snap);
-        self.snapshot.store(snap);
+        self.snapshot.store(snap.clone());
+        self.restart_discovery(&snap);
         Ok(revision)
+    }
+
+    fn with_discovered(&self, mut config: Config) -> Config {
+        if let Ok(d) = self.discovered.lock() {
+            for (name, b) in config.backends.iter_mut() {
+                if b.service.is_some() {
+                    b.servers = d.get(name).cloned().unwrap_or_default();
+                }
+            }
+        }
+        config
+    }
+
+    /// New members for a `service` backend, from the registry: swap in a snapshot with
+    /// them, keeping every other server's state. Not a reload: the revision stays.
+    pub(crate) fn set_discovered(&self, backend: &str, servers: Vec<herd_config::Server>) {
+        let Ok(_one_at_a_time) = self.reload_lock.lock() else {
+            return;
+        };
+        if let Ok(mut d) = self.discovered.lock() {
+            d.insert(backend.to_string(), servers);
+        }
+        let current = self.snapshot.load_full();
+        let config = self.with_discovered(current.config.clone());
+        match Snapshot::build(config, current.revision, Some(&current)) {
+            Ok(snap) => {
+                let snap = Arc::new(snap);
+                self.restart_health_checks(&snap);
+                let count = snap.groups.get(backend).map_or(0, |g| g.servers.0.len());
+                self.snapshot.store(snap);
+                tracing::info!(
+                    backend,
+                    servers = count,
+                    "backend members updated from the registry"
+                );
+            }
+            Err(e) => {
+                tracing::error!(backend, error = %e, "registry members refused; keeping the previous ones")
+            }
+        }
+    }
+
+    fn restart_discovery(self: &Arc<Self>, snap: &Snapshot) {
+        let Ok(mut tasks) = self.discovery_tasks.lock() else {
+            return;
+        };
+        for t in tasks.drain(..) {
+            t.abort();
+        }
+        let Some(registry) = &snap.config.registry else {
+            return;
+        };
+        let client =
+            herd_api::RegistryClient::new(registry.servers.clone(), registry.token.clone());
+        for (name, b) in &snap.config.backends {
+            if let Some(service) = &b.service {
+                tasks.push(discovery::spawn(
+                    self.clone(),
+                    client.clone(),
+                    name.clone(),
+                    service.clone(),
+                ));
+            }
+        }
     }
 
     fn restart_health_checks(&self, snap: &Snapshot) {
@@ -246,6 +318,8 @@ pub fn run(source: ConfigSource, on_ready: impl FnOnce(&Ready)) -> Result<(), Ga
         revision: AtomicU64::new(1),
         reload_lock: Mutex::new(()),
         health_tasks: Mutex::new(Vec::new()),
+        discovered: Mutex::new(HashMap::new()),
+        discovery_tasks: Mutex::new(Vec::new()),
         listener_stats: listener_addrs
             .iter()
             .map(|_| worker::ListenerStats::default())
@@ -267,6 +341,7 @@ pub fn run(source: ConfigSource, on_ready: impl FnOnce(&Ready)) -> Result<(), Ga
     rt.block_on(async {
         let snap = shared.snapshot.load_full();
         shared.restart_health_checks(&snap);
+        shared.restart_discovery(&snap);
         let _ticker = health::spawn_ticker(shared.clone());
         if let Some(sock) = admin_socket {
             admin::spawn(shared.clone(), sock).map_err(GatewayError::Runtime)?;
