@@ -14,6 +14,7 @@
 mod api;
 mod cluster;
 mod coord;
+mod dns;
 mod log_store;
 mod metrics;
 mod network;
@@ -39,6 +40,8 @@ pub struct ServerOptions {
     pub join: Option<String>,
     /// When set, every call but /healthz needs `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// Serve the catalog over DNS (UDP and TCP) on this address; port 0 picks one.
+    pub dns: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +67,8 @@ pub struct ServerReady {
     pub id: u64,
     pub addr: SocketAddr,
     pub process_id: String,
+    /// Where DNS is served, when it is.
+    pub dns: Option<SocketAddr>,
 }
 
 impl ServerReady {
@@ -75,6 +80,7 @@ impl ServerReady {
             "addr": self.addr.to_string(),
             "process_id": self.process_id,
             "pid": std::process::id(),
+            "dns": self.dns.map(|a| a.to_string()),
         })
         .to_string()
     }
@@ -121,6 +127,14 @@ async fn serve(
         .map_err(RegistryError::Runtime)?;
     let addr = std_listener.local_addr().map_err(RegistryError::Runtime)?;
     let advertised = addr.to_string();
+    let dns_sockets = match &opts.dns {
+        Some(a) => Some(dns::bind(a).await.map_err(|e| RegistryError::Bind {
+            addr: a.clone(),
+            source: e,
+        })?),
+        None => None,
+    };
+    let dns_addr = dns_sockets.as_ref().map(|s| s.addr);
 
     let node_path = dir.join("node.json");
     let mut node_file: NodeFile = match std::fs::read(&node_path) {
@@ -204,11 +218,15 @@ async fn serve(
         write_node_file(&node_path, &node_file)?;
     }
     node::spawn_lease_keeper(node.clone());
+    if let Some(sockets) = dns_sockets {
+        dns::spawn(node.clone(), sockets, stop_tx.subscribe());
+    }
 
     on_ready(&ServerReady {
         id: node_file.id,
         addr,
         process_id,
+        dns: dns_addr,
     });
     wait_for_stop().await;
     tracing::info!("stopping registry node");

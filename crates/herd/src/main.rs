@@ -4,6 +4,7 @@
 
 mod client;
 mod demo;
+mod up;
 
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -69,6 +70,9 @@ enum Command {
         /// Require `Authorization: Bearer <token>` on every call but /healthz.
         #[arg(long, env = "HERD_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// Serve the catalog over DNS (UDP and TCP) on this address, e.g. 127.0.0.1:8600.
+        #[arg(long, value_name = "ADDR")]
+        dns: Option<String>,
     },
     /// Read and write keys: get, put, del, ls, watch.
     Kv {
@@ -118,6 +122,28 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// All-in-one: a single-node registry and a gateway routing to a service in it.
+    Up {
+        #[arg(
+            long,
+            value_name = "DIR",
+            default_value = "herd-data",
+            env = "HERD_DATA_DIR"
+        )]
+        data_dir: PathBuf,
+        /// Registry API address.
+        #[arg(long, default_value = "127.0.0.1:7400")]
+        server_listen: String,
+        /// Gateway listener.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Gateway admin listener.
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin: String,
+        /// The registry service the gateway sends traffic to.
+        #[arg(long, default_value = "web")]
+        service: String,
+    },
     /// Zero-setup demo: three local HTTP servers behind the gateway, with health checks.
     Demo {
         /// Where the gateway listens.
@@ -164,12 +190,14 @@ fn main() -> ExitCode {
             listen,
             join,
             token,
+            dns,
         } => herd_registry::run(
             herd_registry::ServerOptions {
                 data_dir,
                 listen,
                 join,
                 token,
+                dns,
             },
             |ready| {
                 let mut out = std::io::stdout().lock();
@@ -179,6 +207,19 @@ fn main() -> ExitCode {
         )
         .map_err(anyhow::Error::from),
         Command::Demo { listen, admin } => demo::run(&listen, &admin),
+        Command::Up {
+            data_dir,
+            server_listen,
+            listen,
+            admin,
+            service,
+        } => up::run(up::UpOptions {
+            data_dir,
+            server_listen,
+            listen,
+            admin,
+            service,
+        }),
         Command::Kv { target, cmd } => client::run(target, client::Call::Kv(cmd)),
         Command::Lease { target, cmd } => client::run(target, client::Call::Lease(cmd)),
         Command::Svc { target, cmd } => client::run(target, client::Call::Svc(cmd)),

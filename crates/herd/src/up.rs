@@ -1,0 +1,83 @@
+//! `herd up`: everything on one machine with embedded defaults — a single-node registry
+//! and a gateway whose backend follows a service in it. Register instances and they take
+//! traffic; stop heartbeating and they leave.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+pub struct UpOptions {
+    pub data_dir: PathBuf,
+    pub server_listen: String,
+    pub listen: String,
+    pub admin: String,
+    pub service: String,
+}
+
+pub fn gateway_toml(registry: &str, listen: &str, admin: &str, service: &str) -> String {
+    format!(
+        "[admin]\nlisten = \"{admin}\"\n\n[registry]\nservers = [\"{registry}\"]\n\n\
+         [[listeners]]\nname = \"web\"\nprotocol = \"http\"\nbind = \"{listen}\"\n\n\
+         [[routes]]\nlistener = \"web\"\nbackend = \"{service}\"\n\n\
+         [backends.{service}]\npolicy = \"round_robin\"\nservice = \"{service}\"\n\
+         passive = {{ consecutive_failures = 3, cooldown = \"5s\" }}\n"
+    )
+}
+
+pub fn run(opts: UpOptions) -> anyhow::Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server_opts = herd_registry::ServerOptions {
+        data_dir: opts.data_dir.clone(),
+        listen: opts.server_listen.clone(),
+        join: None,
+        token: None,
+        dns: None,
+    };
+    let server = std::thread::Builder::new()
+        .name("herd-server".into())
+        .spawn(move || {
+            let ready_tx = tx.clone();
+            let result = herd_registry::run(server_opts, move |ready| {
+                let _ = ready_tx.send(Ok(ready.clone()));
+            });
+            if let Err(e) = result {
+                let _ = tx.send(Err(e.to_string()));
+            }
+        })?;
+    let ready = match rx.recv() {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => anyhow::bail!("registry did not start: {e}"),
+        Err(_) => anyhow::bail!("registry did not start"),
+    };
+    println!("{}", ready.to_json());
+    let registry = ready.addr.to_string();
+    let text = gateway_toml(&registry, &opts.listen, &opts.admin, &opts.service);
+    let source = herd_gateway::ConfigSource::Text {
+        name: "<herd up>".into(),
+        text: text.clone(),
+    };
+    let service = opts.service.clone();
+    herd_gateway::run(source, |gw| {
+        crate::print_ready(gw);
+        let web = gw
+            .listeners
+            .first()
+            .map_or(opts.listen.clone(), |(_, a)| a.to_string());
+        let admin = gw.admin.map_or(opts.admin.clone(), |a| a.to_string());
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(
+            err,
+            "\nherd is up: registry at {registry} (data in {}), gateway at {web}.\n\n  \
+             herd svc register {service} {service}-1 127.0.0.1:9000 --server {registry}   # add an instance\n  \
+             curl http://{web}/                                  # routed to service \"{service}\"\n  \
+             herd svc ls {service} --server {registry}\n  \
+             curl http://{admin}/status                          # gateway state\n  \
+             curl http://{registry}/status                       # registry node state\n\n\
+             Instances live on a lease (10 s by default): keep them alive with\n  \
+             herd lease keepalive <lease> --server {registry}\n\nCtrl-C stops both.\n",
+            opts.data_dir.display()
+        );
+    })?;
+    // The registry thread saw the same signal and is shutting down.
+    let _ = server.join();
+    Ok(())
+}
