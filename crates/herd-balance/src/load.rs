@@ -62,6 +62,16 @@ impl ServerLoad {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Take a slot only while fewer than `max` are in flight (`max_conns_per_server`): the
+    /// check and the increment are one atomic step, so two workers cannot both take the last.
+    pub fn try_inc_in_flight_below(&self, max: u32) -> bool {
+        self.in_flight
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                (v < max).then(|| v + 1)
+            })
+            .is_ok()
+    }
+
     /// Saturates at 0: an unpaired decrement must not wrap to 4 billion and make the server
     /// look permanently overloaded to the least-loaded policies.
     pub fn dec_in_flight(&self) {

@@ -6,14 +6,18 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+mod cidr;
 mod duration;
 mod model;
 pub mod raw;
+mod size;
+pub mod traffic;
 mod validate;
 
 pub use duration::parse_duration;
 pub use model::*;
 pub use regex::Regex;
+pub use size::parse_size;
 pub use validate::Problem;
 
 use std::fmt;
@@ -50,7 +54,13 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             reason: toml_reason(&e, text),
         }],
     })?;
-    let mut checker = validate::Checker::default();
+    let mut checker = validate::Checker {
+        base_dir: std::path::Path::new(file)
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default(),
+        ..Default::default()
+    };
     let config = validate::validate(raw, &mut checker);
     if checker.problems.is_empty() {
         Ok(config)

@@ -40,6 +40,8 @@ pub struct Admin {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     Http,
+    /// HTTP/1.1 and HTTP/2 over TLS, with certificates chosen by SNI.
+    Https,
     /// L4: bytes are relayed both ways to one server of the listener's backend.
     Tcp,
 }
@@ -48,7 +50,39 @@ impl Protocol {
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Http => "http",
+            Protocol::Https => "https",
             Protocol::Tcp => "tcp",
+        }
+    }
+    /// Listeners that speak HTTP (with or without TLS) and so have routes.
+    pub fn is_http(self) -> bool {
+        matches!(self, Protocol::Http | Protocol::Https)
+    }
+}
+
+/// A certificate chain and its private key (PEM files), paths resolved against the
+/// config file's directory. Read by the gateway at start and on every reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// How the gateway speaks to a backend's servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 with keep-alive pooling.
+    #[default]
+    Http1,
+    /// HTTP/2 over cleartext TCP with prior knowledge, multiplexed (gRPC servers).
+    H2c,
+}
+
+impl UpstreamProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamProtocol::Http1 => "http1",
+            UpstreamProtocol::H2c => "h2c",
         }
     }
 }
@@ -76,6 +110,10 @@ pub struct Listener {
     /// Open connections allowed on this listener (all workers together); over it, new
     /// connections are closed at once and counted.
     pub max_connections: Option<u64>,
+    /// ACLs, per-IP connection limit, body size limit, header read timeout.
+    pub traffic: crate::traffic::ListenerTraffic,
+    /// https only: in file order; the first is the default when SNI matches none.
+    pub certificates: Vec<CertificateFiles>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +160,10 @@ pub struct Route {
     /// Overrides the backend's response_timeout for this route.
     pub timeout: Option<Duration>,
     pub fallback: Option<Fallback>,
+    /// Rate limit, ACLs, time window, body size limit.
+    pub traffic: crate::traffic::RouteTraffic,
+    /// Answer requests that came over plain HTTP with 308 to the same https URL.
+    pub redirect_https: bool,
 }
 
 /// What the request looks like to the router: enough to match without copying it.
@@ -233,6 +275,10 @@ pub struct Backend {
     pub persistence: Option<Persistence>,
     /// Send a PROXY protocol header on every new connection to a server.
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// Per-server connection limit with its queue, circuit breaker.
+    pub traffic: crate::traffic::BackendTraffic,
+    /// HTTP/1.1 (default) or HTTP/2 with prior knowledge to the servers.
+    pub protocol: UpstreamProtocol,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -49,13 +49,19 @@ pub struct RawListener {
     pub bind: String,
     pub access_log: Option<String>,
     pub idle_timeout: Option<String>,
-    /// TLS listeners' key (SPEC §2); accepted so a SPEC-shaped file parses, then refused
-    /// in validation while https is not built.
+    /// https listeners: certificate chains and keys, chosen by SNI (SPEC §2).
     pub certificates: Option<Vec<RawCertificate>>,
     /// tcp listeners: the backend group every connection goes to.
     pub backend: Option<String>,
     pub accept_proxy_protocol: Option<bool>,
     pub max_connections: Option<i64>,
+    /// Traffic control (see `RawRoute` for the same keys on a route).
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+    pub max_conns_per_ip: Option<i64>,
+    /// "10MB", "512KiB" or an integer of bytes.
+    pub max_body_size: Option<toml::Value>,
+    pub header_read_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,7 +88,12 @@ pub struct RawRoute {
     pub retries: Option<u32>,
     pub timeout: Option<String>,
     pub fallback: Option<RawFallback>,
-    pub rate_limit: Option<toml::Value>,
+    pub rate_limit: Option<RawRateLimit>,
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+    pub hours: Option<RawHours>,
+    pub max_body_size: Option<toml::Value>,
+    pub redirect_https: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -111,6 +122,11 @@ pub struct RawBackend {
     pub passive: Option<RawPassive>,
     pub persistence: Option<RawPersistence>,
     pub proxy_protocol: Option<String>,
+    pub max_conns_per_server: Option<i64>,
+    pub queue: Option<RawQueue>,
+    pub circuit_breaker: Option<RawCircuitBreaker>,
+    /// "http1" (default) or "h2c"/"h2": HTTP/2 with prior knowledge to the servers.
+    pub protocol: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,4 +167,42 @@ pub struct RawPersistence {
     pub secure: Option<bool>,
     pub same_site: Option<String>,
     pub timeout: Option<String>,
+}
+
+/// `rate_limit = { key = "client_ip", per_second = 100, burst = 200 }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub key: Option<String>,
+    pub per_second: f64,
+    pub burst: Option<i64>,
+}
+
+/// `hours = { from = "08:00", to = "18:00", utc_offset = "+08:00" }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHours {
+    pub from: String,
+    pub to: String,
+    pub utc_offset: Option<String>,
+}
+
+/// `queue = { max = 100, timeout = "2s" }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    pub max: i64,
+    pub timeout: Option<String>,
+}
+
+/// `circuit_breaker = { consecutive_failures = 5, error_rate = 0.5, ... }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCircuitBreaker {
+    pub consecutive_failures: Option<u32>,
+    pub error_rate: Option<f64>,
+    pub min_requests: Option<u32>,
+    pub window: Option<String>,
+    pub open_for: Option<String>,
+    pub half_open_probes: Option<u32>,
 }

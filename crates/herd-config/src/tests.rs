@@ -373,11 +373,235 @@ proxy_protocol = "v3"
 }
 
 #[test]
-fn https_is_still_refused() {
+fn https_needs_certificates_and_resolves_them_beside_the_file() {
     let p = problems(
         "[[listeners]]\nname = \"s\"\nprotocol = \"https\"\nbind = \"127.0.0.1:0\"\n\
-         [[routes]]\nbackend = \"app\"\n[backends.app]\nservers = [{ addr = \"127.0.0.1:1\" }]\n",
+         [[listeners]]\nname = \"w\"\nbind = \"127.0.0.1:0\"\n\
+         certificates = [{ cert = \"a.pem\", key = \"a.key\" }]\n\
+         [[routes]]\nbackend = \"app\"\n[backends.app]\nservers = [{ addr = \"127.0.0.1:1\" }]\n\
+         protocol = \"h3\"\n",
     );
-    assert_eq!(p[0].0, "listeners[0].protocol");
-    assert!(p[0].1.contains("not supported"), "{}", p[0].1);
+    let fields: Vec<&str> = p.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "listeners[0].certificates",
+            "listeners[1].certificates",
+            "backends.app.protocol"
+        ],
+        "{p:#?}"
+    );
+    assert!(p[0].1.contains("at least one certificate"), "{}", p[0].1);
+
+    let c = parse(
+        "[[listeners]]\nname = \"s\"\nprotocol = \"https\"\nbind = \"127.0.0.1:0\"\n\
+         certificates = [{ cert = \"site.pem\", key = \"/abs/site.key\" }]\n\
+         [[routes]]\nbackend = \"app\"\nredirect_https = true\n\
+         [backends.app]\nprotocol = \"h2c\"\nservers = [{ addr = \"127.0.0.1:1\" }]\n",
+        "/etc/herd/herd.toml",
+    )
+    .unwrap();
+    let l = &c.listeners[0];
+    assert_eq!(l.protocol, Protocol::Https);
+    assert_eq!(
+        l.certificates[0].cert,
+        std::path::Path::new("/etc/herd/site.pem")
+    );
+    assert_eq!(l.certificates[0].key, std::path::Path::new("/abs/site.key"));
+    assert!(c.routes[0].redirect_https);
+    assert_eq!(c.backends["app"].protocol, UpstreamProtocol::H2c);
+}
+
+// ---------------------------------------------------------------- traffic control
+
+const TRAFFIC: &str = r#"
+[[listeners]]
+name = "web"
+bind = "127.0.0.1:0"
+allow = ["10.0.0.0/8", "127.0.0.1/32", "::1"]
+deny = ["10.9.0.0/16"]
+max_conns_per_ip = 20
+max_body_size = "10MB"
+header_read_timeout = "3s"
+
+[[listeners]]
+name = "db"
+protocol = "tcp"
+bind = "127.0.0.1:0"
+backend = "app"
+deny = ["192.168.0.0/16"]
+max_conns_per_ip = 4
+
+[[routes]]
+listener = "web"
+path_prefix = "/api/"
+backend = "app"
+rate_limit = { key = "header:X-Api-Key", per_second = 100, burst = 200 }
+hours = { from = "08:00", to = "18:00", utc_offset = "+08:00" }
+max_body_size = "1KiB"
+deny = ["127.0.0.2"]
+
+[[routes]]
+listener = "web"
+backend = "app"
+rate_limit = { per_second = 2.5 }
+
+[backends.app]
+servers = [ { addr = "127.0.0.1:9000" } ]
+max_conns_per_server = 100
+queue = { max = 50, timeout = "2s" }
+circuit_breaker = { consecutive_failures = 5, error_rate = 0.5, min_requests = 20, window = "10s", open_for = "5s", half_open_probes = 3 }
+"#;
+
+#[test]
+fn traffic_keys_parse_with_their_values_and_defaults() {
+    use crate::traffic::*;
+    let c = parse(TRAFFIC, "t.toml").unwrap();
+    let web = &c.listeners[0].traffic;
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    assert!(web.acl.permits(ip("10.1.2.3")));
+    assert!(!web.acl.permits(ip("10.9.1.1")), "deny wins");
+    assert!(!web.acl.permits(ip("192.168.1.1")), "not in allow");
+    assert!(web.acl.permits(ip("::1")));
+    assert_eq!(web.max_conns_per_ip, Some(20));
+    assert_eq!(web.max_body_size, Some(10_000_000));
+    assert_eq!(web.header_read_timeout, Duration::from_secs(3));
+    let db = &c.listeners[1].traffic;
+    assert_eq!(db.max_conns_per_ip, Some(4));
+    assert_eq!(db.header_read_timeout, Duration::from_secs(10), "default");
+
+    let api = &c.routes[0].traffic;
+    assert_eq!(
+        api.rate_limit,
+        Some(RateLimit {
+            key: RateKey::Header("x-api-key".into()),
+            per_second: 100.0,
+            burst: 200
+        })
+    );
+    let hours = api.hours.unwrap();
+    assert_eq!(
+        (hours.from_min, hours.to_min, hours.utc_offset_min),
+        (480, 1080, 480)
+    );
+    assert_eq!(api.max_body_size, Some(1024));
+    let other = c.routes[1].traffic.rate_limit.as_ref().unwrap();
+    assert_eq!(other.key, RateKey::ClientIp);
+    assert_eq!(other.burst, 3, "burst defaults to ceil(per_second)");
+
+    let b = &c.backends["app"].traffic;
+    assert_eq!(b.max_conns_per_server, Some(100));
+    assert_eq!(
+        b.queue,
+        Some(ConnQueue {
+            max: 50,
+            timeout: Duration::from_secs(2)
+        })
+    );
+    let cb = b.circuit_breaker.as_ref().unwrap();
+    assert_eq!(cb.consecutive_failures, 5);
+    assert_eq!(cb.error_rate, Some(0.5));
+    assert_eq!(cb.half_open_probes, 3);
+    assert_eq!(cb.open_for, Duration::from_secs(5));
+    // Nothing configured: all empty.
+    let plain = parse(
+        &format!("{BASE}[backends.app]\nservers = [{{ addr = \"127.0.0.1:1\" }}]\n"),
+        "t.toml",
+    )
+    .unwrap();
+    assert!(plain.routes[0].traffic == RouteTraffic::default());
+    assert!(plain.backends["app"].traffic == BackendTraffic::default());
+    assert!(plain.listeners[0].traffic.acl.is_empty());
+}
+
+#[test]
+fn time_window_wraps_midnight_and_applies_the_offset() {
+    use crate::traffic::TimeWindow;
+    let day = TimeWindow {
+        from_min: 8 * 60,
+        to_min: 18 * 60,
+        utc_offset_min: 8 * 60,
+    };
+    let at = |h: u64, m: u64| (h * 3600 + m * 60) * 1000 + 86_400_000 * 19_000;
+    // 00:00 UTC is 08:00 at +08:00: inside; 09:59 UTC is 17:59 local; 10:00 UTC is 18:00.
+    assert!(day.contains(at(0, 0)));
+    assert!(day.contains(at(9, 59)));
+    assert!(!day.contains(at(10, 0)));
+    assert!(!day.contains(at(23, 59)), "07:59 local");
+    let night = TimeWindow {
+        from_min: 22 * 60,
+        to_min: 6 * 60,
+        utc_offset_min: 0,
+    };
+    assert!(night.contains(at(23, 0)));
+    assert!(night.contains(at(5, 59)));
+    assert!(!night.contains(at(6, 0)));
+    assert!(!night.contains(at(12, 0)));
+}
+
+#[test]
+fn traffic_mistakes_name_the_field_and_the_fix() {
+    let p = problems(
+        r#"
+[[listeners]]
+name = "web"
+bind = "127.0.0.1:0"
+allow = ["10.0.0.0/33", "nonsense"]
+max_conns_per_ip = 0
+max_body_size = "10XB"
+
+[[listeners]]
+name = "db"
+protocol = "tcp"
+bind = "127.0.0.1:1"
+backend = "app"
+max_body_size = 100
+header_read_timeout = "1s"
+
+[[routes]]
+listener = "web"
+backend = "app"
+rate_limit = { key = "cookie:x", per_second = 0, burst = 0 }
+hours = { from = "8am", to = "18:00", utc_offset = "+15:00" }
+deny = ["10.1.2.3/8"]
+
+[backends.app]
+servers = [ { addr = "127.0.0.1:9000" } ]
+queue = { max = -1 }
+circuit_breaker = { consecutive_failures = 0, half_open_probes = 0 }
+"#,
+    );
+    let has = |field: &str, words: &str| {
+        assert!(
+            p.iter().any(|(f, r)| f == field && r.contains(words)),
+            "no problem at {field} mentioning {words:?} in {p:#?}"
+        )
+    };
+    has("listeners[0].allow[0]", "0-32");
+    has("listeners[0].allow[1]", "not an IP address");
+    has("listeners[0].max_conns_per_ip", "1-1000000");
+    has("listeners[0].max_body_size", "unknown unit");
+    has("listeners[1].max_body_size", "http listeners only");
+    has("listeners[1].header_read_timeout", "http listeners only");
+    has("routes[0].rate_limit.key", "header:NAME");
+    has("routes[0].rate_limit.per_second", "out of range");
+    has("routes[0].rate_limit.burst", "1-1000000");
+    has("routes[0].hours.from", "HH:MM");
+    has("routes[0].hours.utc_offset", "+08:00");
+    has("routes[0].deny[0]", "10.0.0.0/8");
+    has("backends.app.queue", "max_conns_per_server");
+    has("backends.app.queue.max", "0-100000");
+    has("backends.app.circuit_breaker", "nothing would open");
+    has("backends.app.circuit_breaker.half_open_probes", "1-100");
+}
+
+#[test]
+fn unknown_traffic_keys_are_refused() {
+    let e = parse(
+        &format!("{BASE}rate_limit = {{ per_second = 1, brust = 2 }}\n[backends.app]\nservers = [{{ addr = \"127.0.0.1:1\" }}]\n"),
+        "t.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("brust"), "{e}");
 }

@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod traffic;
+
 /// One thing wrong with the file: where, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -19,6 +21,8 @@ pub struct Problem {
 #[derive(Default)]
 pub(crate) struct Checker {
     pub problems: Vec<Problem>,
+    /// The config file's directory: relative certificate paths are taken from it.
+    pub base_dir: PathBuf,
 }
 
 impl Checker {
@@ -115,13 +119,7 @@ pub(crate) fn validate(raw: FileConfig, c: &mut Checker) -> Config {
         let protocol = match l.protocol.as_deref().unwrap_or("http") {
             "http" => Protocol::Http,
             "tcp" => Protocol::Tcp,
-            "https" => {
-                c.fail(
-                    format!("{f}.protocol"),
-                    "protocol \"https\" is not supported by this build yet; use \"http\" or \"tcp\"",
-                );
-                Protocol::Http
-            }
+            "https" => Protocol::Https,
             other => {
                 c.fail(
                     format!("{f}.protocol"),
@@ -141,18 +139,14 @@ pub(crate) fn validate(raw: FileConfig, c: &mut Checker) -> Config {
                 ),
             );
         }
-        if l.certificates.is_some() {
-            c.fail(
-                format!("{f}.certificates"),
-                "belongs to https listeners, which this build does not support yet",
-            );
-        }
+        let traffic = traffic::listener(c, &f, &l, protocol);
+        let certificates = validate_certificates(c, &f, protocol, l.certificates);
         match (protocol, &l.backend) {
             (Protocol::Tcp, None) => c.fail(
                 format!("{f}.backend"),
                 "a tcp listener needs backend = \"<name>\": the group its connections go to",
             ),
-            (Protocol::Http, Some(_)) => c.fail(
+            (Protocol::Http | Protocol::Https, Some(_)) => c.fail(
                 format!("{f}.backend"),
                 "only tcp listeners name a backend; an http listener reaches backends through [[routes]]",
             ),
@@ -192,7 +186,7 @@ pub(crate) fn validate(raw: FileConfig, c: &mut Checker) -> Config {
         // A tcp pair may sit quiet for long (database pools, SSH): HAProxy's `timeout
         // tunnel` territory, not an HTTP keep-alive's.
         let default_idle = match protocol {
-            Protocol::Http => Duration::from_secs(60),
+            Protocol::Http | Protocol::Https => Duration::from_secs(60),
             Protocol::Tcp => Duration::from_secs(3600),
         };
         listeners.push(Listener {
@@ -208,6 +202,8 @@ pub(crate) fn validate(raw: FileConfig, c: &mut Checker) -> Config {
             backend: l.backend,
             accept_proxy_protocol: l.accept_proxy_protocol.unwrap_or(false),
             max_connections,
+            traffic,
+            certificates,
         });
     }
     if listeners.is_empty() {
@@ -253,7 +249,7 @@ pub(crate) fn validate(raw: FileConfig, c: &mut Checker) -> Config {
     for (i, r) in raw.routes.into_iter().enumerate() {
         routes.push(validate_route(c, i, r, &names, &backends));
     }
-    if routes.is_empty() && listeners.iter().any(|l| l.protocol == Protocol::Http) {
+    if routes.is_empty() && listeners.iter().any(|l| l.protocol.is_http()) {
         c.fail(
             "routes",
             "no route defined; add [[routes]] with at least backend = \"<name>\"",
@@ -373,6 +369,7 @@ fn validate_route(
     backends: &BTreeMap<String, Backend>,
 ) -> Route {
     let f = format!("routes[{i}]");
+    let traffic = traffic::route(c, &f, &r);
     if let Some(l) = &r.listener {
         match listeners.get(l) {
             None => c.fail(
@@ -386,7 +383,7 @@ fn validate_route(
                      and has no routes; point this route at an http listener"
                 ),
             ),
-            Some(Protocol::Http) => {}
+            Some(Protocol::Http | Protocol::Https) => {}
         }
     }
     if !backends.contains_key(&r.backend) {
@@ -450,13 +447,8 @@ fn validate_route(
             headers.push((name.to_ascii_lowercase(), re));
         }
     }
-    if r.rate_limit.is_some() {
-        c.fail(
-            format!("{f}.rate_limit"),
-            "rate limiting is not supported by this build yet; remove it",
-        );
-    }
     Route {
+        traffic,
         index: i,
         listener: r.listener,
         host,
@@ -491,6 +483,7 @@ fn validate_route(
             .as_ref()
             .map(|t| c.duration(&format!("{f}.timeout"), Some(t), Duration::from_secs(30))),
         fallback: c.fallback(&format!("{f}.fallback"), r.fallback.as_ref()),
+        redirect_https: r.redirect_https.unwrap_or(false),
     }
 }
 
@@ -645,8 +638,24 @@ fn validate_backend(c: &mut Checker, name: &str, b: RawBackend) -> Backend {
             None
         }
     };
+    let protocol = match b.protocol.as_deref() {
+        None | Some("http1") | Some("http/1.1") => UpstreamProtocol::Http1,
+        Some("h2c") | Some("h2") => UpstreamProtocol::H2c,
+        Some(other) => {
+            c.fail(
+                format!("{f}.protocol"),
+                format!(
+                    "unknown server protocol \"{other}\"; use \"http1\" (default) or \"h2c\" \
+                     (HTTP/2 with prior knowledge, e.g. for gRPC servers)"
+                ),
+            );
+            UpstreamProtocol::Http1
+        }
+    };
     let max_idle_per_server = b.max_idle_per_server.unwrap_or(64);
+    let traffic = traffic::backend(c, &f, &b);
     Backend {
+        traffic,
         name: name.to_string(),
         policy,
         servers,
@@ -680,7 +689,47 @@ fn validate_backend(c: &mut Checker, name: &str, b: RawBackend) -> Backend {
         passive,
         persistence,
         proxy_protocol,
+        protocol,
     }
+}
+
+/// https listeners need at least one certificate; others may not have any. Only paths
+/// are checked here (this crate does no I/O): the gateway reads and matches the files.
+fn validate_certificates(
+    c: &mut Checker,
+    f: &str,
+    protocol: Protocol,
+    raw: Option<Vec<RawCertificate>>,
+) -> Vec<CertificateFiles> {
+    let list = raw.unwrap_or_default();
+    match protocol {
+        Protocol::Https if list.is_empty() => c.fail(
+            format!("{f}.certificates"),
+            "an https listener needs at least one certificate: \
+             certificates = [ { cert = \"site.pem\", key = \"site.key\" } ]",
+        ),
+        Protocol::Http | Protocol::Tcp if !list.is_empty() => c.fail(
+            format!("{f}.certificates"),
+            "only https listeners have certificates; set protocol = \"https\" or remove them",
+        ),
+        _ => {}
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for (j, cert) in list.into_iter().enumerate() {
+        for (key, value) in [("cert", &cert.cert), ("key", &cert.key)] {
+            if value.is_empty() {
+                c.fail(
+                    format!("{f}.certificates[{j}].{key}"),
+                    "empty; give the path of a PEM file",
+                );
+            }
+        }
+        out.push(CertificateFiles {
+            cert: c.base_dir.join(&cert.cert),
+            key: c.base_dir.join(&cert.key),
+        });
+    }
+    out
 }
 
 fn validate_health(c: &mut Checker, f: &str, h: &RawHealth) -> HealthCheck {

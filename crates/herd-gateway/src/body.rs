@@ -9,34 +9,44 @@ use hyper::body::Incoming;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-/// The request body sent to a server: the client's stream, or nothing (a replayed request).
+/// Why a request body stopped: the client's stream failed, or it passed max_body_size.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The request body sent to a server: the client's stream (cut off at the route's
+/// max_body_size when it has one), or nothing (a replayed request).
 pub enum UpstreamBody {
     Client(Incoming),
+    Limited(crate::traffic::LimitedBody),
     Empty,
 }
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
-            UpstreamBody::Client(b) => Pin::new(b).poll_frame(cx),
+            UpstreamBody::Client(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|o| o.map(|r| r.map_err(Into::into))),
+            UpstreamBody::Limited(b) => Pin::new(b).poll_frame(cx),
             UpstreamBody::Empty => Poll::Ready(None),
         }
     }
     fn is_end_stream(&self) -> bool {
         match self {
             UpstreamBody::Client(b) => b.is_end_stream(),
+            UpstreamBody::Limited(b) => b.is_end_stream(),
             UpstreamBody::Empty => true,
         }
     }
     fn size_hint(&self) -> SizeHint {
         match self {
             UpstreamBody::Client(b) => b.size_hint(),
+            UpstreamBody::Limited(b) => b.size_hint(),
             UpstreamBody::Empty => SizeHint::with_exact(0),
         }
     }

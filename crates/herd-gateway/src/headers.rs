@@ -15,8 +15,12 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     header::PROXY_AUTHORIZATION,
 ];
 
-/// Remove hop-by-hop headers, including any the Connection header names.
+/// Remove hop-by-hop headers, including any the Connection header names. `TE: trailers`
+/// stays: it says the client takes trailers, which gRPC servers require to hear.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let te_trailers = h
+        .get(header::TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     if let Some(conn) = h.get(header::CONNECTION) {
         // Collect first: the names borrow the map we are about to edit. Rare (only when
         // Connection lists extra names), so the allocation stays off the common path.
@@ -35,6 +39,9 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
         if h.contains_key(n) {
             h.remove(n);
         }
+    }
+    if te_trailers {
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
     }
 }
 
@@ -188,6 +195,17 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn te_trailers_survives_for_grpc() {
+        let mut h = HeaderMap::new();
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h[header::TE], "trailers");
+        h.insert(header::TE, HeaderValue::from_static("gzip, trailers"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.get(header::TE).is_none());
     }
 
     #[test]

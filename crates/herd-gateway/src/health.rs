@@ -27,6 +27,7 @@ pub fn spawn_checks(snap: &Snapshot) -> Vec<JoinHandle<()>> {
             let server = server.clone();
             let backend = group.config.name.clone();
             let proxy_protocol = group.config.proxy_protocol;
+            let h2 = group.config.protocol == herd_config::UpstreamProtocol::H2c;
             // Spread the first checks over the interval so N servers are not probed at once.
             let offset = check.interval * i as u32 / count;
             tasks.push(tokio::spawn(async move {
@@ -35,7 +36,7 @@ pub fn spawn_checks(snap: &Snapshot) -> Vec<JoinHandle<()>> {
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
-                    let result = probe(&server, &check, proxy_protocol).await;
+                    let result = probe(&server, &check, proxy_protocol, h2).await;
                     record(&backend, &server, result);
                 }
             }));
@@ -45,6 +46,11 @@ pub fn spawn_checks(snap: &Snapshot) -> Vec<JoinHandle<()>> {
 }
 
 fn record(backend: &str, server: &ServerState, result: Result<(), String>) {
+    if result.is_ok() {
+        server.checks_passed.inc();
+    } else {
+        server.checks_failed.inc();
+    }
     let transition = match server.tracker.lock() {
         Ok(mut t) => t.record(result.is_ok()).map(|tr| (tr, t.state())),
         Err(_) => None,
@@ -68,8 +74,10 @@ async fn probe(
     server: &ServerState,
     check: &HealthCheck,
     proxy_protocol: Option<ProxyProtocol>,
+    h2: bool,
 ) -> Result<(), String> {
-    match tokio::time::timeout(check.timeout, probe_inner(server, check, proxy_protocol)).await {
+    let probe = probe_inner(server, check, proxy_protocol, h2);
+    match tokio::time::timeout(check.timeout, probe).await {
         Ok(r) => r,
         Err(_) => Err(format!("no answer within {:?}", check.timeout)),
     }
@@ -79,6 +87,7 @@ async fn probe_inner(
     server: &ServerState,
     check: &HealthCheck,
     proxy_protocol: Option<ProxyProtocol>,
+    h2: bool,
 ) -> Result<(), String> {
     let mut stream = TcpStream::connect(server.socket_addr)
         .await
@@ -95,6 +104,9 @@ async fn probe_inner(
     }
     if check.kind == CheckKind::Tcp {
         return Ok(());
+    }
+    if h2 {
+        return probe_h2(server, check, stream).await;
     }
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -114,6 +126,35 @@ async fn probe_inner(
     let status = resp.status().as_u16();
     drop(resp);
     conn.abort();
+    if check.status_ok(status) {
+        Ok(())
+    } else {
+        Err(format!("status {status}"))
+    }
+}
+
+/// The HTTP check of an h2c backend, over HTTP/2 with prior knowledge: such servers
+/// (gRPC) often refuse HTTP/1.1.
+async fn probe_h2(
+    server: &ServerState,
+    check: &HealthCheck,
+    stream: TcpStream,
+) -> Result<(), String> {
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
+    let conn = tokio::spawn(conn);
+    let host = check.host.clone().unwrap_or_else(|| server.addr.clone());
+    let req = http::Request::get(format!("http://{host}{}", check.path))
+        .header(http::header::USER_AGENT, "herd-health-check")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| format!("bad check request: {e}"))?;
+    let resp = sender.send_request(req).await;
+    conn.abort();
+    let status = resp.map_err(|e| format!("request: {e}"))?.status().as_u16();
     if check.status_ok(status) {
         Ok(())
     } else {

@@ -12,6 +12,8 @@ mod admin;
 mod body;
 mod clock;
 mod discovery;
+mod h2;
+mod head_timeout;
 mod headers;
 mod health;
 mod metrics;
@@ -22,7 +24,12 @@ mod snapshot;
 mod sticky;
 mod stream;
 mod tcp;
+mod tls;
+mod traffic;
+mod upgrade;
 mod worker;
+
+pub use tls::check_certificates;
 
 use arc_swap::ArcSwap;
 use herd_config::Config;

@@ -120,6 +120,20 @@ pub fn render(shared: &Shared) -> String {
     );
     server_family(
         &mut e,
+        "herd_server_health_checks_passed_total",
+        MetricKind::Counter,
+        "Active health checks that passed.",
+        &|s| s.checks_passed.get() as i64,
+    );
+    server_family(
+        &mut e,
+        "herd_server_health_checks_failed_total",
+        MetricKind::Counter,
+        "Active health checks that failed.",
+        &|s| s.checks_failed.get() as i64,
+    );
+    server_family(
+        &mut e,
         "herd_server_usable",
         MetricKind::Gauge,
         "1 if the server takes new requests (healthy, not ejected, not drained).",
@@ -219,6 +233,7 @@ pub fn render(shared: &Shared) -> String {
             );
         }
     }
+    crate::traffic::render_metrics(&mut e, shared, &snap);
     e.finish()
 }
 
@@ -270,6 +285,23 @@ fn listener_families(e: &mut TextEncoder, shared: &Shared, snap: &Snapshot) {
             }
         }
     }
+    e.family(
+        "herd_listener_requests_total",
+        MetricKind::Counter,
+        "Requests received per listener, by the client's HTTP version.",
+    );
+    for (l, st) in snap.config.listeners.iter().zip(&shared.listener_stats) {
+        if !l.protocol.is_http() {
+            continue;
+        }
+        for (version, count) in ListenerStats::VERSIONS.iter().zip(&st.requests_by_version) {
+            e.counter(
+                "herd_listener_requests_total",
+                &[("listener", l.name.as_str()), ("version", version)],
+                count.get(),
+            );
+        }
+    }
 }
 
 pub fn server_json(s: &ServerState, now_ms: u64) -> Value {
@@ -293,6 +325,7 @@ pub fn server_json(s: &ServerState, now_ms: u64) -> Value {
         "responses": responses,
         "latency_p99_s": s.latency.quantile_upper_bound(0.99),
         "tcp_connections": s.tcp_connections.get(),
+        "health_checks": { "passed": s.checks_passed.get(), "failed": s.checks_failed.get() },
         "tcp_bytes_sent": s.tcp_bytes_sent.get(),
         "tcp_bytes_received": s.tcp_bytes_received.get(),
     })
@@ -321,6 +354,7 @@ pub fn status(shared: &Shared) -> Value {
                 "proxy_protocol": g.config.proxy_protocol.map(|v| v.as_str()),
                 "no_server": g.no_server.get(),
                 "source_ip_pins": g.source_ip.as_ref().map(|t| t.len()),
+                "traffic": crate::traffic::group_json(g),
                 "servers": g.servers.0.iter().map(|s| server_json(s, now)).collect::<Vec<_>>(),
             }),
         );
@@ -360,6 +394,7 @@ pub fn status(shared: &Shared) -> Value {
         "client_connections": shared.client_connections.get(),
         "admin": shared.admin_addr.map(|a| a.to_string()),
         "listeners": listeners,
+        "traffic": crate::traffic::status_json(shared, &snap),
         "backends": backends,
     })
 }

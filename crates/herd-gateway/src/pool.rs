@@ -1,18 +1,59 @@
 //! A worker's own keep-alive connections to servers. One pool per worker thread, used
 //! only from that thread's event loop: no locks, no atomics, no sharing (the measured
 //! design in ARCHITECTURE.md; hyper-util's shared pool cost about a fifth of throughput).
+//! HTTP/1.1 connections carry one request at a time and wait idle in a list per server;
+//! an HTTP/2 connection multiplexes, so each server has one shared per worker.
 
 use crate::body::UpstreamBody;
 use crate::clock;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use crate::snapshot::ServerState;
+use herd_config::{Backend, UpstreamProtocol};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2, TrySendError};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpStream;
 
-pub type Sender = SendRequest<UpstreamBody>;
+/// A connection to a server, ready to carry a request.
+pub enum Sender {
+    H1(http1::SendRequest<UpstreamBody>),
+    /// The server's shared HTTP/2 connection, and the authority requests get when the
+    /// client named none.
+    H2(http2::SendRequest<UpstreamBody>, http::uri::Authority),
+}
+
+impl Sender {
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Sender::H1(s) => s.is_closed(),
+            Sender::H2(s, _) => s.is_closed(),
+        }
+    }
+
+    pub async fn ready(&mut self) -> Result<(), hyper::Error> {
+        match self {
+            Sender::H1(s) => s.ready().await,
+            Sender::H2(s, _) => s.ready().await,
+        }
+    }
+
+    /// Send, or get the request back if it was never written (a connection that closed).
+    pub async fn try_send_request(
+        &mut self,
+        req: http::Request<UpstreamBody>,
+    ) -> Result<http::Response<Incoming>, TrySendError<http::Request<UpstreamBody>>> {
+        match self {
+            Sender::H1(s) => s.try_send_request(req).await,
+            Sender::H2(s, authority) => {
+                s.try_send_request(crate::h2::upstream_request(req, authority))
+                    .await
+            }
+        }
+    }
+}
 
 struct Idle {
     sender: Sender,
@@ -22,6 +63,8 @@ struct Idle {
 #[derive(Default)]
 pub struct Pool {
     idle: RefCell<HashMap<u64, Vec<Idle>>>,
+    /// One multiplexed HTTP/2 connection per server (h2c backends).
+    h2: RefCell<HashMap<u64, Sender>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,8 +79,21 @@ pub enum ConnectError {
 
 impl Pool {
     /// A ready pooled connection to `server`, newest first (warm in the server's caches),
-    /// skipping ones that closed or idled past `idle_timeout`.
-    pub async fn checkout(&self, server: u64, idle_timeout: Duration) -> Option<Sender> {
+    /// skipping ones that closed or idled past the backend's `idle_timeout`. For an h2c
+    /// backend, the server's shared HTTP/2 connection while it is open.
+    pub async fn checkout(&self, server: u64, backend: &Backend) -> Option<Sender> {
+        if backend.protocol == UpstreamProtocol::H2c {
+            let mut map = self.h2.borrow_mut();
+            return match map.get(&server) {
+                Some(Sender::H2(s, a)) if !s.is_closed() => Some(Sender::H2(s.clone(), a.clone())),
+                Some(_) => {
+                    map.remove(&server);
+                    None
+                }
+                None => None,
+            };
+        }
+        let idle_timeout = backend.idle_timeout;
         let oldest_ok = clock::now_ms().saturating_sub(idle_timeout.as_millis() as u64);
         loop {
             let mut idle = {
@@ -60,7 +116,8 @@ impl Pool {
     }
 
     pub fn checkin(&self, server: u64, sender: Sender, max_idle: usize) {
-        if sender.is_closed() || max_idle == 0 {
+        // An HTTP/2 connection stays in `h2` while open; a finished stream returns nothing.
+        if sender.is_closed() || max_idle == 0 || matches!(sender, Sender::H2(..)) {
             return;
         }
         let mut map = self.idle.borrow_mut();
@@ -76,13 +133,18 @@ impl Pool {
     }
 }
 
-/// Dial a server and start the HTTP/1.1 connection task on this worker's event loop.
-/// `proxy_header` (a PROXY protocol header) is written first when the backend wants one.
+/// Dial a server and start the connection task on this worker's event loop: HTTP/1.1, or
+/// HTTP/2 with prior knowledge for h2c backends. `proxy_header` (a PROXY protocol header)
+/// is written first when the backend wants one; such connections are private to one
+/// client connection, so only the others become the server's shared HTTP/2 connection.
 pub async fn connect(
-    addr: SocketAddr,
-    timeout: Duration,
+    pool: &Pool,
+    server: &ServerState,
+    backend: &Backend,
     proxy_header: Option<&[u8]>,
 ) -> Result<Sender, ConnectError> {
+    let addr = server.socket_addr;
+    let timeout = backend.connect_timeout;
     let mut stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| ConnectError::Timeout(timeout))??;
@@ -91,13 +153,50 @@ pub async fn connect(
         use tokio::io::AsyncWriteExt;
         stream.write_all(header).await?;
     }
+    if backend.protocol == UpstreamProtocol::H2c {
+        return connect_h2(pool, server, addr, stream, proxy_header.is_none()).await;
+    }
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await?;
     tokio::task::spawn_local(async move {
-        if let Err(e) = conn.await {
+        // with_upgrades: a 101 answer hands the connection to the WebSocket splice.
+        if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(error = %e, "upstream connection ended with an error");
         }
     });
+    Ok(Sender::H1(sender))
+}
+
+async fn connect_h2(
+    pool: &Pool,
+    server: &ServerState,
+    addr: SocketAddr,
+    stream: TcpStream,
+    shared: bool,
+) -> Result<Sender, ConnectError> {
+    let (sender, conn) = http2::Builder::new(crate::h2::LocalExec)
+        .timer(TokioTimer::new())
+        // Finds a dead server on an otherwise quiet connection.
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .handshake(TokioIo::new(stream))
+        .await?;
+    tokio::task::spawn_local(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");
+        }
+    });
+    let authority = http::uri::Authority::try_from(server.addr.as_str())
+        .or_else(|_| http::uri::Authority::try_from(addr.to_string()))
+        .map_err(|e| ConnectError::Io(std::io::Error::other(e)))?;
+    let sender = Sender::H2(sender, authority);
+    if shared {
+        if let Sender::H2(s, a) = &sender {
+            pool.h2
+                .borrow_mut()
+                .insert(server.id, Sender::H2(s.clone(), a.clone()));
+        }
+    }
     Ok(sender)
 }

@@ -8,6 +8,7 @@ use crate::headers;
 use crate::pool::{self, Sender};
 use crate::proxy_protocol;
 use crate::snapshot::{Group, RouteState, ServerState};
+use crate::traffic::{BreakerTicket, ConnLimit, Refusal, SlotFailure};
 use crate::worker::{ClientConn, Worker};
 use herd_balance::{hash64, PickContext};
 use herd_config::{Fallback, Persistence, Policy, RequestView};
@@ -18,11 +19,12 @@ use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Retries are bounded by config (0-10), so attempts fit in a fixed array: no allocation.
-const MAX_ATTEMPTS: usize = 11;
+pub(crate) const MAX_ATTEMPTS: usize = 11;
 
 struct View<'a>(&'a http::request::Parts);
 
@@ -59,6 +61,18 @@ pub async fn handle(
         .access_log
         .as_ref()
         .map(|sink| LogRecord::new(sink, &ls.name, client, &parts));
+    if !snap
+        .config
+        .listeners
+        .get(listener)
+        .is_none_or(|l| crate::traffic::listener_permits(l, client.ip()))
+    {
+        if let Some(stats) = w.shared.listener_stats.get(listener) {
+            stats.traffic.denied.inc();
+        }
+        let denied = Refusal::Forbidden("forbidden: your address may not use this listener\n");
+        return Ok(refuse(None, denied, log));
+    }
     let route = {
         let view = View(&parts);
         ls.routes.iter().find(|r| r.route.matches(&view)).cloned()
@@ -71,6 +85,14 @@ pub async fn handle(
             done,
         ));
     };
+    if route.route.redirect_https && !conn.tls {
+        return Ok(redirect_https(&parts, &route, log));
+    }
+    if let Some(guard) = &route.traffic {
+        if let Err(refusal) = guard.check(&parts, client.ip()) {
+            return Ok(refuse(Some(&route), refusal, log));
+        }
+    }
     Ok(forward(&w, route, &conn, parts, body, log).await)
 }
 
@@ -80,6 +102,10 @@ enum Failure {
     Connect,
     Reset,
     Timeout(Duration),
+    /// The backend's circuit breaker is open.
+    CircuitOpen,
+    /// max_conns_per_server: no slot, and the queue was full or timed out.
+    Slot(SlotFailure),
 }
 
 async fn forward(
@@ -96,10 +122,22 @@ async fn forward(
     }
     let group = route.group.clone();
     let cfg = &group.config;
+    let mut ticket = match BreakerTicket::admit(&group) {
+        Ok(t) => t,
+        Err(()) => return fail(&route, Failure::CircuitOpen, log),
+    };
     let now_ms = clock::now_ms();
     let pinned = sticky_lookup(&group, &mut parts.headers, client.ip(), now_ms);
     let key = hash_key(&cfg.policy, &parts, client.ip());
-    prepare_request(&mut parts, &route, client);
+    // WebSocket and other upgrades ride HTTP/1.1 servers only; h2c servers get the plain request.
+    let mut upgrade = match cfg.protocol {
+        herd_config::UpstreamProtocol::Http1 => crate::upgrade::take(&mut parts),
+        herd_config::UpstreamProtocol::H2c => None,
+    };
+    prepare_request(&mut parts, &route, client, conn.tls);
+    if let Some(u) = &upgrade {
+        u.restore(&mut parts.headers);
+    }
 
     let max_attempts = (1 + route.route.retries.unwrap_or(cfg.retries) as usize).min(MAX_ATTEMPTS);
     let timeout = route.route.timeout.unwrap_or(cfg.response_timeout);
@@ -112,15 +150,44 @@ async fn forward(
                 parts.headers.clone(),
             )
         });
-    let mut req = Some(Request::from_parts(parts, UpstreamBody::Client(body)));
+    let (body, too_large) = match route.traffic.as_ref().and_then(|g| g.max_body) {
+        Some(max) => {
+            let (limited, flag) = crate::traffic::LimitedBody::new(body, max);
+            (UpstreamBody::Limited(limited), Some(flag))
+        }
+        None => (UpstreamBody::Client(body), None),
+    };
+    let mut req = Some(Request::from_parts(parts, body));
     let mut tried = [usize::MAX; MAX_ATTEMPTS];
     let mut attempts = 0;
     let mut stale = 0;
     let mut failure = Failure::NoServer;
 
     while attempts < max_attempts {
-        let Some(idx) = pick(w, &group, pinned, key, &tried[..attempts]) else {
-            break;
+        let (idx, mut slot) = match &group.limit {
+            None => match pick(w, &group, pinned, key, &tried[..attempts]) {
+                Some(idx) => (idx, None),
+                None => break,
+            },
+            Some(limit) => {
+                match crate::traffic::pick_with_slot(
+                    w,
+                    &group,
+                    limit,
+                    pinned,
+                    key,
+                    &tried[..attempts],
+                )
+                .await
+                {
+                    Ok((idx, s)) => (idx, Some(s)),
+                    Err(SlotFailure::NoServer) => break,
+                    Err(f) => {
+                        failure = Failure::Slot(f);
+                        break;
+                    }
+                }
+            }
         };
         let server = &group.servers.0[idx];
         // A server that gets PROXY headers learns the client from the connection, so its
@@ -136,40 +203,55 @@ async fn forward(
         });
         let checkout = match &private {
             Some(_) => take_private(conn, server.id).await,
-            None => w.pool.checkout(server.id, cfg.idle_timeout).await,
+            None => w.pool.checkout(server.id, cfg).await,
         };
         let (mut sender, reused) = match checkout {
             Some(s) => (s, true),
-            None => {
-                match pool::connect(server.socket_addr, cfg.connect_timeout, private.as_deref())
-                    .await
-                {
-                    Ok(s) => (s, false),
-                    Err(e) => {
-                        tracing::debug!(server = %server.addr, error = %e, "connect failed");
-                        passive_failure(&group, server);
-                        tried[attempts] = idx;
-                        attempts += 1;
-                        failure = Failure::Connect;
-                        continue;
-                    }
+            None => match pool::connect(&w.pool, server, cfg, private.as_deref()).await {
+                Ok(s) => (s, false),
+                Err(e) => {
+                    tracing::debug!(server = %server.addr, error = %e, "connect failed");
+                    passive_failure(&group, server);
+                    tried[attempts] = idx;
+                    attempts += 1;
+                    failure = Failure::Connect;
+                    continue;
                 }
-            }
+            },
         };
         let Some(request) = req.take().or_else(|| rebuild(replay.as_ref())) else {
             break;
         };
-        let in_flight = InFlight::begin(server);
+        let in_flight = slot.take().unwrap_or_else(|| InFlight::begin(server));
         let sent_at = clock::now_nanos();
         match tokio::time::timeout(timeout, sender.try_send_request(request)).await {
-            Ok(Ok(resp)) => {
+            Ok(Ok(mut resp)) => {
                 let owner = private.is_some().then(|| conn.clone());
-                return respond(
+                // A 101 takes the server connection for the tunnel: it never returns to the pool.
+                let switched = upgrade.take().and_then(|u| u.splice(&mut resp));
+                if let Some(t) = ticket.take() {
+                    t.finish(resp.status().as_u16() < 500);
+                }
+                let mut out = respond(
                     w, &route, in_flight, pinned, owner, client, sender, resp, sent_at, log,
                 );
+                if let Some(protocol) = switched {
+                    crate::upgrade::restore(out.headers_mut(), &protocol);
+                }
+                return out;
             }
             Ok(Err(mut e)) => {
                 drop(in_flight);
+                if too_large
+                    .as_ref()
+                    .is_some_and(|f| f.load(Ordering::Relaxed))
+                {
+                    // The client's fault, not the server's: 413, and the breaker is not told.
+                    if let Some(g) = &route.traffic {
+                        g.too_large.inc();
+                    }
+                    return refuse(Some(&route), Refusal::TooLarge, log);
+                }
                 if let Some(unsent) = e.take_message() {
                     // Never written: a pooled connection that closed under us. Try again
                     // without counting it against the server or the retry budget.
@@ -197,12 +279,18 @@ async fn forward(
             }
         }
     }
+    if let Some(t) = ticket {
+        // Shedding by our own queue says nothing about the servers' health.
+        if !matches!(failure, Failure::Slot(_)) {
+            t.finish(false);
+        }
+    }
     fail(&route, failure, log)
 }
 
 /// Counts a request against its server from send until the response body ends. A guard,
 /// because the client may hang up and drop the request future at any await.
-pub struct InFlight(Option<Arc<ServerState>>);
+pub struct InFlight(Option<Arc<ServerState>>, Option<Arc<ConnLimit>>);
 
 /// This client connection's own upstream connection to `server`, if it has a usable one.
 async fn take_private(conn: &ClientConn, server: u64) -> Option<Sender> {
@@ -217,7 +305,11 @@ async fn take_private(conn: &ClientConn, server: u64) -> Option<Sender> {
 impl InFlight {
     pub(crate) fn begin(server: &Arc<ServerState>) -> InFlight {
         server.load.inc_in_flight();
-        InFlight(Some(server.clone()))
+        InFlight(Some(server.clone()), None)
+    }
+    /// A slot already taken under `max_conns_per_server`; giving it back wakes the queue.
+    pub(crate) fn adopt(server: &Arc<ServerState>, limit: Arc<ConnLimit>) -> InFlight {
+        InFlight(Some(server.clone()), Some(limit))
     }
     fn server(&self) -> Option<&Arc<ServerState>> {
         self.0.as_ref()
@@ -228,6 +320,9 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         if let Some(s) = self.0.take() {
             s.load.dec_in_flight();
+            if let Some(limit) = self.1.take() {
+                limit.released();
+            }
         }
     }
 }
@@ -339,9 +434,15 @@ fn hash_key(policy: &Policy, parts: &http::request::Parts, ip: IpAddr) -> Option
     }
 }
 
-fn prepare_request(parts: &mut http::request::Parts, route: &RouteState, client: SocketAddr) {
+fn prepare_request(
+    parts: &mut http::request::Parts,
+    route: &RouteState,
+    client: SocketAddr,
+    tls: bool,
+) {
     headers::strip_hop_by_hop(&mut parts.headers);
-    headers::add_forwarding(&mut parts.headers, client, "http");
+    let proto = if tls { "https" } else { "http" };
+    headers::add_forwarding(&mut parts.headers, client, proto);
     for name in &route.request_remove {
         parts.headers.remove(name);
     }
@@ -508,6 +609,20 @@ fn fail(route: &RouteState, failure: Failure, log: Option<LogRecord>) -> Respons
             StatusCode::from_u16(f.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
             f.body.clone(),
         ),
+        (Failure::CircuitOpen, None) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("circuit open: backend \"{name}\" is failing; retry later\n"),
+        ),
+        (Failure::Slot(SlotFailure::QueueTimeout), None) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("backend \"{name}\" is busy: no server slot came free in time\n"),
+        ),
+        (Failure::Slot(_), None) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "backend \"{name}\" is busy: every server is at its limit and the queue is full\n"
+            ),
+        ),
         (Failure::NoServer, None) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("no server available in backend \"{name}\"\n"),
@@ -527,6 +642,27 @@ fn fail(route: &RouteState, failure: Failure, log: Option<LogRecord>) -> Respons
     if let Ok(v) = HeaderValue::from_str(content_type) {
         resp.headers_mut().insert(header::CONTENT_TYPE, v);
     }
+    resp
+}
+
+/// 308 to the same URL over https, for `redirect_https` routes reached over plain HTTP.
+fn redirect_https(
+    parts: &http::request::Parts,
+    route: &RouteState,
+    log: Option<LogRecord>,
+) -> Response<ProxyBody> {
+    let done = Done::local(log, Some(route.label.clone()));
+    let Some(location) = crate::tls::https_location(parts) else {
+        route.responses.record(400);
+        return local(
+            StatusCode::BAD_REQUEST,
+            "a redirect to https needs a Host header\n",
+            done,
+        );
+    };
+    route.responses.record(308);
+    let mut resp = local(StatusCode::PERMANENT_REDIRECT, "", done);
+    resp.headers_mut().insert(header::LOCATION, location);
     resp
 }
 
@@ -646,4 +782,22 @@ impl LogRecord {
         });
         self.sink.write(format!("{line}\n"));
     }
+}
+
+/// A request refused before any server saw it (ACL, time window, rate limit, body size).
+fn refuse(route: Option<&RouteState>, r: Refusal, log: Option<LogRecord>) -> Response<ProxyBody> {
+    let status = r.status();
+    if let Some(rs) = route {
+        rs.responses.record(status.as_u16());
+    }
+    let mut resp = local(
+        status,
+        r.body(),
+        Done::local(log, route.map(|rs| rs.label.clone())),
+    );
+    if let Refusal::RateLimited { retry_after_s } = r {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+    }
+    resp
 }

@@ -81,6 +81,9 @@ pub struct ServerState {
     pub latency: Histogram,
     /// TCP (L4) connections relayed to this server, and the bytes each way.
     pub tcp_connections: Counter,
+    /// Active health checks run against this server, by outcome.
+    pub checks_passed: Counter,
+    pub checks_failed: Counter,
     pub tcp_bytes_sent: Counter,
     pub tcp_bytes_received: Counter,
 }
@@ -146,6 +149,10 @@ pub struct Group {
     /// forget which client is pinned where.
     pub source_ip: Option<Arc<SourceIpTable>>,
     pub no_server: Counter,
+    /// `max_conns_per_server` and its queue; None when not configured.
+    pub limit: Option<Arc<crate::traffic::ConnLimit>>,
+    /// Kept across reloads while its settings are unchanged; None when not configured.
+    pub breaker: Option<Arc<crate::traffic::GroupBreaker>>,
 }
 
 impl Group {
@@ -194,6 +201,8 @@ pub struct RouteState {
     pub response_remove: Vec<HeaderName>,
     pub responses: StatusCounters,
     pub latency: Histogram,
+    /// Rate limit, ACL, time window, body limit; None when none applies.
+    pub traffic: Option<crate::traffic::RouteGuard>,
 }
 
 pub struct ListenerState {
@@ -203,6 +212,8 @@ pub struct ListenerState {
     /// tcp listeners: the group every connection goes to.
     pub group: Option<Arc<Group>>,
     pub access_log: Option<Arc<AccessLogSink>>,
+    /// https listeners: certificates as read when this snapshot was built.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 pub struct Snapshot {
@@ -223,6 +234,8 @@ pub enum BuildError {
     },
     #[error("listeners.{listener}.access_log: {reason}")]
     AccessLog { listener: String, reason: String },
+    #[error("{field}: {reason}")]
+    Certificate { field: String, reason: String },
 }
 
 fn resolve(backend: &str, addr: &str) -> Result<SocketAddr, BuildError> {
@@ -289,15 +302,29 @@ impl Snapshot {
                 servers: ServerList(servers),
                 source_ip,
                 no_server: Counter::new(),
+                limit: crate::traffic::ConnLimit::new(&backend.traffic).map(Arc::new),
+                breaker: backend.traffic.circuit_breaker.as_ref().map(|cb| {
+                    old_group
+                        .and_then(|g| g.breaker.clone())
+                        .filter(|b| b.settings == *cb)
+                        .unwrap_or_else(|| Arc::new(crate::traffic::GroupBreaker::new(cb)))
+                }),
             };
             groups.insert(name.clone(), Arc::new(group));
         }
         let mut listeners = Vec::with_capacity(config.listeners.len());
-        for l in &config.listeners {
+        for (li, l) in config.listeners.iter().enumerate() {
+            let tls = match l.protocol {
+                herd_config::Protocol::Https => Some(crate::tls::server_config(
+                    &format!("listeners[{li}]"),
+                    &l.certificates,
+                )?),
+                _ => None,
+            };
             let routes = config
                 .routes
                 .iter()
-                .filter(|_| l.protocol == herd_config::Protocol::Http)
+                .filter(|_| l.protocol.is_http())
                 .filter(|r| r.listener.as_deref().is_none_or(|n| n == l.name))
                 .map(|r| {
                     Arc::new(RouteState {
@@ -310,6 +337,7 @@ impl Snapshot {
                         route: r.clone(),
                         responses: StatusCounters::default(),
                         latency: Histogram::latency(),
+                        traffic: crate::traffic::RouteGuard::build(r, l),
                     })
                 })
                 .collect();
@@ -336,6 +364,7 @@ impl Snapshot {
                 routes,
                 group: l.backend.as_ref().and_then(|b| groups.get(b).cloned()),
                 access_log,
+                tls,
             });
         }
         let snap = Snapshot {
@@ -411,6 +440,8 @@ fn new_server(backend: &Backend, addr: &str, weight: u32) -> Result<ServerState,
         failures: Counter::new(),
         latency: Histogram::latency(),
         tcp_connections: Counter::new(),
+        checks_passed: Counter::new(),
+        checks_failed: Counter::new(),
         tcp_bytes_sent: Counter::new(),
         tcp_bytes_received: Counter::new(),
     })

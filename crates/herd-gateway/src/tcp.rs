@@ -53,6 +53,9 @@ pub async fn serve(
     } else {
         (peer, local, Vec::new())
     };
+    if !crate::traffic::tcp_permits(&w.shared, li, client.ip()) {
+        return;
+    }
 
     let Some((server, mut upstream, in_flight)) = connect(&w, &group, client).await else {
         tracing::warn!(listener = %name, backend = %group.config.name, client = %client,

@@ -6,14 +6,13 @@
 use crate::pool::{Pool, Sender};
 use crate::proxy;
 use crate::proxy_protocol::{self, Header};
-use crate::stream::Prefixed;
 use crate::Shared;
 use herd_balance::Rng;
 use herd_config::Protocol;
 use herd_telemetry::Counter;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -47,6 +46,23 @@ pub struct ListenerStats {
     pub rejected: Counter,
     /// Closed because the expected PROXY header was missing, malformed or too slow.
     pub proxy_errors: Counter,
+    /// Requests by the client's HTTP version: HTTP/1.0, HTTP/1.1, HTTP/2.
+    pub requests_by_version: [Counter; 3],
+    /// ACL refusals and per-IP connection counts (traffic.rs).
+    pub traffic: crate::traffic::ListenerTrafficStats,
+}
+
+impl ListenerStats {
+    pub const VERSIONS: [&'static str; 3] = ["HTTP/1.0", "HTTP/1.1", "HTTP/2"];
+
+    pub fn count_request(&self, version: http::Version) {
+        let i = match version {
+            http::Version::HTTP_2 => 2,
+            http::Version::HTTP_10 | http::Version::HTTP_09 => 0,
+            _ => 1,
+        };
+        self.requests_by_version[i].inc();
+    }
 }
 
 /// One client connection as the proxy sees it: the real client (from the PROXY header when
@@ -55,6 +71,9 @@ pub struct ListenerStats {
 pub struct ClientConn {
     pub client: SocketAddr,
     pub local: SocketAddr,
+    /// Arrived over TLS (an https listener): X-Forwarded-Proto says https, and
+    /// `redirect_https` routes do not redirect.
+    pub tls: bool,
     pub private_upstream: RefCell<Option<(u64, Sender)>>,
 }
 
@@ -137,6 +156,9 @@ fn admit(w: &Rc<Worker>, li: usize, stream: TcpStream, peer: SocketAddr) {
     ) else {
         return;
     };
+    let Ok(per_ip) = crate::traffic::admit_connection(&w.shared, li, cfg, peer.ip()) else {
+        return;
+    };
     // Reserve first, check after: two workers racing for the last slot cannot both win.
     let open = stats.active.fetch_add(1, Ordering::Relaxed);
     if cfg.max_connections.is_some_and(|max| open >= max as i64) {
@@ -146,11 +168,15 @@ fn admit(w: &Rc<Worker>, li: usize, stream: TcpStream, peer: SocketAddr) {
         return;
     }
     stats.accepted.inc();
-    let slot = ConnSlot::new(w.clone(), li);
+    let mut slot = ConnSlot::new(w.clone(), li);
+    slot.per_ip = per_ip;
     let _ = stream.set_nodelay(true);
     match cfg.protocol {
         Protocol::Http => {
             tokio::task::spawn_local(serve_http(w.clone(), li, stream, peer, slot));
+        }
+        Protocol::Https => {
+            tokio::task::spawn_local(crate::tls::serve(w.clone(), li, stream, peer, slot));
         }
         Protocol::Tcp => {
             tokio::task::spawn_local(crate::tcp::serve(w.clone(), li, stream, peer, slot));
@@ -163,13 +189,19 @@ fn admit(w: &Rc<Worker>, li: usize, stream: TcpStream, peer: SocketAddr) {
 pub struct ConnSlot {
     w: Rc<Worker>,
     li: usize,
+    /// This connection's count under `max_conns_per_ip`, given back with the slot.
+    per_ip: Option<crate::traffic::PerIpSlot>,
 }
 
 impl ConnSlot {
     fn new(w: Rc<Worker>, li: usize) -> ConnSlot {
         w.connections.set(w.connections.get() + 1);
         w.shared.client_connections.inc();
-        ConnSlot { w, li }
+        ConnSlot {
+            w,
+            li,
+            per_ip: None,
+        }
     }
 }
 
@@ -242,22 +274,31 @@ async fn serve_http(
         let conn = ClientConn {
             client,
             local,
+            tls: false,
             private_upstream: RefCell::new(None),
         };
-        serve_hyper(w, li, Prefixed::new(rest, stream), conn, slot).await;
+        crate::h2::serve_plain(w, li, stream, rest, conn, slot).await;
     } else {
         let conn = ClientConn {
             client: peer,
             local,
+            tls: false,
             private_upstream: RefCell::new(None),
         };
-        serve_hyper(w, li, stream, conn, slot).await;
+        crate::h2::serve_plain(w, li, stream, Vec::new(), conn, slot).await;
     }
 }
 
-async fn serve_hyper<I>(w: Rc<Worker>, li: usize, io: I, conn: ClientConn, _slot: ConnSlot)
-where
-    I: AsyncRead + AsyncWrite + Unpin + 'static,
+/// Serve an HTTP/1.x client connection (plain or TLS) until it ends or the gateway stops.
+pub(crate) async fn serve_hyper<I>(
+    w: Rc<Worker>,
+    li: usize,
+    io: I,
+    conn: ClientConn,
+    _slot: ConnSlot,
+) where
+    // Send: hyper hands an upgraded connection over as a boxed Send stream.
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let idle_timeout = w
         .shared
@@ -270,11 +311,33 @@ where
     let peer = conn.client;
     let conn = Rc::new(conn);
     let svc_worker = w.clone();
-    let svc = service_fn(move |req| proxy::handle(svc_worker.clone(), li, conn.clone(), req));
+    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        if let Some(stats) = svc_worker.shared.listener_stats.get(li) {
+            stats.count_request(req.version());
+        }
+        proxy::handle(svc_worker.clone(), li, conn.clone(), req)
+    });
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).keep_alive(true);
+    // idle_timeout bounds each wait for a request head, header_read_timeout the head from
+    // its first byte (slowloris); hyper has one timer, head_timeout.rs splits it in two.
+    let head_read = w
+        .shared
+        .snapshot
+        .load()
+        .config
+        .listeners
+        .get(li)
+        .map_or(Duration::from_secs(10), |l| l.traffic.header_read_timeout);
+    let clock = crate::head_timeout::HeadClock::new(head_read);
+    builder
+        .timer(crate::head_timeout::HeadTimer::new(clock.clone()))
+        .keep_alive(true);
     builder.header_read_timeout(idle_timeout);
-    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    let io = crate::head_timeout::HeadWatch::new(io, clock);
+    // with_upgrades: a 101 answer hands the connection to the WebSocket splice.
+    let conn = builder
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
     tokio::pin!(conn);
     let mut stop: watch::Receiver<bool> = w.shared.shutdown.subscribe();
     tokio::select! {

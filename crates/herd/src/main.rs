@@ -240,6 +240,8 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     let config = herd_config::parse(&text, &path.display().to_string())?;
+    herd_gateway::check_certificates(&config)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     println!(
         "{}: ok ({} listeners, {} routes, {} backends)",
         path.display(),

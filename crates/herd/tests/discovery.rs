@@ -84,9 +84,13 @@ async fn register(c: &Client, r: &Registry, id: &str, b: &Backend, weight: u32, 
         r#"{{"address": "127.0.0.1", "port": {}, "weight": {weight}, "ttl_s": {ttl_s}}}"#,
         b.addr.port()
     );
-    let resp = put(c, &r.url(&format!("/v1/services/web/instances/{id}")), &body)
-        .await
-        .unwrap();
+    let resp = put(
+        c,
+        &r.url(&format!("/v1/services/web/instances/{id}")),
+        &body,
+    )
+    .await
+    .unwrap();
     assert_eq!(resp.status, 200, "{}", resp.body);
     let v: serde_json::Value = serde_json::from_str(&resp.body).unwrap();
     v["lease"].as_u64().unwrap()

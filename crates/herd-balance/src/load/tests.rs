@@ -87,3 +87,15 @@ fn loads_impls() {
     let empty: Vec<ServerLoad> = Vec::new();
     assert!(Loads::is_empty(&empty));
 }
+
+#[test]
+fn try_inc_stops_at_the_limit() {
+    let l = ServerLoad::new();
+    assert!(l.try_inc_in_flight_below(2));
+    assert!(l.try_inc_in_flight_below(2));
+    assert!(!l.try_inc_in_flight_below(2));
+    assert_eq!(l.in_flight(), 2);
+    l.dec_in_flight();
+    assert!(l.try_inc_in_flight_below(2));
+    assert_eq!(l.in_flight(), 2);
+}

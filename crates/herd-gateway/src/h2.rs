@@ -1,0 +1,240 @@
+//! HTTP/2: towards clients, h2 chosen by ALPN on https listeners and h2c with prior
+//! knowledge on plain ones; towards h2c servers, the request shape HTTP/2 wants. The
+//! connection preface is sniffed on plain listeners, so an HTTP/1.1 connection keeps
+//! hyper's http1 server as before (one peek per connection, nothing per request).
+//! Every HTTP/2 stream goes through the same proxy path as an HTTP/1.1 request.
+
+use crate::body::UpstreamBody;
+use crate::proxy;
+use crate::stream::Prefixed;
+use crate::worker::{serve_hyper, ClientConn, ConnSlot, Worker};
+use http::header::{self, HeaderValue};
+use http::{Request, Uri, Version};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::future::Future;
+use std::rc::Rc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::net::TcpStream;
+
+/// What an HTTP/2 client sends first (RFC 9113 §3.4).
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Runs hyper's per-stream tasks on the worker's own event loop: the proxy path holds
+/// worker-local state (`Rc`), so nothing it spawns may move to another thread.
+#[derive(Clone, Copy)]
+pub struct LocalExec;
+
+impl<F: Future + 'static> hyper::rt::Executor<F> for LocalExec {
+    fn execute(&self, fut: F) {
+        tokio::task::spawn_local(fut);
+    }
+}
+
+/// Serve a plain (cleartext) client connection: HTTP/2 if it starts with the preface,
+/// else HTTP/1.1. `rest` holds bytes already read past a PROXY header.
+pub async fn serve_plain(
+    w: Rc<Worker>,
+    li: usize,
+    mut stream: TcpStream,
+    mut rest: Vec<u8>,
+    conn: ClientConn,
+    slot: ConnSlot,
+) {
+    let wait = w
+        .shared
+        .snapshot
+        .load()
+        .config
+        .listeners
+        .get(li)
+        .map_or(Duration::from_secs(60), |l| l.idle_timeout);
+    let h2 = match tokio::time::timeout(wait, sniff(&mut stream, &mut rest)).await {
+        Ok(Ok(h2)) => h2,
+        // Silent past the idle timeout, or gone: what hyper's header timeout would do.
+        Ok(Err(_)) | Err(_) => return,
+    };
+    match (h2, rest.is_empty()) {
+        (false, true) => serve_hyper(w, li, stream, conn, slot).await,
+        (false, false) => serve_hyper(w, li, Prefixed::new(rest, stream), conn, slot).await,
+        (true, true) => serve_h2(w, li, stream, conn, slot).await,
+        (true, false) => serve_h2(w, li, Prefixed::new(rest, stream), conn, slot).await,
+    }
+}
+
+/// Does the connection start with the HTTP/2 preface? Peeks when nothing was read yet
+/// (the usual case: one syscall, nothing consumed); reads into `buf` only when a client
+/// split the preface's first bytes over several packets.
+async fn sniff(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+    if buf.is_empty() {
+        let mut peek = [0u8; PREFACE.len()];
+        let n = stream.peek(&mut peek).await?;
+        if n == 0 || !PREFACE.starts_with(&peek[..n]) {
+            return Ok(false);
+        }
+        if n == PREFACE.len() {
+            return Ok(true);
+        }
+    }
+    loop {
+        let have = buf.len().min(PREFACE.len());
+        if !PREFACE.starts_with(&buf[..have]) {
+            return Ok(false);
+        }
+        if have == PREFACE.len() {
+            return Ok(true);
+        }
+        let mut chunk = [0u8; PREFACE.len()];
+        let n = stream.read(&mut chunk[..PREFACE.len() - have]).await?;
+        if n == 0 {
+            return Ok(false);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Serve an HTTP/2 client connection until it ends or the gateway shuts down (then
+/// GOAWAY: streams in flight finish, no new ones start).
+pub async fn serve_h2<I>(w: Rc<Worker>, li: usize, io: I, conn: ClientConn, _slot: ConnSlot)
+where
+    I: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let peer = conn.client;
+    let conn = Rc::new(conn);
+    let svc_worker = w.clone();
+    let svc = service_fn(move |req| {
+        if let Some(stats) = svc_worker.shared.listener_stats.get(li) {
+            stats.count_request(Version::HTTP_2);
+        }
+        proxy::handle(svc_worker.clone(), li, conn.clone(), req)
+    });
+    let mut builder = hyper::server::conn::http2::Builder::new(LocalExec);
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10));
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let mut stop = w.shared.shutdown.subscribe();
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(client = %peer, error = %e, "HTTP/2 client connection ended with an error");
+            }
+        }
+        _ = stop.wait_for(|s| *s) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Connection-specific headers HTTP/2 forbids (RFC 9113 §8.2.2); hop-by-hop removal has
+/// taken them out already, except on an upgrade request, which HTTP/2 cannot carry.
+static CONNECTION_SPECIFIC: [header::HeaderName; 5] = [
+    header::CONNECTION,
+    header::UPGRADE,
+    header::TRANSFER_ENCODING,
+    header::HeaderName::from_static("keep-alive"),
+    header::HeaderName::from_static("proxy-connection"),
+];
+
+/// Shape a request prepared for HTTP/1.1 (origin-form, Host header) for an HTTP/2
+/// server: absolute URI, so that `:scheme` and `:authority` are sent, and no Host.
+pub fn upstream_request(
+    mut req: Request<UpstreamBody>,
+    fallback_authority: &http::uri::Authority,
+) -> Request<UpstreamBody> {
+    *req.version_mut() = Version::HTTP_2;
+    for name in &CONNECTION_SPECIFIC {
+        req.headers_mut().remove(name);
+    }
+    if req
+        .headers()
+        .get(header::TE)
+        .is_some_and(|v| v != HeaderValue::from_static("trailers"))
+    {
+        req.headers_mut().remove(header::TE);
+    }
+    if req.uri().scheme().is_none() {
+        let authority = req
+            .headers_mut()
+            .remove(header::HOST)
+            .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok())
+            .unwrap_or_else(|| fallback_authority.clone());
+        let mut parts = req.uri().clone().into_parts();
+        parts.scheme = Some(http::uri::Scheme::HTTP);
+        parts.authority = Some(authority);
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn h1_request_becomes_absolute_for_h2() {
+        let req = Request::builder()
+            .uri("/pkg.Svc/Call?x=1")
+            .header("host", "api.example.com:8080")
+            .header("te", "trailers")
+            .header("connection", "upgrade")
+            .body(UpstreamBody::Empty)
+            .unwrap();
+        let fallback = http::uri::Authority::from_static("10.0.0.1:9000");
+        let out = upstream_request(req, &fallback);
+        assert_eq!(
+            out.uri().to_string(),
+            "http://api.example.com:8080/pkg.Svc/Call?x=1"
+        );
+        assert!(out.headers().get("host").is_none());
+        assert!(out.headers().get("connection").is_none());
+        assert_eq!(out.headers()["te"], "trailers");
+        assert_eq!(out.version(), Version::HTTP_2);
+
+        let req = Request::builder()
+            .uri("/")
+            .header("te", "gzip")
+            .body(UpstreamBody::Empty)
+            .unwrap();
+        let out = upstream_request(req, &fallback);
+        assert_eq!(out.uri().to_string(), "http://10.0.0.1:9000/");
+        assert!(out.headers().get("te").is_none());
+    }
+
+    #[tokio::test]
+    async fn sniff_tells_preface_from_http1_even_when_split() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        for (parts, want) in [
+            (vec![&PREFACE[..]], true),
+            (vec![&b"GET / HTTP/1.1\r\n"[..]], false),
+            (vec![&PREFACE[..3], &PREFACE[3..]], true),
+            (vec![&b"PR"[..], &b"X"[..]], false),
+        ] {
+            let client = tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let mut c = TcpStream::connect(addr).await.unwrap();
+                c.set_nodelay(true).unwrap();
+                for p in parts {
+                    c.write_all(p).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                }
+                c
+            });
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = Vec::new();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            assert_eq!(sniff(&mut s, &mut buf).await.unwrap(), want);
+            drop(client.await.unwrap());
+        }
+    }
+}
