@@ -5,7 +5,7 @@
 use crate::node::{NodeError, RegistryNode};
 use crate::types::{NodeId, TypeConfig};
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,6 +21,34 @@ use std::sync::Arc;
 
 type Shared = Arc<RegistryNode>;
 type Params = Query<HashMap<String, String>>;
+
+/// Largest request body the client API (`/v1/`) reads: one value of
+/// [`MAX_VALUE_BYTES`] raw, or a transaction's JSON (values in base64) up to this size.
+pub const MAX_REQUEST_BYTES: usize = 4 << 20;
+/// Largest body a peer may send on `/raft/`: a log entry is at most a client request
+/// re-encoded, an AppendEntries batch is cut at `MAX_APPEND_BYTES` (or is one entry), and
+/// a snapshot chunk is `SNAPSHOT_CHUNK_BYTES`.
+pub const MAX_RAFT_BODY_BYTES: usize = 64 << 20;
+
+/// A `/v1/` request body; one beyond [`MAX_REQUEST_BYTES`] is a JSON 413 naming the limits.
+pub struct RequestBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RequestBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match Bytes::from_request(req, state).await {
+            Ok(b) => Ok(RequestBody(b)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "request body exceeds the limit of {MAX_REQUEST_BYTES} bytes; a value may have at most {MAX_VALUE_BYTES} bytes (1 MiB)"
+                ),
+            )),
+            Err(e) => Err(bad(format!("could not read the request body: {e}"))),
+        }
+    }
+}
 
 pub struct ApiError(pub StatusCode, pub String);
 
@@ -51,6 +79,7 @@ fn command_error(e: &CommandError) -> ApiError {
         CommandError::CasFailed { .. } => StatusCode::PRECONDITION_FAILED,
         CommandError::AlreadyCompacted { .. } => StatusCode::GONE,
         CommandError::LeaseExists { .. } => StatusCode::CONFLICT,
+        CommandError::ValueTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::BAD_REQUEST,
     };
     ApiError(status, e.to_string())
@@ -93,16 +122,24 @@ pub fn router(node: Shared) -> Router {
             "/v1/cluster/members/{id}",
             axum::routing::delete(crate::cluster::remove_member),
         )
-        .route("/raft/append", post(raft_append))
-        .route("/raft/vote", post(raft_vote))
-        .route("/raft/snapshot", post(raft_snapshot))
-        .route("/raft/write", post(raft_write))
-        .route("/raft/read-index", post(raft_read_index))
-        .route("/raft/keepalive/{id}", post(raft_keepalive))
-        .route("/raft/node-id", post(crate::cluster::allocate_node_id))
-        .route(
-            "/raft/remove-member/{id}",
-            post(crate::cluster::remove_member_internal),
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .merge(
+            Router::new()
+                .route("/raft/append", post(raft_append))
+                .route("/raft/vote", post(raft_vote))
+                .route("/raft/snapshot", post(raft_snapshot))
+                .route("/raft/write", post(raft_write))
+                .route("/raft/read-index", post(raft_read_index))
+                .route("/raft/keepalive/{id}", post(raft_keepalive))
+                .route("/raft/node-id", post(crate::cluster::allocate_node_id))
+                .route(
+                    "/raft/remove-member/{id}",
+                    post(crate::cluster::remove_member_internal),
+                )
+                // Peers send AppendEntries batches and snapshot chunks: bounded by what we
+                // send (log_store::MAX_APPEND_BYTES, the snapshot chunk size), not by the
+                // client limit.
+                .layer(DefaultBodyLimit::max(MAX_RAFT_BODY_BYTES)),
         )
         .fallback(|| async {
             ApiError(
@@ -234,13 +271,16 @@ async fn kv_put(
     State(node): State<Shared>,
     Path(key): Path<String>,
     Query(q): Params,
-    body: Bytes,
+    RequestBody(body): RequestBody,
 ) -> ApiResult {
     check_key(&key)?;
     if body.len() > MAX_VALUE_BYTES {
         return Err(ApiError(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("value of {} bytes exceeds {MAX_VALUE_BYTES}", body.len()),
+            format!(
+                "value of {} bytes exceeds the limit of {MAX_VALUE_BYTES} bytes (1 MiB)",
+                body.len()
+            ),
         ));
     }
     for k in q.keys() {
@@ -301,7 +341,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Resul
         .map_err(|e| bad(format!("invalid JSON body ({e}); expected {shape}")))
 }
 
-async fn txn(State(node): State<Shared>, body: Bytes) -> ApiResult {
+async fn txn(State(node): State<Shared>, RequestBody(body): RequestBody) -> ApiResult {
     let txn: Txn = parse_json(
         &body,
         r#"{"compares":[{"key","target":{"version":N}|{"value":"<base64>"}|{"mod_revision":N}|{"create_revision":N}|{"exists":bool},"op":"eq|not_eq|less|greater"}],"success":[ops],"failure":[ops]}"#,
@@ -341,7 +381,7 @@ struct LeaseRequest {
 
 const MAX_TTL_S: f64 = 7.0 * 24.0 * 3600.0;
 
-async fn lease_grant(State(node): State<Shared>, body: Bytes) -> ApiResult {
+async fn lease_grant(State(node): State<Shared>, RequestBody(body): RequestBody) -> ApiResult {
     let req: LeaseRequest = parse_json(&body, r#"{"ttl_s": <seconds, 0.1 to 604800>}"#)?;
     if !(0.1..=MAX_TTL_S).contains(&req.ttl_s) {
         return Err(bad(format!(
@@ -496,8 +536,8 @@ async fn raft_vote(State(node): State<Shared>, body: Bytes) -> ApiResult {
 }
 
 async fn raft_snapshot(State(node): State<Shared>, body: Bytes) -> ApiResult {
-    let rpc: openraft::raft::InstallSnapshotRequest<TypeConfig> =
-        parse_json(&body, "an InstallSnapshot RPC")?;
+    let rpc = crate::network::decode_snapshot_chunk(&body)
+        .map_err(|e| bad(format!("{e}; expected an InstallSnapshot chunk")))?;
     let r = node.raft.install_snapshot(rpc).await;
     ok(serde_json::to_value(r).map_err(|e| bad(e.to_string()))?)
 }

@@ -1,10 +1,9 @@
 //! Membership: nodes join as learners, catch up (from a snapshot if the log was
 //! compacted), then become voters; any node accepts the call and forwards it to the leader.
 
-use crate::api::ApiError;
+use crate::api::{ApiError, RequestBody};
 use crate::node::{NodeError, RegistryNode};
 use crate::types::{Node, NodeId};
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -49,7 +48,7 @@ pub async fn allocate_node_id(State(node): State<Arc<RegistryNode>>) -> Result<R
 
 pub async fn add_member(
     State(node): State<Arc<RegistryNode>>,
-    body: Bytes,
+    RequestBody(body): RequestBody,
 ) -> Result<Response, ApiError> {
     let req: JoinRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError(

@@ -2,9 +2,8 @@
 //! snowflake IDs. Each is a thin layer: the catalog and locks are keys and transactions
 //! that go through Raft like any write; IDs are node-local (the node id is in every ID).
 
-use crate::api::{kv_json, ApiError};
+use crate::api::{kv_json, ApiError, RequestBody};
 use crate::node::{now_ms, RegistryNode};
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -80,7 +79,7 @@ struct Register {
 pub async fn register(
     State(node): State<Shared>,
     Path((service, id)): Path<(String, String)>,
-    body: Bytes,
+    RequestBody(body): RequestBody,
 ) -> ApiResult {
     let r: Register = parse(
         &body,
@@ -216,7 +215,7 @@ struct LockRequest {
 pub async fn lock_acquire(
     State(node): State<Shared>,
     Path(name): Path<String>,
-    body: Bytes,
+    RequestBody(body): RequestBody,
 ) -> ApiResult {
     let req: LockRequest = parse(&body, r#"{"ttl_s": 10, "wait_s": 30}"#)?;
     lock::lock_prefix(&name).map_err(|e| bad(e.to_string()))?;

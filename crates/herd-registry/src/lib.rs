@@ -31,6 +31,15 @@ use std::sync::Arc;
 use std::time::Duration;
 use types::{Node, NodeId};
 
+/// Bytes of snapshot per InstallSnapshot request (raw on the wire, see `network`).
+const SNAPSHOT_CHUNK_BYTES: u64 = 4 << 20;
+
+// What peers send must fit what peers accept: a snapshot chunk with its header, and an
+// AppendEntries batch or a single entry (at most a client request, re-encoded as JSON).
+const _: () = assert!((SNAPSHOT_CHUNK_BYTES as usize) + (64 << 10) < api::MAX_RAFT_BODY_BYTES);
+const _: () =
+    assert!(log_store::MAX_APPEND_BYTES + 2 * api::MAX_REQUEST_BYTES < api::MAX_RAFT_BODY_BYTES);
+
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
     pub data_dir: PathBuf,
@@ -158,9 +167,17 @@ async fn serve(
     let shared = sm.shared.clone();
     let config = openraft::Config {
         cluster_name: "herd".into(),
-        heartbeat_interval: 100,
-        election_timeout_min: 300,
-        election_timeout_max: 600,
+        // openraft 0.9 also uses the heartbeat interval as the timeout of every
+        // AppendEntries, so it must fit one batch (log_store::MAX_APPEND_BYTES, or one
+        // value of 1 MiB) being sent, decoded and fsynced by the follower: 100 ms did not
+        // in debug builds. 150 ms does, and keeps failover (an election timeout plus one
+        // election round) under a second, the target of SPEC §6.
+        heartbeat_interval: 150,
+        election_timeout_min: 600,
+        election_timeout_max: 900,
+        // Per snapshot chunk, and for the follower to install the last one.
+        install_snapshot_timeout: 30_000,
+        snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(5000),
         max_in_snapshot_log_to_keep: 500,
         ..Default::default()

@@ -112,7 +112,41 @@ impl LogStore {
     }
 }
 
+/// Bytes of stored entries (their JSON, about what goes on the wire) one AppendEntries
+/// carries at most, unless a single entry is larger: openraft bounds each AppendEntries by
+/// `heartbeat_interval`, and a follower's backlog of 1 MiB values would not fit in it.
+pub const MAX_APPEND_BYTES: usize = 2 << 20;
+
 impl RaftLogReader<TypeConfig> for LogStore {
+    /// Entries from `start` while their stored size stays within [`MAX_APPEND_BYTES`];
+    /// always at least one, so a single large entry still goes alone.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> StorageResult<Vec<Entry<TypeConfig>>> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(read_err)?;
+            let table = txn.open_table(LOGS).map_err(read_err)?;
+            let mut out = Vec::new();
+            let mut bytes = 0usize;
+            for item in table.range(start..end).map_err(read_err)? {
+                let (_, v) = item.map_err(read_err)?;
+                let raw = v.value();
+                if !out.is_empty() && bytes + raw.len() > MAX_APPEND_BYTES {
+                    break;
+                }
+                bytes += raw.len();
+                out.push(serde_json::from_slice(raw).map_err(read_err)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,

@@ -1,5 +1,8 @@
 //! Raft RPCs between nodes: JSON over HTTP/1.1 to the peer's listen address, the same
 //! port that serves the API (SPEC §1: one ADDR for API, admin and peer traffic).
+//!
+//! Snapshot chunks are the exception: their bytes travel raw after a small JSON header
+//! ([`encode_snapshot_chunk`]), since JSON would spell each byte as a number.
 
 use crate::types::{Node, NodeId, TypeConfig};
 use bytes::Bytes;
@@ -14,6 +17,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+use openraft::{SnapshotMeta, Vote};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Duration;
@@ -59,6 +63,68 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 #[error("{0}")]
 struct RpcFailure(String);
 
+/// Content type of an InstallSnapshot chunk on the wire.
+pub const SNAPSHOT_CHUNK_TYPE: &str = "application/x-herd-snapshot-chunk";
+
+/// Everything of an InstallSnapshot request but its bytes.
+#[derive(Serialize, serde::Deserialize)]
+struct SnapshotChunkHeader {
+    vote: Vote<NodeId>,
+    meta: SnapshotMeta<NodeId, Node>,
+    offset: u64,
+    done: bool,
+}
+
+/// Why a snapshot chunk could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotChunkError {
+    #[error("snapshot chunk of {len} bytes is shorter than its {need}-byte header")]
+    Truncated { len: usize, need: usize },
+    #[error("snapshot chunk header is not valid JSON: {0}")]
+    Header(#[from] serde_json::Error),
+}
+
+/// `[header length: u32 big-endian][header JSON][raw snapshot bytes]`.
+pub fn encode_snapshot_chunk(
+    rpc: InstallSnapshotRequest<TypeConfig>,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let header = serde_json::to_vec(&SnapshotChunkHeader {
+        vote: rpc.vote,
+        meta: rpc.meta,
+        offset: rpc.offset,
+        done: rpc.done,
+    })?;
+    let mut body = Vec::with_capacity(4 + header.len() + rpc.data.len());
+    // A header is a few hundred bytes; u32 holds any that serde_json could produce here.
+    body.extend_from_slice(&(header.len() as u32).to_be_bytes());
+    body.extend_from_slice(&header);
+    body.extend_from_slice(&rpc.data);
+    Ok(body)
+}
+
+pub fn decode_snapshot_chunk(
+    body: &[u8],
+) -> Result<InstallSnapshotRequest<TypeConfig>, SnapshotChunkError> {
+    let truncated = |need| SnapshotChunkError::Truncated {
+        len: body.len(),
+        need,
+    };
+    let (len, rest) = body.split_first_chunk::<4>().ok_or(truncated(4))?;
+    let len = u32::from_be_bytes(*len) as usize;
+    if rest.len() < len {
+        return Err(truncated(4 + len));
+    }
+    let (header, data) = rest.split_at(len);
+    let header: SnapshotChunkHeader = serde_json::from_slice(header)?;
+    Ok(InstallSnapshotRequest {
+        vote: header.vote,
+        meta: header.meta,
+        offset: header.offset,
+        data: data.to_vec(),
+        done: header.done,
+    })
+}
+
 impl Peer {
     async fn call<Req, Resp, E>(
         &self,
@@ -72,8 +138,23 @@ impl Peer {
         E: std::error::Error + DeserializeOwned,
     {
         let body = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.call_raw(path, body, "application/json", ttl).await
+    }
+
+    /// Posts `body` as is; the answer is JSON either way.
+    async fn call_raw<Resp, E>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        ttl: Duration,
+    ) -> Result<Resp, RPCError<NodeId, Node, RaftError<NodeId, E>>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
         let mut builder = http::Request::post(format!("http://{}{}", self.addr, path))
-            .header(http::header::CONTENT_TYPE, "application/json");
+            .header(http::header::CONTENT_TYPE, content_type);
         if let Some(t) = &self.token {
             builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
         }
@@ -129,7 +210,15 @@ impl RaftNetwork<TypeConfig> for Peer {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.call("/raft/snapshot", &rpc, option.hard_ttl()).await
+        let body =
+            encode_snapshot_chunk(rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.call_raw(
+            "/raft/snapshot",
+            body,
+            SNAPSHOT_CHUNK_TYPE,
+            option.hard_ttl(),
+        )
+        .await
     }
 
     async fn vote(
@@ -140,3 +229,6 @@ impl RaftNetwork<TypeConfig> for Peer {
         self.call("/raft/vote", &rpc, option.hard_ttl()).await
     }
 }
+
+#[cfg(test)]
+mod tests;

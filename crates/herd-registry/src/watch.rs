@@ -1,7 +1,8 @@
 //! Watch streams: newline-delimited JSON events for a key or prefix, from a revision.
 //!
 //! No event is missed or repeated: the stream subscribes to live events *before* reading
-//! history, then drops live events at or below the revision history already covered. A
+//! history, then drops live events at or below a watermark: the revision history already
+//! covered, or `from_revision - 1` when the watch starts beyond this node's revision. A
 //! watcher that falls behind the live channel is caught up from history again; if that
 //! history was compacted meanwhile, the stream says so in a final error line instead of
 //! skipping.
@@ -78,7 +79,13 @@ pub async fn watch(
         })?;
         let current = a.store.revision();
         let start = if from == 0 { current + 1 } else { from };
-        (a.store.events_since(start, &key, prefix), current)
+        // The watermark: every revision at or below it is either in `history` or was not
+        // asked for. A start beyond this node's revision (a client resuming on a lagging
+        // follower, or watching ahead) must not let earlier live events through.
+        (
+            a.store.events_since(start, &key, prefix),
+            current.max(start - 1),
+        )
     };
     let history = history.map_err(|c| {
         ApiError(
@@ -123,7 +130,7 @@ pub async fn watch(
                                 for e in &events {
                                     ok &= tx.send(line(event_json(e))).await.is_ok();
                                 }
-                                last = rev;
+                                last = last.max(rev);
                             }
                             Some((Err(c), _)) => {
                                 let _ = tx.send(line(json!({

@@ -32,3 +32,27 @@ fn rejects_garbage() {
     assert_eq!(decode("Zg="), Err(DecodeError::InvalidLength(3)));
     assert_eq!(decode("Zm9v!A=="), Err(DecodeError::InvalidChar('!', 4)));
 }
+
+#[test]
+fn every_length_and_byte_round_trips() {
+    let all: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+    for len in 0..70 {
+        let plain = &all[len * 3..len * 3 + len];
+        let coded = encode(plain);
+        assert_eq!(coded.len(), len.div_ceil(3) * 4);
+        assert_eq!(decode(&coded).unwrap(), plain, "length {len}");
+        assert_eq!(decode(coded.trim_end_matches('=')).unwrap(), plain);
+    }
+}
+
+#[test]
+fn invalid_characters_are_named_with_their_offset() {
+    assert_eq!(decode("Zm9vYmFy*"), Err(DecodeError::InvalidLength(9)));
+    assert_eq!(decode("Zm9vYm-y"), Err(DecodeError::InvalidChar('-', 6)));
+    assert_eq!(decode("Zm9vYm="), Err(DecodeError::InvalidLength(7)));
+    assert_eq!(decode("Zm=v"), Err(DecodeError::InvalidChar('=', 2)));
+    assert_eq!(
+        decode("Zm9vY\u{e9}"),
+        Err(DecodeError::InvalidChar('\u{c3}', 5))
+    );
+}
