@@ -35,8 +35,10 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
             h.remove(n);
         }
     }
-    for n in &HOP_BY_HOP {
-        if h.contains_key(n) {
+    // One pass over the (few) names present instead of eight hash lookups: a typical
+    // request carries none of them, and then nothing is hashed at all.
+    if h.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        for n in &HOP_BY_HOP {
             h.remove(n);
         }
     }
@@ -57,11 +59,13 @@ static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 /// proxies stays visible), set X-Real-IP and X-Forwarded-Proto (this hop's view).
 pub fn add_forwarding(h: &mut HeaderMap, client: SocketAddr, proto: &'static str) {
     let ip = client.ip();
-    let mut buf = itoa_ip(ip);
-    let ip_value = HeaderValue::from_str(&buf).unwrap_or(HeaderValue::from_static("unknown"));
+    let (ip_value, forwarded) = client_values(ip, proto);
     match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.is_empty() => {
-            let joined = format!("{prev}, {buf}");
+            let mut joined = String::with_capacity(prev.len() + 2 + ip_value.len());
+            joined.push_str(prev);
+            joined.push_str(", ");
+            joined.push_str(ip_value.to_str().unwrap_or_default());
             if let Ok(v) = HeaderValue::from_str(&joined) {
                 h.insert(X_FORWARDED_FOR.clone(), v);
             }
@@ -72,22 +76,70 @@ pub fn add_forwarding(h: &mut HeaderMap, client: SocketAddr, proto: &'static str
     }
     h.insert(X_REAL_IP.clone(), ip_value);
     h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
-    // RFC 7239: IPv6 addresses are quoted and bracketed.
-    buf = match ip {
-        IpAddr::V4(_) => format!("for={buf};proto={proto}"),
-        IpAddr::V6(_) => format!("for=\"[{buf}]\";proto={proto}"),
-    };
-    if let Some(host) = h.get(header::HOST).and_then(|v| v.to_str().ok()) {
-        if host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-        {
+    let host = h
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|host| {
+            host.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        });
+    let value = match host {
+        Some(host) => {
+            let mut buf = String::with_capacity(forwarded.len() + 6 + host.len());
+            buf.push_str(forwarded.to_str().unwrap_or_default());
             buf.push_str(";host=");
             buf.push_str(host);
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(buf)).ok()
         }
-    }
-    if let Ok(v) = HeaderValue::from_str(&buf) {
+        None => Some(forwarded),
+    };
+    if let Some(v) = value {
         h.append(header::FORWARDED, v);
+    }
+}
+
+/// The X-Real-IP value and the Forwarded value without `host` for a client address.
+/// Formatting an address costs more than the rest of the header work together, and a
+/// worker sees the same few clients again and again (every request of a keep-alive
+/// connection), so each worker thread keeps the last ones it made; cloning a HeaderValue
+/// is a reference count, not a copy.
+fn client_values(ip: IpAddr, proto: &'static str) -> (HeaderValue, HeaderValue) {
+    const SLOTS: usize = 64;
+    type Slot = Option<(IpAddr, &'static str, HeaderValue, HeaderValue)>;
+    thread_local! {
+        static CACHE: std::cell::RefCell<Vec<Slot>> = std::cell::RefCell::new(vec![None; SLOTS]);
+    }
+    let slot = (herd_balance::hash64(&ip_key(ip)) as usize) % SLOTS;
+    let hit = CACHE.with(|c| {
+        c.borrow()[slot]
+            .as_ref()
+            .filter(|(cip, cproto, _, _)| *cip == ip && std::ptr::eq(*cproto, proto))
+            .map(|(_, _, a, b)| (a.clone(), b.clone()))
+    });
+    if let Some(v) = hit {
+        return v;
+    }
+    let text = itoa_ip(ip);
+    let ip_value = HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("unknown"));
+    // RFC 7239: IPv6 addresses are quoted and bracketed.
+    let forwarded = match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            format!("for=\"[{text}]\";proto={proto}")
+        }
+        _ => format!("for={text};proto={proto}"),
+    };
+    let forwarded =
+        HeaderValue::from_str(&forwarded).unwrap_or(HeaderValue::from_static("for=unknown"));
+    CACHE.with(|c| {
+        c.borrow_mut()[slot] = Some((ip, proto, ip_value.clone(), forwarded.clone()));
+    });
+    (ip_value, forwarded)
+}
+
+fn ip_key(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
     }
 }
 
@@ -177,6 +229,37 @@ fn strip_port(host: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_client_values_never_mix_clients_or_schemes() {
+        // 300 addresses over 64 slots: every slot is overwritten several times, and each
+        // address is asked for again after others took its slot.
+        for pass in 0..2 {
+            for i in 0..300u32 {
+                let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i * 7919);
+                let proto = if (i + pass) % 2 == 0 { "http" } else { "https" };
+                let mut h = HeaderMap::new();
+                h.insert(header::HOST, HeaderValue::from_static("example.com"));
+                add_forwarding(&mut h, SocketAddr::new(ip.into(), 1), proto);
+                assert_eq!(h["x-real-ip"], ip.to_string().as_str());
+                assert_eq!(h["x-forwarded-proto"], proto);
+                assert_eq!(
+                    h[header::FORWARDED],
+                    format!("for={ip};proto={proto};host=example.com").as_str()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_absent_leaves_the_map_alone() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("a"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[header::TE], "trailers");
+    }
 
     #[test]
     fn hop_by_hop_and_connection_listed_names_go() {

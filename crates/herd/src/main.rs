@@ -6,6 +6,12 @@ mod client;
 mod demo;
 mod up;
 
+// Every request allocates a little (hyper's header maps, body channels, timers); mimalloc's
+// thread-local free lists make that several times cheaper than glibc's bins (measured with
+// callgrind in docs/BENCHMARKS.md), and each gateway worker is one thread.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
