@@ -18,27 +18,39 @@ static HOP_BY_HOP: [HeaderName; 8] = [
 /// Remove hop-by-hop headers, including any the Connection header names. `TE: trailers`
 /// stays: it says the client takes trailers, which gRPC servers require to hear.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // One pass over the (few) names present finds which of the eight are there, so only
+    // those are hashed and removed; most requests carry none, most responses only
+    // `Connection: keep-alive`.
+    let mut present = 0u8;
+    for k in h.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|n| n == k) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
+        return;
+    }
     let te_trailers = h
         .get(header::TE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     if let Some(conn) = h.get(header::CONNECTION) {
-        // Collect first: the names borrow the map we are about to edit. Rare (only when
-        // Connection lists extra names), so the allocation stays off the common path.
+        // Collect first: the names borrow the map we are about to edit. Only names other
+        // than keep-alive and close are built, so the usual value allocates nothing.
         let extra: Vec<HeaderName> = conn
             .to_str()
             .unwrap_or("")
             .split(',')
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .filter(|n| n != header::CONNECTION && !is_keep_alive_token(n))
+            .map(str::trim)
+            .filter(|t| !is_keep_alive_token(t))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .filter(|n| n != header::CONNECTION)
             .collect();
         for n in extra {
             h.remove(n);
         }
     }
-    // One pass over the (few) names present instead of eight hash lookups: a typical
-    // request carries none of them, and then nothing is hashed at all.
-    if h.keys().any(|k| HOP_BY_HOP.contains(k)) {
-        for n in &HOP_BY_HOP {
+    for (i, n) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
             h.remove(n);
         }
     }
@@ -47,8 +59,8 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
-fn is_keep_alive_token(n: &HeaderName) -> bool {
-    n.as_str() == "keep-alive" || n.as_str() == "close"
+fn is_keep_alive_token(t: &str) -> bool {
+    t.eq_ignore_ascii_case("keep-alive") || t.eq_ignore_ascii_case("close") || t.is_empty()
 }
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
