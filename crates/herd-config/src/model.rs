@@ -114,6 +114,37 @@ pub struct Listener {
     pub traffic: crate::traffic::ListenerTraffic,
     /// https only: in file order; the first is the default when SNI matches none.
     pub certificates: Vec<CertificateFiles>,
+    /// tcp only: TLS passthrough routes by SNI, in file order; a connection whose SNI
+    /// matches none (or that has none) goes to `backend`.
+    pub sni_routes: Vec<SniRoute>,
+}
+
+/// One TLS passthrough route of a tcp listener: connections whose ClientHello names one
+/// of `server_names` are relayed, still encrypted, to `backend`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SniRoute {
+    pub server_names: Vec<HostMatch>,
+    pub backend: String,
+}
+
+impl SniRoute {
+    pub fn matches(&self, sni: &str) -> bool {
+        self.server_names.iter().any(|m| m.matches(sni))
+    }
+}
+
+/// TLS from the gateway to a backend's servers (`[backends.x.tls]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// PEM bundle of the CAs trusted for the servers' certificates (resolved against the
+    /// config file's directory, read by the gateway at start and on every reload). None
+    /// only when `verify` is off.
+    pub ca: Option<PathBuf>,
+    /// Sent as SNI and verified against the certificate; None = the host part of each
+    /// server's address (an IP address sends no SNI and is checked against IP SANs).
+    pub sni: Option<String>,
+    /// Off = accept any certificate (insecure: for tests and migrations only).
+    pub verify: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,6 +310,8 @@ pub struct Backend {
     pub traffic: crate::traffic::BackendTraffic,
     /// HTTP/1.1 (default) or HTTP/2 with prior knowledge to the servers.
     pub protocol: UpstreamProtocol,
+    /// TLS to the servers; None = cleartext.
+    pub tls: Option<UpstreamTls>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -62,6 +62,16 @@ pub struct RawListener {
     /// "10MB", "512KiB" or an integer of bytes.
     pub max_body_size: Option<toml::Value>,
     pub header_read_timeout: Option<String>,
+    /// tcp listeners: TLS passthrough, each connection routed by its ClientHello's SNI.
+    pub sni_routes: Option<Vec<RawSniRoute>>,
+}
+
+/// `{ server_names = ["a.example.com", "*.b.example.com"], backend = "x" }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSniRoute {
+    pub server_names: Vec<String>,
+    pub backend: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,6 +137,17 @@ pub struct RawBackend {
     pub circuit_breaker: Option<RawCircuitBreaker>,
     /// "http1" (default) or "h2c"/"h2": HTTP/2 with prior knowledge to the servers.
     pub protocol: Option<String>,
+    /// TLS to the servers (`[backends.x.tls]`).
+    pub tls: Option<RawUpstreamTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    pub enabled: Option<bool>,
+    pub ca: Option<String>,
+    pub sni: Option<String>,
+    pub verify: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -428,7 +428,7 @@ header_read_timeout = "3s"
 name = "db"
 protocol = "tcp"
 bind = "127.0.0.1:0"
-backend = "app"
+backend = "db"
 deny = ["192.168.0.0/16"]
 max_conns_per_ip = 4
 
@@ -451,6 +451,9 @@ servers = [ { addr = "127.0.0.1:9000" } ]
 max_conns_per_server = 100
 queue = { max = 50, timeout = "2s" }
 circuit_breaker = { consecutive_failures = 5, error_rate = 0.5, min_requests = 20, window = "10s", open_for = "5s", half_open_probes = 3 }
+
+[backends.db]
+servers = [ { addr = "127.0.0.1:5432" } ]
 "#;
 
 #[test]
@@ -604,4 +607,48 @@ fn unknown_traffic_keys_are_refused() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("brust"), "{e}");
+}
+
+#[test]
+fn tcp_listener_backend_refuses_http_only_traffic_rules() {
+    let p = problems(
+        r#"
+[[listeners]]
+name = "db"
+protocol = "tcp"
+bind = "127.0.0.1:0"
+backend = "db"
+
+[backends.db]
+servers = [ { addr = "127.0.0.1:5432" } ]
+max_conns_per_server = 10
+circuit_breaker = { consecutive_failures = 3 }
+"#,
+    );
+    assert!(
+        p.iter()
+            .any(|(f, r)| f == "listeners[0].backend" && r.contains("max_connections")),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn rate_limit_slower_than_one_an_hour_is_refused() {
+    let slow = |rate: &str| {
+        parse(
+            &format!(
+                "{BASE}rate_limit = {{ per_second = {rate} }}\n\
+                 [backends.app]\nservers = [{{ addr = \"127.0.0.1:1\" }}]\n"
+            ),
+            "t.toml",
+        )
+    };
+    let e = slow("0.0001").unwrap_err().to_string();
+    assert!(
+        e.contains("routes[0].rate_limit.per_second") && e.contains("one request an hour"),
+        "{e}"
+    );
+    let cfg = slow("0.000278").expect("one an hour is allowed");
+    let rl = cfg.routes[0].traffic.rate_limit.as_ref().unwrap();
+    assert_eq!(rl.burst, 1);
 }

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod tls;
 mod traffic;
 
 /// One thing wrong with the file: where, and what to do about it.
@@ -141,6 +142,7 @@ pub(crate) fn validate(raw: FileConfig, c: &mut Checker) -> Config {
         }
         let traffic = traffic::listener(c, &f, &l, protocol);
         let certificates = validate_certificates(c, &f, protocol, l.certificates);
+        let sni_routes = tls::sni_routes(c, &f, protocol, l.sni_routes);
         match (protocol, &l.backend) {
             (Protocol::Tcp, None) => c.fail(
                 format!("{f}.backend"),
@@ -204,6 +206,7 @@ pub(crate) fn validate(raw: FileConfig, c: &mut Checker) -> Config {
             max_connections,
             traffic,
             certificates,
+            sni_routes,
         });
     }
     if listeners.is_empty() {
@@ -242,6 +245,10 @@ pub(crate) fn validate(raw: FileConfig, c: &mut Checker) -> Config {
     for (i, l) in listeners.iter().enumerate() {
         if let (Protocol::Tcp, Some(name)) = (l.protocol, &l.backend) {
             check_tcp_backend(c, &format!("listeners[{i}].backend"), name, &backends);
+        }
+        for (j, r) in l.sni_routes.iter().enumerate() {
+            let field = format!("listeners[{i}].sni_routes[{j}].backend");
+            check_tcp_backend(c, &field, &r.backend, &backends);
         }
     }
 
@@ -302,6 +309,27 @@ fn check_tcp_backend(
             format!(
                 "backend \"{name}\" pins clients with a cookie, which a tcp connection does not \
                  carry; use persistence mode \"source_ip\" or none"
+            ),
+        );
+    }
+    if b.tls.is_some() {
+        c.fail(
+            field,
+            format!(
+                "backend \"{name}\" speaks TLS to its servers, but a tcp listener relays bytes \
+                 as they are (TLS passthrough included); remove [backends.{name}.tls] or use \
+                 another backend"
+            ),
+        );
+    }
+    let t = &b.traffic;
+    if t.max_conns_per_server.is_some() || t.circuit_breaker.is_some() {
+        c.fail(
+            field,
+            format!(
+                "backend \"{name}\" has max_conns_per_server or a circuit_breaker, which act on \
+                 HTTP requests; a tcp listener's connections would pass them by. Use another \
+                 backend, or limit the listener with max_connections / max_conns_per_ip"
             ),
         );
     }
@@ -654,7 +682,9 @@ fn validate_backend(c: &mut Checker, name: &str, b: RawBackend) -> Backend {
     };
     let max_idle_per_server = b.max_idle_per_server.unwrap_or(64);
     let traffic = traffic::backend(c, &f, &b);
+    let tls = tls::upstream(c, &f, b.tls.as_ref());
     Backend {
+        tls,
         traffic,
         name: name.to_string(),
         policy,

@@ -42,16 +42,22 @@ pub async fn serve_plain(
     conn: ClientConn,
     slot: ConnSlot,
 ) {
-    let wait = w
+    let (wait, head_read) = w
         .shared
         .snapshot
         .load()
         .config
         .listeners
         .get(li)
-        .map_or(Duration::from_secs(60), |l| l.idle_timeout);
-    let h2 = match tokio::time::timeout(wait, sniff(&mut stream, &mut rest)).await {
+        .map_or((Duration::from_secs(60), Duration::from_secs(10)), |l| {
+            (l.idle_timeout, l.traffic.header_read_timeout)
+        });
+    let h2 = match tokio::time::timeout(wait, sniff(&mut stream, &mut rest, head_read)).await {
         Ok(Ok(h2)) => h2,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+            crate::worker::count_header_timeout(&w, li);
+            return;
+        }
         // Silent past the idle timeout, or gone: what hyper's header timeout would do.
         Ok(Err(_)) | Err(_) => return,
     };
@@ -65,8 +71,14 @@ pub async fn serve_plain(
 
 /// Does the connection start with the HTTP/2 preface? Peeks when nothing was read yet
 /// (the usual case: one syscall, nothing consumed); reads into `buf` only when a client
-/// split the preface's first bytes over several packets.
-async fn sniff(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+/// split the preface's first bytes over several packets. Once bytes have come, the rest
+/// of the preface must come within `head_read` (a TimedOut error): the same slowloris
+/// bound as an HTTP/1 head.
+async fn sniff(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    head_read: Duration,
+) -> std::io::Result<bool> {
     if buf.is_empty() {
         let mut peek = [0u8; PREFACE.len()];
         let n = stream.peek(&mut peek).await?;
@@ -77,6 +89,7 @@ async fn sniff(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<boo
             return Ok(true);
         }
     }
+    let deadline = tokio::time::Instant::now() + head_read;
     loop {
         let have = buf.len().min(PREFACE.len());
         if !PREFACE.starts_with(&buf[..have]) {
@@ -86,7 +99,9 @@ async fn sniff(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<boo
             return Ok(true);
         }
         let mut chunk = [0u8; PREFACE.len()];
-        let n = stream.read(&mut chunk[..PREFACE.len() - have]).await?;
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk[..PREFACE.len() - have]))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
         if n == 0 {
             return Ok(false);
         }
@@ -141,10 +156,12 @@ static CONNECTION_SPECIFIC: [header::HeaderName; 5] = [
 ];
 
 /// Shape a request prepared for HTTP/1.1 (origin-form, Host header) for an HTTP/2
-/// server: absolute URI, so that `:scheme` and `:authority` are sent, and no Host.
+/// server: absolute URI, so that `:scheme` (`https` over TLS) and `:authority` are sent,
+/// and no Host.
 pub fn upstream_request(
     mut req: Request<UpstreamBody>,
     fallback_authority: &http::uri::Authority,
+    scheme: &http::uri::Scheme,
 ) -> Request<UpstreamBody> {
     *req.version_mut() = Version::HTTP_2;
     for name in &CONNECTION_SPECIFIC {
@@ -164,7 +181,7 @@ pub fn upstream_request(
             .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok())
             .unwrap_or_else(|| fallback_authority.clone());
         let mut parts = req.uri().clone().into_parts();
-        parts.scheme = Some(http::uri::Scheme::HTTP);
+        parts.scheme = Some(scheme.clone());
         parts.authority = Some(authority);
         if parts.path_and_query.is_none() {
             parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
@@ -190,7 +207,7 @@ mod tests {
             .body(UpstreamBody::Empty)
             .unwrap();
         let fallback = http::uri::Authority::from_static("10.0.0.1:9000");
-        let out = upstream_request(req, &fallback);
+        let out = upstream_request(req, &fallback, &http::uri::Scheme::HTTP);
         assert_eq!(
             out.uri().to_string(),
             "http://api.example.com:8080/pkg.Svc/Call?x=1"
@@ -205,8 +222,8 @@ mod tests {
             .header("te", "gzip")
             .body(UpstreamBody::Empty)
             .unwrap();
-        let out = upstream_request(req, &fallback);
-        assert_eq!(out.uri().to_string(), "http://10.0.0.1:9000/");
+        let out = upstream_request(req, &fallback, &http::uri::Scheme::HTTPS);
+        assert_eq!(out.uri().to_string(), "https://10.0.0.1:9000/");
         assert!(out.headers().get("te").is_none());
     }
 
@@ -233,8 +250,29 @@ mod tests {
             let (mut s, _) = l.accept().await.unwrap();
             let mut buf = Vec::new();
             tokio::time::sleep(Duration::from_millis(5)).await;
-            assert_eq!(sniff(&mut s, &mut buf).await.unwrap(), want);
+            let got = sniff(&mut s, &mut buf, Duration::from_secs(10)).await;
+            assert_eq!(got.unwrap(), want);
             drop(client.await.unwrap());
         }
+    }
+
+    /// Half a preface and then silence is a slow head: TimedOut after `head_read`.
+    #[tokio::test]
+    async fn sniff_bounds_a_stalled_preface() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            c.write_all(&PREFACE[..5]).await.unwrap();
+            c
+        });
+        let (mut s, _) = l.accept().await.unwrap();
+        let _c = client.await.unwrap();
+        let mut buf = Vec::new();
+        let err = sniff(&mut s, &mut buf, Duration::from_millis(100))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
     }
 }

@@ -16,7 +16,7 @@ use hyper::rt::{Sleep, Timer};
 use hyper_util::rt::TokioTimer;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -29,6 +29,9 @@ pub struct HeadClock {
     /// head; 0 = none yet.
     first_byte: AtomicU64,
     header_read: Duration,
+    /// The header-read deadline (not the idle one) ended a wait: the connection is closed
+    /// for a slow head, and counted as such.
+    head_expired: AtomicBool,
 }
 
 impl HeadClock {
@@ -37,7 +40,13 @@ impl HeadClock {
             base: Instant::now(),
             first_byte: AtomicU64::new(0),
             header_read,
+            head_expired: AtomicBool::new(false),
         })
+    }
+
+    /// Did a request head take longer than `header_read_timeout` from its first byte?
+    pub fn head_expired(&self) -> bool {
+        self.head_expired.load(Ordering::Relaxed)
     }
 
     fn note_bytes(&self) {
@@ -132,6 +141,7 @@ impl Timer for HeadTimer {
             clock: self.clock.clone(),
             deadline,
             armed: false,
+            head: false,
             sleep: Box::pin(tokio::time::sleep_until(deadline.into())),
         })
     }
@@ -146,6 +156,8 @@ struct HeadSleep {
     clock: Arc<HeadClock>,
     deadline: Instant,
     armed: bool,
+    /// `deadline` is the header-read one.
+    head: bool,
     sleep: Pin<Box<tokio::time::Sleep>>,
 }
 
@@ -159,11 +171,16 @@ impl Future for HeadSleep {
                 self.armed = true;
                 if at < self.deadline {
                     self.deadline = at;
+                    self.head = true;
                     self.sleep.as_mut().reset(at.into());
                 }
             }
         }
-        self.sleep.as_mut().poll(cx)
+        let done = self.sleep.as_mut().poll(cx);
+        if done.is_ready() && self.head {
+            self.clock.head_expired.store(true, Ordering::Relaxed);
+        }
+        done
     }
 }
 

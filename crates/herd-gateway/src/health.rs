@@ -4,6 +4,7 @@
 
 use crate::clock;
 use crate::snapshot::{ServerState, Snapshot};
+use crate::upstream_tls::BackendTls;
 use bytes::Bytes;
 use herd_balance::Transition;
 use herd_config::{CheckKind, HealthCheck, ProxyProtocol};
@@ -11,6 +12,7 @@ use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
@@ -28,6 +30,7 @@ pub fn spawn_checks(snap: &Snapshot) -> Vec<JoinHandle<()>> {
             let backend = group.config.name.clone();
             let proxy_protocol = group.config.proxy_protocol;
             let h2 = group.config.protocol == herd_config::UpstreamProtocol::H2c;
+            let tls = group.tls.clone();
             // Spread the first checks over the interval so N servers are not probed at once.
             let offset = check.interval * i as u32 / count;
             tasks.push(tokio::spawn(async move {
@@ -36,7 +39,7 @@ pub fn spawn_checks(snap: &Snapshot) -> Vec<JoinHandle<()>> {
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
-                    let result = probe(&server, &check, proxy_protocol, h2).await;
+                    let result = probe(&server, &check, proxy_protocol, h2, tls.as_deref()).await;
                     record(&backend, &server, result);
                 }
             }));
@@ -75,8 +78,9 @@ async fn probe(
     check: &HealthCheck,
     proxy_protocol: Option<ProxyProtocol>,
     h2: bool,
+    tls: Option<&BackendTls>,
 ) -> Result<(), String> {
-    let probe = probe_inner(server, check, proxy_protocol, h2);
+    let probe = probe_inner(server, check, proxy_protocol, h2, tls);
     match tokio::time::timeout(check.timeout, probe).await {
         Ok(r) => r,
         Err(_) => Err(format!("no answer within {:?}", check.timeout)),
@@ -88,6 +92,7 @@ async fn probe_inner(
     check: &HealthCheck,
     proxy_protocol: Option<ProxyProtocol>,
     h2: bool,
+    tls: Option<&BackendTls>,
 ) -> Result<(), String> {
     let mut stream = TcpStream::connect(server.socket_addr)
         .await
@@ -102,17 +107,47 @@ async fn probe_inner(
             .await
             .map_err(|e| format!("writing PROXY header: {e}"))?;
     }
+    // With TLS, even a tcp check completes the handshake: a server whose certificate the
+    // gateway would refuse cannot take requests.
+    let Some(tls) = tls else {
+        return probe_http(server, check, h2, stream, "http", None).await;
+    };
+    let stream = tls
+        .handshake(&server.addr, stream)
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))?;
+    probe_http(server, check, h2, stream, "https", tls.configured_sni()).await
+}
+
+/// The HTTP part of a check (nothing for kind = "tcp"). The Host header is the check's
+/// `host`, else the backend's TLS `sni`, else the server's address.
+async fn probe_http<I>(
+    server: &ServerState,
+    check: &HealthCheck,
+    h2: bool,
+    stream: I,
+    scheme: &str,
+    sni: Option<&str>,
+) -> Result<(), String>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     if check.kind == CheckKind::Tcp {
         return Ok(());
     }
+    let host = check
+        .host
+        .as_deref()
+        .or(sni)
+        .unwrap_or(server.addr.as_str())
+        .to_string();
     if h2 {
-        return probe_h2(server, check, stream).await;
+        return probe_h2(check, stream, host, scheme).await;
     }
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| format!("handshake: {e}"))?;
     let conn = tokio::spawn(conn);
-    let host = check.host.clone().unwrap_or_else(|| server.addr.clone());
     let req = http::Request::get(check.path.as_str())
         .header(http::header::HOST, host)
         .header(http::header::USER_AGENT, "herd-health-check")
@@ -135,11 +170,15 @@ async fn probe_inner(
 
 /// The HTTP check of an h2c backend, over HTTP/2 with prior knowledge: such servers
 /// (gRPC) often refuse HTTP/1.1.
-async fn probe_h2(
-    server: &ServerState,
+async fn probe_h2<I>(
     check: &HealthCheck,
-    stream: TcpStream,
-) -> Result<(), String> {
+    stream: I,
+    host: String,
+    scheme: &str,
+) -> Result<(), String>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
         TokioIo::new(stream),
@@ -147,8 +186,7 @@ async fn probe_h2(
     .await
     .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
     let conn = tokio::spawn(conn);
-    let host = check.host.clone().unwrap_or_else(|| server.addr.clone());
-    let req = http::Request::get(format!("http://{host}{}", check.path))
+    let req = http::Request::get(format!("{scheme}://{host}{}", check.path))
         .header(http::header::USER_AGENT, "herd-health-check")
         .body(Empty::<Bytes>::new())
         .map_err(|e| format!("bad check request: {e}"))?;

@@ -21,12 +21,14 @@ mod pool;
 mod proxy;
 pub mod proxy_protocol;
 mod snapshot;
+pub mod sni;
 mod sticky;
 mod stream;
 mod tcp;
 mod tls;
 mod traffic;
 mod upgrade;
+mod upstream_tls;
 mod worker;
 
 pub use tls::check_certificates;

@@ -6,37 +6,42 @@
 
 use crate::body::UpstreamBody;
 use crate::clock;
-use crate::snapshot::ServerState;
+use crate::snapshot::{Group, ServerState};
 use herd_config::{Backend, UpstreamProtocol};
+use http::uri::Scheme;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2, TrySendError};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 /// A connection to a server, ready to carry a request.
 pub enum Sender {
     H1(http1::SendRequest<UpstreamBody>),
-    /// The server's shared HTTP/2 connection, and the authority requests get when the
-    /// client named none.
-    H2(http2::SendRequest<UpstreamBody>, http::uri::Authority),
+    /// The server's shared HTTP/2 connection, the authority requests get when the
+    /// client named none, and the scheme (`https` over TLS).
+    H2(
+        http2::SendRequest<UpstreamBody>,
+        http::uri::Authority,
+        http::uri::Scheme,
+    ),
 }
 
 impl Sender {
     pub fn is_closed(&self) -> bool {
         match self {
             Sender::H1(s) => s.is_closed(),
-            Sender::H2(s, _) => s.is_closed(),
+            Sender::H2(s, ..) => s.is_closed(),
         }
     }
 
     pub async fn ready(&mut self) -> Result<(), hyper::Error> {
         match self {
             Sender::H1(s) => s.ready().await,
-            Sender::H2(s, _) => s.ready().await,
+            Sender::H2(s, ..) => s.ready().await,
         }
     }
 
@@ -47,8 +52,8 @@ impl Sender {
     ) -> Result<http::Response<Incoming>, TrySendError<http::Request<UpstreamBody>>> {
         match self {
             Sender::H1(s) => s.try_send_request(req).await,
-            Sender::H2(s, authority) => {
-                s.try_send_request(crate::h2::upstream_request(req, authority))
+            Sender::H2(s, authority, scheme) => {
+                s.try_send_request(crate::h2::upstream_request(req, authority, scheme))
                     .await
             }
         }
@@ -75,19 +80,24 @@ pub enum ConnectError {
     Io(#[from] std::io::Error),
     #[error("HTTP handshake failed: {0}")]
     Handshake(#[from] hyper::Error),
+    #[error("TLS handshake failed: {0}")]
+    Tls(std::io::Error),
 }
 
 impl Pool {
-    /// A ready pooled connection to `server`, newest first (warm in the server's caches),
-    /// skipping ones that closed or idled past the backend's `idle_timeout`. For an h2c
-    /// backend, the server's shared HTTP/2 connection while it is open.
-    pub async fn checkout(&self, server: u64, backend: &Backend) -> Option<Sender> {
+    /// A ready pooled connection to a server (`key`: its `ServerState::pool_key`), newest
+    /// first (warm in the server's caches), skipping ones that closed or idled past the
+    /// backend's `idle_timeout`. For an h2c backend, the server's shared HTTP/2
+    /// connection while it is open.
+    pub async fn checkout(&self, key: u64, backend: &Backend) -> Option<Sender> {
         if backend.protocol == UpstreamProtocol::H2c {
             let mut map = self.h2.borrow_mut();
-            return match map.get(&server) {
-                Some(Sender::H2(s, a)) if !s.is_closed() => Some(Sender::H2(s.clone(), a.clone())),
+            return match map.get(&key) {
+                Some(Sender::H2(s, a, scheme)) if !s.is_closed() => {
+                    Some(Sender::H2(s.clone(), a.clone(), scheme.clone()))
+                }
                 Some(_) => {
-                    map.remove(&server);
+                    map.remove(&key);
                     None
                 }
                 None => None,
@@ -98,7 +108,7 @@ impl Pool {
         loop {
             let mut idle = {
                 let mut map = self.idle.borrow_mut();
-                let list = map.get_mut(&server)?;
+                let list = map.get_mut(&key)?;
                 // Entries are pushed in time order: expired ones sit at the front.
                 let expired = list.iter().take_while(|i| i.since_ms < oldest_ok).count();
                 list.drain(..expired);
@@ -115,13 +125,13 @@ impl Pool {
         }
     }
 
-    pub fn checkin(&self, server: u64, sender: Sender, max_idle: usize) {
+    pub fn checkin(&self, key: u64, sender: Sender, max_idle: usize) {
         // An HTTP/2 connection stays in `h2` while open; a finished stream returns nothing.
         if sender.is_closed() || max_idle == 0 || matches!(sender, Sender::H2(..)) {
             return;
         }
         let mut map = self.idle.borrow_mut();
-        let list = map.entry(server).or_default();
+        let list = map.entry(key).or_default();
         if list.len() >= max_idle {
             // Keep the newest: drop the one most likely to have been closed by the server.
             list.remove(0);
@@ -134,17 +144,21 @@ impl Pool {
 }
 
 /// Dial a server and start the connection task on this worker's event loop: HTTP/1.1, or
-/// HTTP/2 with prior knowledge for h2c backends. `proxy_header` (a PROXY protocol header)
-/// is written first when the backend wants one; such connections are private to one
-/// client connection, so only the others become the server's shared HTTP/2 connection.
+/// HTTP/2 with prior knowledge for h2c backends, over TLS when the backend has it (the
+/// handshake shares `connect_timeout` with the TCP connect). `proxy_header` (a PROXY
+/// protocol header) is written first, before any TLS, when the backend wants one; such
+/// connections are private to one client connection, so only the others become the
+/// server's shared HTTP/2 connection.
 pub async fn connect(
     pool: &Pool,
     server: &ServerState,
-    backend: &Backend,
+    group: &Group,
     proxy_header: Option<&[u8]>,
 ) -> Result<Sender, ConnectError> {
+    let backend = &group.config;
     let addr = server.socket_addr;
     let timeout = backend.connect_timeout;
+    let started = tokio::time::Instant::now();
     let mut stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| ConnectError::Timeout(timeout))??;
@@ -153,12 +167,34 @@ pub async fn connect(
         use tokio::io::AsyncWriteExt;
         stream.write_all(header).await?;
     }
+    let shared = proxy_header.is_none();
+    let Some(tls) = &group.tls else {
+        return start(pool, server, backend, stream, shared, Scheme::HTTP).await;
+    };
+    let handshake = tls.handshake(&server.addr, stream);
+    let stream = tokio::time::timeout_at(started + timeout, handshake)
+        .await
+        .map_err(|_| ConnectError::Timeout(timeout))?
+        .map_err(ConnectError::Tls)?;
+    start(pool, server, backend, stream, shared, Scheme::HTTPS).await
+}
+
+/// The HTTP client handshake on a connected (and maybe TLS) stream.
+async fn start<I>(
+    pool: &Pool,
+    server: &ServerState,
+    backend: &Backend,
+    io: I,
+    shared: bool,
+    scheme: Scheme,
+) -> Result<Sender, ConnectError>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     if backend.protocol == UpstreamProtocol::H2c {
-        return connect_h2(pool, server, addr, stream, proxy_header.is_none()).await;
+        return connect_h2(pool, server, io, shared, scheme).await;
     }
-    let (sender, conn) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await?;
+    let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(io)).await?;
     tokio::task::spawn_local(async move {
         // with_upgrades: a 101 answer hands the connection to the WebSocket splice.
         if let Err(e) = conn.with_upgrades().await {
@@ -168,19 +204,22 @@ pub async fn connect(
     Ok(Sender::H1(sender))
 }
 
-async fn connect_h2(
+async fn connect_h2<I>(
     pool: &Pool,
     server: &ServerState,
-    addr: SocketAddr,
-    stream: TcpStream,
+    io: I,
     shared: bool,
-) -> Result<Sender, ConnectError> {
+    scheme: Scheme,
+) -> Result<Sender, ConnectError>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (sender, conn) = http2::Builder::new(crate::h2::LocalExec)
         .timer(TokioTimer::new())
         // Finds a dead server on an otherwise quiet connection.
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10))
-        .handshake(TokioIo::new(stream))
+        .handshake(TokioIo::new(io))
         .await?;
     tokio::task::spawn_local(async move {
         if let Err(e) = conn.await {
@@ -188,15 +227,13 @@ async fn connect_h2(
         }
     });
     let authority = http::uri::Authority::try_from(server.addr.as_str())
-        .or_else(|_| http::uri::Authority::try_from(addr.to_string()))
+        .or_else(|_| http::uri::Authority::try_from(server.socket_addr.to_string()))
         .map_err(|e| ConnectError::Io(std::io::Error::other(e)))?;
-    let sender = Sender::H2(sender, authority);
     if shared {
-        if let Sender::H2(s, a) = &sender {
-            pool.h2
-                .borrow_mut()
-                .insert(server.id, Sender::H2(s.clone(), a.clone()));
-        }
+        pool.h2.borrow_mut().insert(
+            server.pool_key,
+            Sender::H2(sender.clone(), authority.clone(), scheme.clone()),
+        );
     }
-    Ok(sender)
+    Ok(Sender::H2(sender, authority, scheme))
 }

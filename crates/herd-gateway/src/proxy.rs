@@ -202,12 +202,12 @@ async fn forward(
             )
         });
         let checkout = match &private {
-            Some(_) => take_private(conn, server.id).await,
-            None => w.pool.checkout(server.id, cfg).await,
+            Some(_) => take_private(conn, server.pool_key).await,
+            None => w.pool.checkout(server.pool_key, cfg).await,
         };
         let (mut sender, reused) = match checkout {
             Some(s) => (s, true),
-            None => match pool::connect(&w.pool, server, cfg, private.as_deref()).await {
+            None => match pool::connect(&w.pool, server, &group, private.as_deref()).await {
                 Ok(s) => (s, false),
                 Err(e) => {
                     tracing::debug!(server = %server.addr, error = %e, "connect failed");
@@ -714,10 +714,10 @@ impl Done {
             if let (true, Some(w), Some(s)) = (finished, &self.worker, self.sender.take()) {
                 match &self.owner {
                     Some(conn) if !s.is_closed() && self.max_idle > 0 => {
-                        *conn.private_upstream.borrow_mut() = Some((server.id, s));
+                        *conn.private_upstream.borrow_mut() = Some((server.pool_key, s));
                     }
                     Some(_) => {}
-                    None => w.pool.checkin(server.id, s, self.max_idle),
+                    None => w.pool.checkin(server.pool_key, s, self.max_idle),
                 }
             }
         }

@@ -68,6 +68,10 @@ pub struct ServerState {
     pub socket_addr: SocketAddr,
     /// Stable id (hash of the address) for cookies: it does not reveal the address.
     pub id: u64,
+    /// Key of this server's pooled upstream connections: (backend, address, TLS settings),
+    /// so two backends naming one address — say, with different TLS names — never share
+    /// a connection made for the other.
+    pub pool_key: u64,
     pub cookie_id: String,
     pub load: ServerLoad,
     pub weight: AtomicU32,
@@ -153,6 +157,8 @@ pub struct Group {
     pub limit: Option<Arc<crate::traffic::ConnLimit>>,
     /// Kept across reloads while its settings are unchanged; None when not configured.
     pub breaker: Option<Arc<crate::traffic::GroupBreaker>>,
+    /// TLS to the servers, built (CA read) with this snapshot; None = cleartext.
+    pub tls: Option<Arc<crate::upstream_tls::BackendTls>>,
 }
 
 impl Group {
@@ -214,6 +220,8 @@ pub struct ListenerState {
     pub access_log: Option<Arc<AccessLogSink>>,
     /// https listeners: certificates as read when this snapshot was built.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// tcp listeners: TLS passthrough routes by SNI, in file order; `group` is the default.
+    pub sni_routes: Vec<(herd_config::SniRoute, Arc<Group>)>,
 }
 
 pub struct Snapshot {
@@ -292,7 +300,16 @@ impl Snapshot {
                 ),
                 _ => None,
             };
+            let tls = match &backend.tls {
+                None => None,
+                Some(t) => Some(Arc::new(crate::upstream_tls::BackendTls::build(
+                    name,
+                    t,
+                    backend.protocol,
+                )?)),
+            };
             let group = Group {
+                tls,
                 balancer: ArcSwap::from_pointee(Balancer::with_ids(
                     balance_policy(backend),
                     &weights,
@@ -365,6 +382,11 @@ impl Snapshot {
                 group: l.backend.as_ref().and_then(|b| groups.get(b).cloned()),
                 access_log,
                 tls,
+                sni_routes: l
+                    .sni_routes
+                    .iter()
+                    .filter_map(|r| Some((r.clone(), groups.get(&r.backend)?.clone())))
+                    .collect(),
             });
         }
         let snap = Snapshot {
@@ -412,12 +434,13 @@ fn header_names(list: &[String]) -> Vec<HeaderName> {
 
 /// Server state survives a reload only if what judges its health is unchanged.
 fn same_checks(old: Option<&Backend>, new: &Backend) -> bool {
-    old.is_some_and(|o| o.health == new.health && o.passive == new.passive)
+    old.is_some_and(|o| o.health == new.health && o.passive == new.passive && o.tls == new.tls)
 }
 
 fn new_server(backend: &Backend, addr: &str, weight: u32) -> Result<ServerState, BuildError> {
     let socket_addr = resolve(&backend.name, addr)?;
     let id = hash64(addr.as_bytes());
+    let pool_key = hash64(format!("{}\0{addr}\0{:?}", backend.name, backend.tls).as_bytes());
     let (fall, rise) = backend
         .health
         .as_ref()
@@ -426,6 +449,7 @@ fn new_server(backend: &Backend, addr: &str, weight: u32) -> Result<ServerState,
         addr: addr.to_string(),
         socket_addr,
         id,
+        pool_key,
         cookie_id: format!("{id:016x}"),
         load: ServerLoad::new(),
         weight: AtomicU32::new(weight),

@@ -2,11 +2,14 @@
 //! its backend group. Phases: PROXY header in (optional) → pick (the group's balancer, as
 //! for HTTP) → connect, failing over before any byte moves → PROXY header out (optional)
 //! → relay until both sides close or the pair idles past the listener's idle_timeout.
+//! With `sni_routes` (TLS passthrough), the ClientHello is read first and its server name
+//! picks the backend; the bytes read are replayed to the server, so TLS ends there.
 
 use crate::clock;
 use crate::proxy::{self, InFlight};
 use crate::proxy_protocol::{self, Header};
 use crate::snapshot::{Group, ServerState};
+use crate::sni::Scan;
 use crate::stream::Metered;
 use crate::worker::{self, ConnSlot, Worker};
 use herd_config::Persistence;
@@ -28,7 +31,7 @@ pub async fn serve(
     peer: SocketAddr,
     _slot: ConnSlot,
 ) {
-    let (group, idle_timeout, accept_proxy, name) = {
+    let (mut group, idle_timeout, accept_proxy, name, by_sni) = {
         let snap = w.shared.snapshot.load();
         let (Some(cfg), Some(state)) = (snap.config.listeners.get(li), snap.listeners.get(li))
         else {
@@ -42,10 +45,11 @@ pub async fn serve(
             cfg.idle_timeout,
             cfg.accept_proxy_protocol,
             cfg.name.clone(),
+            !state.sni_routes.is_empty(),
         )
     };
     let local = stream.local_addr().unwrap_or(peer);
-    let (client, destination, early) = if accept_proxy {
+    let (client, destination, mut early) = if accept_proxy {
         match worker::accept_proxy_header(&w, li, &mut stream, peer, local).await {
             Some(x) => x,
             None => return,
@@ -55,6 +59,25 @@ pub async fn serve(
     };
     if !crate::traffic::tcp_permits(&w.shared, li, client.ip()) {
         return;
+    }
+    if by_sni {
+        let sni = match tokio::time::timeout(HELLO_TIMEOUT, read_hello(&mut stream, &mut early))
+            .await
+        {
+            Ok(Ok(Some(sni))) => sni,
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
+                tracing::debug!(listener = %name, client = %client, error = %e, "reading the ClientHello failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(listener = %name, client = %client, "no complete ClientHello within {HELLO_TIMEOUT:?}; closing");
+                return;
+            }
+        };
+        if let Some(g) = sni_group(&w, li, sni.as_deref()) {
+            group = g;
+        }
     }
 
     let Some((server, mut upstream, in_flight)) = connect(&w, &group, client).await else {
@@ -85,6 +108,62 @@ pub async fn serve(
     }
     relay(stream, upstream, &server, idle_timeout).await;
     drop(in_flight);
+}
+
+/// How long a passthrough client may take to send its whole ClientHello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Read until `buf` holds a complete ClientHello (or is known not to be one, or reaches
+/// the size bound): Some(server name, if any), or None when the client closed first
+/// without sending anything.
+async fn read_hello(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<Option<String>>> {
+    use tokio::io::AsyncReadExt;
+    loop {
+        match crate::sni::scan(buf) {
+            Scan::Hello(name) => return Ok(Some(name)),
+            Scan::NotHello(why) => {
+                tracing::debug!(
+                    reason = why,
+                    "not a TLS ClientHello; using the default backend"
+                );
+                return Ok(Some(None));
+            }
+            Scan::NeedMore if buf.len() >= crate::sni::MAX_BUFFERED => {
+                tracing::debug!("ClientHello too large to route; using the default backend");
+                return Ok(Some(None));
+            }
+            Scan::NeedMore => {}
+        }
+        let start = buf.len();
+        let room = (crate::sni::MAX_BUFFERED - start).min(4096);
+        buf.resize(start + room, 0);
+        let n = stream.read(&mut buf[start..]).await?;
+        buf.truncate(start + n);
+        if n == 0 {
+            // Closed mid-hello: relay what came (the server sees the same truncated
+            // stream), unless nothing came at all.
+            return Ok((!buf.is_empty()).then_some(None));
+        }
+    }
+}
+
+/// The group of the first SNI route matching `sni`, from the current snapshot, else the
+/// listener's own backend (None only if the listener is gone).
+fn sni_group(w: &Worker, li: usize, sni: Option<&str>) -> Option<Arc<Group>> {
+    let snap = w.shared.snapshot.load();
+    let state = snap.listeners.get(li)?;
+    let Some(sni) = sni else {
+        return state.group.clone();
+    };
+    state
+        .sni_routes
+        .iter()
+        .find(|(route, _)| route.matches(sni))
+        .map(|(_, g)| g.clone())
+        .or_else(|| state.group.clone())
 }
 
 /// Pick and dial a server, moving to another on a connect failure (at most `retries`

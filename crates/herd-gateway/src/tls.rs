@@ -161,11 +161,17 @@ fn load(field: &str, f: &CertificateFiles) -> Result<(Arc<CertifiedKey>, Vec<Str
     Ok((Arc::new(certified), names))
 }
 
-/// Read every https listener's certificates as a start or reload would (`herd check`).
+/// Read every https listener's certificates and every backend's CA bundle as a start or
+/// reload would (`herd check`).
 pub fn check_certificates(config: &herd_config::Config) -> Result<(), BuildError> {
     for (i, l) in config.listeners.iter().enumerate() {
         if l.protocol == herd_config::Protocol::Https {
             server_config(&format!("listeners[{i}]"), &l.certificates)?;
+        }
+    }
+    for (name, b) in &config.backends {
+        if let Some(t) = &b.tls {
+            crate::upstream_tls::BackendTls::build(name, t, b.protocol)?;
         }
     }
     Ok(())

@@ -91,7 +91,10 @@ pub struct RouteGuard {
     /// Route's max_body_size, else the listener's.
     pub max_body: Option<u64>,
     pub rate_limited: Counter,
+    /// Refused by the route's allow/deny lists.
     pub forbidden: Counter,
+    /// Refused by the route's `hours`.
+    pub outside_hours: Counter,
     pub too_large: Counter,
 }
 
@@ -118,6 +121,7 @@ impl RouteGuard {
             max_body,
             rate_limited: Counter::new(),
             forbidden: Counter::new(),
+            outside_hours: Counter::new(),
             too_large: Counter::new(),
         })
     }
@@ -133,7 +137,7 @@ impl RouteGuard {
         }
         if let Some(h) = &self.hours {
             if !h.contains(clock::unix_ms()) {
-                self.forbidden.inc();
+                self.outside_hours.inc();
                 return Err(Refusal::Forbidden(
                     "forbidden: this route is closed at this time of day\n",
                 ));
@@ -187,6 +191,7 @@ impl RouteGuard {
             "max_body_size": self.max_body,
             "rate_limited": self.rate_limited.get(),
             "forbidden": self.forbidden.get(),
+            "outside_hours": self.outside_hours.get(),
             "too_large": self.too_large.get(),
         })
     }
@@ -501,6 +506,8 @@ pub struct ListenerTrafficStats {
     pub denied: Counter,
     /// Connections admitted uncounted because the per-IP table was full (fail open).
     pub per_ip_untracked: Counter,
+    /// http: connections closed because a request head took over header_read_timeout.
+    pub header_timeouts: Counter,
 }
 
 /// A connection's place in its IP's count, given back when the connection ends.
@@ -598,12 +605,16 @@ pub fn render_metrics(e: &mut TextEncoder, shared: &Shared, snap: &Snapshot) {
     e.family(
         "herd_route_refused_total",
         MetricKind::Counter,
-        "Requests refused by the route's rules before any server: forbidden (ACL, hours) or too_large (413).",
+        "Requests refused by the route's rules before any server: forbidden (allow/deny, 403), outside_hours (hours, 403) or too_large (max_body_size, 413).",
     );
     for l in &snap.listeners {
         for r in &l.routes {
             if let Some(g) = &r.traffic {
-                for (reason, v) in [("forbidden", &g.forbidden), ("too_large", &g.too_large)] {
+                for (reason, v) in [
+                    ("forbidden", &g.forbidden),
+                    ("outside_hours", &g.outside_hours),
+                    ("too_large", &g.too_large),
+                ] {
                     e.counter(
                         "herd_route_refused_total",
                         &[
@@ -629,6 +640,12 @@ pub fn render_metrics(e: &mut TextEncoder, shared: &Shared, snap: &Snapshot) {
         "herd_listener_denied_total",
         "Connections (tcp) or requests (http) refused by the listener's allow/deny lists.",
         &|t| t.denied.get(),
+    );
+    listener_family(
+        e,
+        "herd_listener_header_timeouts_total",
+        "Connections closed because a request head was not complete header_read_timeout after its first byte (slowloris).",
+        &|t| t.header_timeouts.get(),
     );
     listener_family(
         e,
@@ -779,7 +796,10 @@ pub fn status_json(shared: &Shared, snap: &Snapshot) -> Value {
                 "max_conns_per_ip": l.traffic.max_conns_per_ip,
                 "ips_with_connections": st.traffic.per_ip.get().map(KeyedCounter::keys),
                 "per_ip_rejected": st.traffic.per_ip_rejected.get(),
+                "per_ip_untracked": st.traffic.per_ip_untracked.get(),
                 "denied": st.traffic.denied.get(),
+                "header_read_timeout_ms": l.traffic.header_read_timeout.as_millis() as u64,
+                "header_timeouts": st.traffic.header_timeouts.get(),
             })
         })
         .collect();

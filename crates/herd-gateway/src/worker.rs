@@ -333,7 +333,7 @@ pub(crate) async fn serve_hyper<I>(
         .timer(crate::head_timeout::HeadTimer::new(clock.clone()))
         .keep_alive(true);
     builder.header_read_timeout(idle_timeout);
-    let io = crate::head_timeout::HeadWatch::new(io, clock);
+    let io = crate::head_timeout::HeadWatch::new(io, clock.clone());
     // with_upgrades: a 101 answer hands the connection to the WebSocket splice.
     let conn = builder
         .serve_connection(TokioIo::new(io), svc)
@@ -343,12 +343,24 @@ pub(crate) async fn serve_hyper<I>(
     tokio::select! {
         r = conn.as_mut() => {
             if let Err(e) = r {
-                tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
+                if e.is_timeout() && clock.head_expired() {
+                    count_header_timeout(&w, li);
+                    tracing::debug!(client = %peer, "closing connection: request head not complete within header_read_timeout");
+                } else {
+                    tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
+                }
             }
         }
         _ = stop.wait_for(|s| *s) => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
+    }
+}
+
+/// A connection closed for a request head slower than the listener's header_read_timeout.
+pub(crate) fn count_header_timeout(w: &Worker, li: usize) {
+    if let Some(stats) = w.shared.listener_stats.get(li) {
+        stats.traffic.header_timeouts.inc();
     }
 }

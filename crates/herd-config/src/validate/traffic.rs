@@ -11,6 +11,9 @@ use std::time::Duration;
 
 const MAX_BODY_LIMIT: u64 = 1 << 40;
 
+/// Slowest rate limit: one request an hour (just under 1/3600, so that "0.000278" passes).
+const MIN_RATE: f64 = 0.000_277;
+
 pub(super) fn listener(
     c: &mut Checker,
     f: &str,
@@ -192,10 +195,12 @@ fn rate_limit(c: &mut Checker, f: &str, rl: &RawRateLimit) -> RateLimit {
         },
     };
     let per_second = rl.per_second;
-    if !(per_second.is_finite() && per_second > 0.0 && per_second <= 1_000_000.0) {
+    // Below one an hour a bucket's span (interval × burst) would overflow the limiter's
+    // nanosecond arithmetic and be silently shortened.
+    if !(per_second.is_finite() && (MIN_RATE..=1_000_000.0).contains(&per_second)) {
         c.fail(
             format!("{f}.per_second"),
-            format!("{per_second} is out of range; use more than 0 and at most 1000000 (0.5 = one request every 2s)"),
+            format!("{per_second} is out of range; use from 0.000278 (one request an hour) to 1000000 (0.5 = one request every 2s)"),
         );
     }
     let burst = match rl.burst {
@@ -211,7 +216,7 @@ fn rate_limit(c: &mut Checker, f: &str, rl: &RawRateLimit) -> RateLimit {
     };
     RateLimit {
         key,
-        per_second: per_second.clamp(1e-6, 1_000_000.0),
+        per_second: per_second.clamp(MIN_RATE, 1_000_000.0),
         burst,
     }
 }
