@@ -90,6 +90,10 @@ pub enum Command {
     Compact {
         revision: u64,
     },
+    /// Commands proposed together as one log entry (the leader batches concurrent writes so
+    /// that they share one fsync): applied in order, each with its own revision, exactly as
+    /// if they were consecutive entries. A batch inside a batch is refused.
+    Batch(Vec<Command>),
 }
 
 /// If all `compares` hold, apply `success`, else `failure`; the whole transaction is one
@@ -202,6 +206,10 @@ pub enum Outcome {
     Compacted {
         compacted_revision: u64,
     },
+    /// One response per command of a `Batch`, in order.
+    Batch {
+        responses: Vec<Response>,
+    },
     /// Refused: the store is unchanged (except `last_applied_index`).
     Rejected(CommandError),
 }
@@ -230,6 +238,8 @@ pub enum OpResult {
 pub enum CommandError {
     #[error("empty key")]
     EmptyKey,
+    #[error("a batch may not contain another batch")]
+    NestedBatch,
     #[error("key of {len} bytes exceeds the limit of {MAX_KEY_BYTES}")]
     KeyTooLarge { len: usize },
     #[error("value of {len} bytes exceeds the limit of {MAX_VALUE_BYTES}")]

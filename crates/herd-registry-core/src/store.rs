@@ -172,6 +172,25 @@ impl Store {
             return (self.rejected(err), Vec::new());
         }
         self.last_applied_index = index;
+        if let Command::Batch(cmds) = cmd {
+            let mut responses = Vec::with_capacity(cmds.len());
+            let mut events = Vec::new();
+            for cmd in cmds {
+                let (response, evs) = self.apply_one(cmd);
+                responses.push(response);
+                events.extend(evs);
+            }
+            let response = Response {
+                revision: self.revision,
+                outcome: Outcome::Batch { responses },
+            };
+            return (response, events);
+        }
+        self.apply_one(cmd)
+    }
+
+    /// One command, one revision (none if it changed nothing).
+    fn apply_one(&mut self, cmd: &Command) -> (Response, Vec<Event>) {
         let mut ch = Changes {
             // Saturating: unreachable by counting, but a hostile snapshot must not panic us.
             rev: self.revision.saturating_add(1),
@@ -284,6 +303,7 @@ impl Store {
                     compacted_revision: *revision,
                 })
             }
+            Command::Batch(_) => Err(CommandError::NestedBatch),
         }
     }
 

@@ -12,6 +12,7 @@
 #![allow(clippy::result_large_err)]
 
 mod api;
+mod batch;
 mod cluster;
 mod coord;
 mod dns;

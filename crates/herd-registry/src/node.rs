@@ -1,13 +1,14 @@
 //! One registry node: Raft, its storage, leases, and the operations the API offers, with
 //! writes and linearizable reads forwarded to the leader when this node is not it.
 
+use crate::batch::Proposed;
 use crate::network::{http_client, HttpClient};
 use crate::state_machine::SharedState;
 use crate::types::{Node, NodeId, Raft};
 use bytes::Bytes;
 use herd_registry_core::{Command, LeaseClock, Response};
 use http_body_util::{BodyExt, Full};
-use openraft::error::{ClientWriteError, ForwardToLeader, RaftError};
+use openraft::error::{ForwardToLeader, RaftError};
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +30,7 @@ pub struct RegistryNode {
     pub log: crate::log_store::LogStore,
     pub ids: crate::coord::IdGenerator,
     lease_seq: AtomicU64,
+    batcher: crate::batch::Batcher,
 }
 
 #[derive(Default)]
@@ -76,7 +78,6 @@ impl RegistryNode {
         RegistryNode {
             id,
             addr,
-            raft,
             state,
             client: http_client(),
             token,
@@ -88,6 +89,8 @@ impl RegistryNode {
             log,
             ids: crate::coord::IdGenerator::new(id),
             lease_seq: AtomicU64::new(0),
+            batcher: crate::batch::Batcher::start(raft.clone()),
+            raft,
         }
     }
 
@@ -104,23 +107,20 @@ impl RegistryNode {
             }
             _ => None,
         };
-        let reply = match self.raft.client_write(cmd.clone()).await {
-            Ok(r) => {
+        let resp = match self.batcher.propose(cmd.clone()).await {
+            Proposed::Applied(resp) => {
                 self.counters.writes.fetch_add(1, Ordering::Relaxed);
-                r.data
+                resp
             }
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            Proposed::Forward(f) => {
                 self.counters.forwarded.fetch_add(1, Ordering::Relaxed);
                 return self.forward(&f, "/raft/write", &cmd).await;
             }
-            Err(e) => return Err(NodeError::Raft(e.to_string())),
+            Proposed::Failed(e) => return Err(NodeError::Raft(e)),
         };
         self.counters
             .apply_nanos
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        let resp = reply
-            .0
-            .ok_or_else(|| NodeError::Raft("entry applied without an answer".into()))?;
         if let (Some((id, ttl)), None) = (lease_grant, resp.error()) {
             if let Ok(mut l) = self.leases.lock() {
                 l.grant(id, ttl, now_ms());

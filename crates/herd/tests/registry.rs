@@ -764,7 +764,9 @@ async fn follower_catches_up_from_a_snapshot() {
 
     const N: usize = 6000;
     let t = Instant::now();
-    let max_rev = bulk_put(&api, leader_addr, "g/", N, 16).await;
+    // One writer: concurrent writes would share log entries (the leader batches them),
+    // and this test needs the log to pass the 5,000-entry snapshot threshold.
+    let max_rev = bulk_put(&api, leader_addr, "g/", N, 1).await;
     eprintln!("{N} puts through the leader in {:?}", t.elapsed());
     assert!(max_rev >= N as u64);
     // openraft snapshots when index 4999 (the 5,000th entry) is committed, in the
@@ -827,7 +829,8 @@ async fn a_node_joining_after_compaction_catches_up_from_a_snapshot() {
         assert_eq!(r.status, 200, "put big/{i}: {}", r.text());
     }
     const N: usize = 5200;
-    bulk_put(&api, a, "j/", N, 16).await;
+    // One writer, so that each put is one log entry (see above).
+    bulk_put(&api, a, "j/", N, 1).await;
     // The snapshot is built in the background once 5,000 entries are applied.
     eventually(
         "the leader took a snapshot and compacted its log",
@@ -1120,4 +1123,85 @@ async fn restarted_follower_catches_up_on_large_values() {
         assert_eq!(r.status, 200, "big/{i} on the restarted follower");
         assert_eq!(r.body.as_ref(), vec![b'a' + i as u8; 1 << 20].as_slice());
     }
+}
+
+// ---------------------------------------------------------------- write batching
+
+/// Concurrent writes share Raft entries (the leader batches them), yet each keeps its own
+/// revision and answer: 64 puts get exactly the revisions 1..=64, each the mod_revision
+/// its key now has; 16 racing create-only puts on one key let exactly one through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_keep_their_own_revisions_and_answers() {
+    let dir = TestDir::new("batch");
+    let api = Arc::new(Api::default());
+    let n = single_node(&dir, &api).await;
+    let a = n.addr;
+
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                (
+                    i,
+                    rev(&api
+                        .put(a, &format!("b/{i:02}"), format!("v{i}"))
+                        .await
+                        .unwrap()),
+                )
+            })
+        })
+        .collect();
+    let mut revisions = BTreeMap::new();
+    for t in tasks {
+        let (i, r) = t.await.unwrap();
+        revisions.insert(r, i);
+    }
+    assert_eq!(revisions.len(), 64, "two writers got the same revision");
+    assert_eq!(
+        revisions.keys().copied().collect::<Vec<_>>(),
+        (1..=64).collect::<Vec<u64>>()
+    );
+    for (r, i) in &revisions {
+        let kv = api
+            .kv_get(a, &format!("b/{i:02}"), "")
+            .await
+            .unwrap()
+            .json();
+        assert_eq!(kv["mod_revision"], *r, "{kv}");
+        assert_eq!(
+            unb64(kv["value"].as_str().unwrap()),
+            format!("v{i}").into_bytes()
+        );
+    }
+
+    let racers: Vec<_> = (0..16)
+        .map(|i| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                (
+                    i,
+                    api.put_q(a, "race", "?cas=0", format!("w{i}"))
+                        .await
+                        .unwrap(),
+                )
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in racers {
+        let (i, r) = t.await.unwrap();
+        match r.status {
+            200 => winners.push((i, rev(&r))),
+            412 => {}
+            other => panic!("create-only put answered {other}: {}", r.text()),
+        }
+    }
+    assert_eq!(winners.len(), 1, "create-only puts that won: {winners:?}");
+    let kv = api.kv_get(a, "race", "").await.unwrap().json();
+    assert_eq!(
+        unb64(kv["value"].as_str().unwrap()),
+        format!("w{}", winners[0].0).into_bytes()
+    );
+    assert_eq!(kv["mod_revision"], winners[0].1);
+    assert_eq!(kv["version"], 1);
 }

@@ -583,3 +583,39 @@ fn history_ring_overflow_advances_compacted_revision() {
     assert_eq!(none.store.compacted_revision(), 1);
     assert_eq!(none.store.events_since(2, "", true), Ok(vec![]));
 }
+
+#[test]
+fn a_batch_applies_like_consecutive_entries_with_one_revision_each() {
+    let mut log = Log::new();
+    log.put("a", "0");
+    let (resp, events) = log.apply(Command::Batch(vec![
+        put("a", "1", None),
+        cas("b", "x", 5), // refused: b does not exist at mod_revision 5
+        put("b", "2", None),
+        Command::Delete {
+            key: "a".into(),
+            prefix: false,
+        },
+        Command::Batch(vec![]),
+    ]));
+    let Outcome::Batch { responses } = resp.outcome else {
+        panic!("not a batch answer: {resp:?}");
+    };
+    let revisions: Vec<u64> = responses.iter().map(|r| r.revision).collect();
+    assert_eq!(revisions, [2, 2, 3, 4, 4]);
+    assert!(matches!(responses[1].outcome, Outcome::Rejected(_)));
+    assert_eq!(
+        responses[4].outcome,
+        Outcome::Rejected(CommandError::NestedBatch)
+    );
+    assert_eq!(resp.revision, 4);
+    let event_revisions: Vec<u64> = events.iter().map(|e| e.revision).collect();
+    assert_eq!(event_revisions, [2, 3, 4]);
+    assert_eq!(log.store.revision(), 4);
+    // The index is spent once for the whole batch: replaying it is stale.
+    let (stale, _) = log.store.apply(log.index, &put("c", "3", None));
+    assert!(matches!(
+        stale.outcome,
+        Outcome::Rejected(CommandError::StaleIndex { .. })
+    ));
+}
