@@ -97,43 +97,50 @@ impl StateMachine {
 
     fn write_snapshot(&self, file: &SnapshotFile) -> StorageResult<()> {
         let bytes = serde_json::to_vec(file).map_err(sm_err)?;
-        let tmp = self.dir.join("snapshot.json.tmp");
-        let dst = self.dir.join("snapshot.json");
-        let mut f = std::fs::File::create(&tmp).map_err(sm_err)?;
-        f.write_all(&bytes).map_err(sm_err)?;
-        f.sync_all().map_err(sm_err)?;
-        std::fs::rename(&tmp, &dst).map_err(sm_err)?;
-        if let Ok(d) = std::fs::File::open(&self.dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        write_snapshot_bytes(&self.dir, &bytes)
     }
+}
 
-    fn build(&mut self) -> StorageResult<SnapshotFile> {
-        let applied = self
-            .shared
-            .applied
-            .read()
-            .map_err(|_| sm_err(std::io::Error::other("state lock poisoned")))?;
-        let last = applied.last_applied;
-        let meta = SnapshotMeta {
-            last_log_id: last,
-            last_membership: applied.membership.clone(),
-            snapshot_id: match last {
-                Some(l) => format!(
-                    "{}-{}-{}",
-                    l.leader_id.term,
-                    l.index,
-                    applied.store.revision()
-                ),
-                None => "empty".to_string(),
-            },
-        };
-        Ok(SnapshotFile {
-            meta,
-            store: applied.store.to_snapshot(),
-        })
+/// Writes a snapshot durably: a temporary file, fsynced, renamed over the old one, and the
+/// directory fsynced, so a crash leaves the old snapshot or the new one, never half of one.
+fn write_snapshot_bytes(dir: &std::path::Path, bytes: &[u8]) -> StorageResult<()> {
+    let tmp = dir.join("snapshot.json.tmp");
+    let dst = dir.join("snapshot.json");
+    let mut f = std::fs::File::create(&tmp).map_err(sm_err)?;
+    f.write_all(bytes).map_err(sm_err)?;
+    f.sync_all().map_err(sm_err)?;
+    std::fs::rename(&tmp, &dst).map_err(sm_err)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
     }
+    Ok(())
+}
+
+/// The state as a snapshot file: a copy taken under the read lock (applies wait only for
+/// the copy, not for serialising or writing it).
+fn build_file(shared: &SharedState) -> StorageResult<SnapshotFile> {
+    let applied = shared
+        .applied
+        .read()
+        .map_err(|_| sm_err(std::io::Error::other("state lock poisoned")))?;
+    let last = applied.last_applied;
+    let meta = SnapshotMeta {
+        last_log_id: last,
+        last_membership: applied.membership.clone(),
+        snapshot_id: match last {
+            Some(l) => format!(
+                "{}-{}-{}",
+                l.leader_id.term,
+                l.index,
+                applied.store.revision()
+            ),
+            None => "empty".to_string(),
+        },
+    };
+    Ok(SnapshotFile {
+        meta,
+        store: applied.store.to_snapshot(),
+    })
 }
 
 pub struct Builder(StateMachineSnapshotSource);
@@ -145,14 +152,17 @@ struct StateMachineSnapshotSource {
 
 impl RaftSnapshotBuilder<TypeConfig> for Builder {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
-        let mut sm = StateMachine {
-            shared: self.0.shared.clone(),
-            dir: self.0.dir.clone(),
-            current: None,
-        };
-        let file = sm.build()?;
-        sm.write_snapshot(&file)?;
-        let data = serde_json::to_vec(&file).map_err(sm_err)?;
+        let file = build_file(&self.0.shared)?;
+        // Serialising and fsyncing take tens of milliseconds on a large store: off the
+        // async threads, which also run Raft and the API.
+        let dir = self.0.dir.clone();
+        let (file, data) = tokio::task::spawn_blocking(move || {
+            let data = serde_json::to_vec(&file).map_err(sm_err)?;
+            write_snapshot_bytes(&dir, &data)?;
+            Ok::<_, StorageError<NodeId>>((file, data))
+        })
+        .await
+        .map_err(sm_err)??;
         Ok(Snapshot {
             meta: file.meta,
             snapshot: Box::new(Cursor::new(data)),
