@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Side-by-side gateway benchmark: herd vs HAProxy vs nginx in front of the same two backend
+# servers, same worker count, interleaved rounds (A B C A B C ...), bounded durations.
+#
+#   bench/gateway.sh [--workers N] [--rounds R] [--duration SECONDS] [--scenarios a,b,...]
+#
+# Scenarios: ka64 ka256 (HTTP/1.1 keep-alive, small response, 64/256 connections), close
+# (a new connection per request), 1m (1 MiB responses), https (TLS termination, keep-alive),
+# h2 (HTTP/2 over TLS, h2load), tcp (L4 relay of keep-alive HTTP), idle (memory held per
+# idle keep-alive client connection, 10,000 of them).
+#
+# Prints a Markdown table of medians (min-max) and herd/HAProxy, herd/nginx ratios, and
+# writes raw results to $WORK/results.jsonl.
+source "$(dirname "$0")/lib.sh"
+
+WORKERS=1; ROUNDS=3; DURATION=10; SCENARIOS="ka64,ka256,close,1m,https,h2,tcp,idle"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --workers) WORKERS=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --duration) DURATION=$2; shift 2 ;;
+    --scenarios) SCENARIOS=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+ensure_packages wrk nginx haproxy h2load
+build_herd
+# As many descriptors as this shell may have; HAProxy wants two per connection it accepts.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+MAXCONN=$(( (NOFILE - 200) / 2 ))
+IDLE_CONNS=${IDLE_CONNS:-$(( MAXCONN < 10000 ? MAXCONN - 100 : 10000 ))}
+log "work dir $WORK; workers=$WORKERS rounds=$ROUNDS duration=${DURATION}s idle connections=$IDLE_CONNS"
+mkdir -p "$WORK/www" "$WORK/tls"
+chmod 755 "$WORK" "$WORK/www"  # the backend nginx workers run as an unprivileged user
+head -c 1048576 /dev/zero | tr '\0' 'x' > "$WORK/www/1m"
+# One self-signed P-256 certificate for all three (ECDSA: what a modern site serves).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -subj "/CN=bench.local" -addext "subjectAltName=DNS:bench.local" \
+  -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" 2>/dev/null
+cat "$WORK/tls/cert.pem" "$WORK/tls/key.pem" > "$WORK/tls/combined.pem"
+
+render() { sed -e "s#__WORK__#$WORK#g" -e "s#__WORKERS__#$WORKERS#g" -e "s#__MAXCONN__#$MAXCONN#g" "$BENCH_DIR/conf/$1" > "$WORK/$1"; }
+for f in backend-nginx.conf nginx-proxy.conf haproxy.cfg herd.toml; do render "$f"; done
+
+nginx -c "$WORK/backend-nginx.conf" -p "$WORK" & PIDS+=($!); BACKEND_PID=$!
+wait_port 127.0.0.1:19101; wait_port 127.0.0.1:19102
+
+"$HERD" gateway -c "$WORK/herd.toml" > "$WORK/herd.out" 2> "$WORK/herd.err" & PIDS+=($!); HERD_PID=$!
+haproxy -f "$WORK/haproxy.cfg" -db > "$WORK/haproxy.log" 2>&1 & PIDS+=($!); HAPROXY_PID=$!
+nginx -c "$WORK/nginx-proxy.conf" -p "$WORK" & PIDS+=($!); NGINX_PID=$!
+for p in 18100 18101 18102 18110 18111 18112 18120 18121 18122; do wait_port 127.0.0.1:$p; done
+
+# Ports: plain HTTP, HTTPS (h1 and h2), L4 TCP; "direct" is the backend itself.
+declare -A PORT=([herd]=18100 [haproxy]=18101 [nginx]=18102 [direct]=19101)
+declare -A TLS_PORT=([herd]=18110 [haproxy]=18111 [nginx]=18112)
+declare -A TCP_PORT=([herd]=18120 [haproxy]=18121 [nginx]=18122 [direct]=19101)
+proc_pids() {
+  case "$1" in
+    herd) echo "$HERD_PID" ;;
+    haproxy) echo "$HAPROXY_PID" ;;
+    nginx) pids_of_group "$NGINX_PID" ;;
+    direct) pids_of_group "$BACKEND_PID" ;;
+  esac
+}
+
+RESULTS="$WORK/results.jsonl"
+: > "$RESULTS"
+HZ=$(getconf CLK_TCK)
+
+# record SYSTEM SCENARIO ROUND JSON_FROM_LOADGEN CPU_TICKS RSS_KIB
+record() {
+  python3 - "$@" "$HZ" >> "$RESULTS" <<'PY'
+import json, sys
+sysname, sc, rnd, line, ticks, rss, hz = sys.argv[1:]
+r = json.loads(line)
+secs = r["duration_us"] / 1e6
+r.update(system=sysname, scenario=sc, round=int(rnd), rps=r["requests"] / secs,
+         cpu_s=int(ticks) / int(hz), rss_kib=int(rss))
+r["cpu_s_per_100k"] = r["cpu_s"] / max(r["requests"], 1) * 100000
+print(json.dumps(r))
+PY
+  log "$2 round $3 $1: $(tail -n 1 "$RESULTS" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.0f req/s p99 %sus errors %s+%s cpu %.2fs/100k" % (r["rps"], r["p99_us"], r["errors"], r["status_errors"], r["cpu_s_per_100k"]))')"
+}
+
+run_load() { # system scenario round
+  local sys=$1 sc=$2 round=$3 url="http://127.0.0.1:${PORT[$1]}/" conns=64 extra=()
+  case "$sc" in
+    ka64) ;;
+    ka256) conns=256 ;;
+    close) extra=(-H "Connection: close") ;;
+    1m) conns=16; url="http://127.0.0.1:${PORT[$sys]}/1m" ;;
+    https) url="https://127.0.0.1:${TLS_PORT[$sys]}/" ;;
+    tcp) url="http://127.0.0.1:${TCP_PORT[$sys]}/" ;;
+  esac
+  local pids; pids=$(proc_pids "$sys")
+  local t0; t0=$(cpu_ticks $pids)
+  local line
+  if [ "$sc" = h2 ]; then
+    # 16 connections x 16 concurrent streams; h2load has no percentiles, so p50 is the mean.
+    local out
+    out=$(h2load -c16 -m16 -t1 -D"$DURATION" "https://127.0.0.1:${TLS_PORT[$sys]}/" 2>&1)
+    line=$(python3 "$BENCH_DIR/h2load_json.py" <<< "$out")
+  else
+    line=$(wrk -t1 -c"$conns" -d"${DURATION}s" --timeout 5s "${extra[@]}" -s "$BENCH_DIR/report.lua" "$url" | tail -n 1)
+  fi
+  local t1; t1=$(cpu_ticks $pids)
+  record "$sys" "$sc" "$round" "$line" "$((t1 - t0))" "$(rss_kib $pids)"
+}
+
+# Memory held per idle keep-alive client connection: open N connections, send one request on
+# each so the proxy has a live HTTP session, then measure RSS growth while they sit idle.
+idle_memory() { # system round
+  local sys=$1 round=$2 n=$IDLE_CONNS
+  local pids; pids=$(proc_pids "$sys")
+  local before; before=$(rss_kib $pids)
+  python3 "$BENCH_DIR/idle_conns.py" 127.0.0.1 "${PORT[$sys]}" "$n" "$WORK/idle-$sys.ready" &
+  local holder=$!
+  for _ in $(seq 1 600); do [ -f "$WORK/idle-$sys.ready" ] && break; sleep 0.1; done
+  sleep 1
+  local after; after=$(rss_kib $pids)
+  kill "$holder" 2>/dev/null || true; wait "$holder" 2>/dev/null || true
+  rm -f "$WORK/idle-$sys.ready"
+  local opened; opened=$(cat "$WORK/idle-$sys.count" 2>/dev/null || echo "$n")
+  python3 -c "import json; print(json.dumps(dict(system='$sys', scenario='idle', round=$round, conns=$opened, rss_before_kib=$before, rss_after_kib=$after, kib_per_conn=($after-$before)/max($opened,1))))" >> "$RESULTS"
+  log "idle round $round $sys: $(( after - before )) KiB for $opened connections"
+  sleep 2
+}
+
+IFS=, read -ra SCS <<< "$SCENARIOS"
+for sc in "${SCS[@]}"; do
+  for round in $(seq 1 "$ROUNDS"); do
+    for sys in herd haproxy nginx; do
+      if [ "$sc" = idle ]; then idle_memory "$sys" "$round"; else run_load "$sys" "$sc" "$round"; fi
+    done
+    # The backend alone, once, as the ceiling the proxies are measured against.
+    case "$sc" in ka64|ka256|close|1m) [ "$round" = 1 ] && run_load direct "$sc" "$round" ;; esac
+  done
+done
+
+python3 "$BENCH_DIR/summarize.py" "$RESULTS" "workers=$WORKERS, rounds=$ROUNDS, ${DURATION}s each"
