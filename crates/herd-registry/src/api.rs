@@ -115,6 +115,19 @@ pub fn router(node: Shared) -> Router {
                 .delete(crate::coord::lock_release)
                 .get(crate::coord::lock_status),
         )
+        .route("/v1/election/{name}", get(crate::election::leader))
+        .route(
+            "/v1/election/{name}/campaign",
+            post(crate::election::campaign),
+        )
+        .route(
+            "/v1/election/{name}/proclaim",
+            post(crate::election::proclaim),
+        )
+        .route(
+            "/v1/election/{name}/{lease}",
+            axum::routing::delete(crate::election::resign),
+        )
         .route("/v1/ids", post(crate::coord::ids))
         .route("/v1/cluster", get(cluster))
         .route("/v1/cluster/members", post(crate::cluster::add_member))

@@ -8,21 +8,25 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use herd_registry_core::catalog::{self, Instance};
-use herd_registry_core::{lock, Command, EventKind, OpResult, Outcome, Snowflake};
+use herd_registry_core::{lock, Command, Event, EventKind, KeyValue, OpResult, Outcome, Snowflake};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::broadcast;
 
 type Shared = Arc<RegistryNode>;
 type ApiResult = Result<Response, ApiError>;
 
-fn bad(msg: impl Into<String>) -> ApiError {
+pub(crate) fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Result<T, ApiError> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    shape: &str,
+) -> Result<T, ApiError> {
     if body.is_empty() {
         return serde_json::from_slice(b"{}")
             .map_err(|e| bad(format!("empty body ({e}); expected {shape}")));
@@ -31,7 +35,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Result<T, 
         .map_err(|e| bad(format!("invalid JSON body ({e}); expected {shape}")))
 }
 
-fn ttl_ms(ttl_s: f64) -> Result<u64, ApiError> {
+pub(crate) fn ttl_ms(ttl_s: f64) -> Result<u64, ApiError> {
     if !(0.1..=604_800.0).contains(&ttl_s) {
         return Err(bad(format!(
             "ttl_s {ttl_s} is out of range; use 0.1 to 604800"
@@ -40,15 +44,26 @@ fn ttl_ms(ttl_s: f64) -> Result<u64, ApiError> {
     Ok((ttl_s * 1000.0).round() as u64)
 }
 
-async fn grant(node: &RegistryNode, ttl_ms: u64) -> Result<u64, ApiError> {
-    let id = node.next_lease_id();
-    let resp = node.write(Command::LeaseGrant { id, ttl_ms }).await?;
-    match resp.outcome {
-        Outcome::LeaseGranted { id, .. } => Ok(id),
-        other => Err(ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("lease grant answered {other:?}"),
-        )),
+pub(crate) async fn grant(node: &RegistryNode, ttl_ms: u64) -> Result<u64, ApiError> {
+    // Two grants in the same millisecond can be handed the same id (next_lease_id sets the
+    // low bit, so sequence numbers 2k and 2k+1 collide): the store refuses the duplicate,
+    // and the next id drawn differs.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let id = node.next_lease_id();
+        let resp = node.write(Command::LeaseGrant { id, ttl_ms }).await?;
+        match resp.outcome {
+            Outcome::LeaseGranted { id, .. } => return Ok(id),
+            Outcome::Rejected(herd_registry_core::CommandError::LeaseExists { .. })
+                if attempts < 8 => {}
+            other => {
+                return Err(ApiError(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("lease grant answered {other:?}"),
+                ))
+            }
+        }
     }
 }
 
@@ -229,74 +244,138 @@ pub async fn lock_acquire(
     // Subscribe before enqueueing so that no release between the two is missed.
     let mut events = node.state.events.subscribe();
     let txn = lock::lock_acquire_txn(&name, lease).map_err(|e| bad(e.to_string()))?;
-    let resp = node.write(Command::Txn(txn)).await?;
-    let mut waiters = match resp.outcome {
-        Outcome::Txn { results, .. } => results
+    let waiters = waiters_read(node.write(Command::Txn(txn)).await?)?;
+    let prefix = lock::lock_prefix(&name).map_err(|e| bad(e.to_string()))?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(wait);
+    // The lease is kept alive while the request waits, so a wait longer than ttl_s keeps
+    // its place; once acquired, keeping it alive is the holder's job.
+    let beat = Some((lease, Duration::from_millis((ttl / 3).max(50))));
+    match wait_for_turn(&node, &prefix, &my_key, waiters, &mut events, deadline, beat).await {
+        Ok(mine) => Ok(axum::Json(json!({
+            "name": name,
+            "fencing_token": mine.create_revision,
+            "lease": lease,
+            "key": my_key,
+        }))
+        .into_response()),
+        Err(TurnError::TimedOut) => {
+            let _ = node.write(Command::LeaseRevoke { id: lease }).await;
+            Err(ApiError(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "lock \"{name}\" still held by another owner after {wait} s; try again later"
+                ),
+            ))
+        }
+        Err(TurnError::Vanished) => Err(ApiError(
+            StatusCode::CONFLICT,
+            format!(
+                "this waiter's place on lock \"{name}\" vanished (its lease {lease} ended while waiting: ttl_s shorter than the wait?); retry"
+            ),
+        )),
+    }
+}
+
+/// The waiters a queue-joining transaction read: the `Get` result of its answer.
+pub(crate) fn waiters_read(resp: herd_registry_core::Response) -> Result<Vec<KeyValue>, ApiError> {
+    match resp.outcome {
+        Outcome::Txn { results, .. } => Ok(results
             .into_iter()
             .find_map(|r| match r {
                 OpResult::Get { kvs, .. } => Some(kvs),
                 _ => None,
             })
-            .unwrap_or_default(),
-        Outcome::Rejected(e) => return Err(bad(e.to_string())),
-        other => {
-            return Err(ApiError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("{other:?}"),
-            ))
-        }
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(wait);
+            .unwrap_or_default()),
+        Outcome::Rejected(e) => Err(bad(e.to_string())),
+        other => Err(ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{other:?}"),
+        )),
+    }
+}
+
+/// Why [`wait_for_turn`] ended without reaching the head of the queue.
+#[derive(Debug)]
+pub(crate) enum TurnError {
+    TimedOut,
+    /// The waiter's own key is gone: its lease expired or was revoked, or it left.
+    Vanished,
+}
+
+/// The FIFO queue of the lock and election recipes: wait until `my_key` is the key with the
+/// lowest create revision under `prefix`, and answer it. `waiters` is what the enqueueing
+/// transaction read, and `events` must have been subscribed before that transaction, so that
+/// no delete in between is missed. With `keep_alive`, the lease is heartbeaten while waiting
+/// (the waiter stays in line as long as its request is open).
+pub(crate) async fn wait_for_turn(
+    node: &RegistryNode,
+    prefix: &str,
+    my_key: &str,
+    mut waiters: Vec<KeyValue>,
+    events: &mut broadcast::Receiver<Arc<Vec<Event>>>,
+    deadline: tokio::time::Instant,
+    keep_alive: Option<(u64, Duration)>,
+) -> Result<KeyValue, TurnError> {
+    let my_revision = waiters
+        .iter()
+        .find(|kv| kv.key == my_key)
+        .map(|kv| kv.create_revision)
+        .ok_or(TurnError::Vanished)?;
+    // This node's revision when `waiters` was read: a follower may not have applied our own
+    // enqueue yet, and an absent key means nothing until it has.
+    let mut seen_revision = my_revision;
+    let mut heartbeat = keep_alive.map(|(_, every)| tokio::time::interval(every));
     loop {
-        let Some((owner, token)) = lock::lock_owner_of(&waiters) else {
-            return Err(ApiError(
-                StatusCode::CONFLICT,
-                "lock queue vanished; retry".into(),
-            ));
-        };
-        if owner == my_key {
-            return Ok(axum::Json(json!({
-                "name": name,
-                "fencing_token": token,
-                "lease": lease,
-                "key": my_key,
-            }))
-            .into_response());
+        match waiters.iter().min_by_key(|kv| kv.create_revision) {
+            Some(first) if first.key == my_key => return Ok(first.clone()),
+            _ if seen_revision >= my_revision && !waiters.iter().any(|kv| kv.key == my_key) => {
+                return Err(TurnError::Vanished)
+            }
+            _ => {}
         }
-        // Wait for a delete under this lock's prefix, then look again.
-        let prefix = lock::lock_prefix(&name).map_err(|e| bad(e.to_string()))?;
+        // Wait for a delete under the prefix, then look again.
         let released = async {
             loop {
-                match events.recv().await {
-                    Ok(batch) => {
-                        if batch
-                            .iter()
-                            .any(|e| e.kind == EventKind::Delete && e.kv.key.starts_with(&prefix))
-                        {
-                            return;
+                let beat = async {
+                    match heartbeat.as_mut() {
+                        Some(h) => {
+                            h.tick().await;
                         }
+                        None => std::future::pending::<()>().await,
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                        std::future::pending::<()>().await
+                };
+                tokio::select! {
+                    r = events.recv() => match r {
+                        Ok(batch) => {
+                            if batch
+                                .iter()
+                                .any(|e| e.kind == EventKind::Delete && e.kv.key.starts_with(prefix))
+                            {
+                                return;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(broadcast::error::RecvError::Closed) => {
+                            std::future::pending::<()>().await
+                        }
+                    },
+                    _ = beat => {
+                        if let Some((lease, _)) = keep_alive {
+                            // A lease the leader no longer knows shows up as the key's delete.
+                            let _ = node.keep_alive(lease).await;
+                        }
                     }
                 }
             }
         };
         if tokio::time::timeout_at(deadline, released).await.is_err() {
-            let _ = node.write(Command::LeaseRevoke { id: lease }).await;
-            return Err(ApiError(
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "lock \"{name}\" still held by another owner after {wait} s; try again later"
-                ),
-            ));
+            return Err(TurnError::TimedOut);
         }
-        waiters = node
+        (waiters, seen_revision) = node
             .state
             .applied
             .read()
-            .map(|a| a.store.range(&prefix, 0).0)
+            .map(|a| (a.store.range(prefix, 0).0, a.store.revision()))
             .unwrap_or_default();
     }
 }

@@ -16,6 +16,7 @@ mod batch;
 mod cluster;
 mod coord;
 mod dns;
+mod election;
 mod log_store;
 mod metrics;
 mod network;

@@ -225,7 +225,10 @@ impl RegistryNode {
     pub fn next_lease_id(&self) -> u64 {
         let seq = self.lease_seq.fetch_add(1, Ordering::Relaxed) & 0xFFFF;
         let ms = now_ms() & 0xFF_FFFF_FFFF; // 40 bits
-        ((self.id & 0xFF) << 56) | (ms << 16) | seq | 1
+                                            // Not `| 1` to avoid 0: that mapped sequence numbers 2k and 2k+1 to one id, so two
+                                            // grants in the same millisecond collided. 0 ("no lease") needs node 0 at a clock
+                                            // reading of 0 with sequence 0.
+        (((self.id & 0xFF) << 56) | (ms << 16) | seq).max(1)
     }
 
     pub async fn keep_alive(&self, id: u64) -> Result<Option<u64>, NodeError> {

@@ -1,4 +1,4 @@
-//! `herd kv|lease|svc|lock|id|cluster ...`: the registry API from the shell.
+//! `herd kv|lease|svc|lock|election|id|cluster ...`: the registry API from the shell.
 //! Each command is one API call (watch: a stream); answers print as JSON.
 
 use anyhow::{bail, Context};
@@ -114,6 +114,37 @@ pub enum Lock {
 }
 
 #[derive(Subcommand)]
+pub enum Election {
+    /// Wait (FIFO) until this candidate leads; prints the leader: key, value, lease and
+    /// revision (the fencing token). Keep the lease alive to stay leader.
+    Campaign {
+        name: String,
+        /// What the leader proclaims, e.g. its address.
+        value: String,
+        /// Campaign on a lease you already keep alive (else a new one of --ttl-s).
+        #[arg(long, conflicts_with = "ttl_s")]
+        lease: Option<u64>,
+        #[arg(long)]
+        ttl_s: Option<f64>,
+        /// Give up (and withdraw) after this long.
+        #[arg(long, default_value_t = 30.0)]
+        timeout_s: f64,
+    },
+    /// Print the current leader (exit 2 with "no leader" when nobody leads).
+    Leader { name: String },
+    /// Stream the leader as JSON lines: the current one, then one per change (Ctrl-C stops).
+    Watch { name: String },
+    /// As the leader, change the value everyone observes.
+    Proclaim {
+        name: String,
+        lease: u64,
+        value: String,
+    },
+    /// Leave the election (the leader steps down; the next in line leads).
+    Resign { name: String, lease: u64 },
+}
+
+#[derive(Subcommand)]
 pub enum Cluster {
     /// Leader and members.
     Status,
@@ -131,6 +162,7 @@ pub enum Call {
     Lease(Lease),
     Svc(Svc),
     Lock(Lock),
+    Election(Election),
     Id { count: u64 },
     Cluster(Cluster),
 }
@@ -144,8 +176,144 @@ pub fn run(target: Target, call: Call) -> anyhow::Result<()> {
         .split(',')
         .map(|s| s.trim().to_string())
         .collect();
-    let client = RegistryClient::new(servers, target.token);
-    rt.block_on(dispatch(&client, call))
+    let long = Servers {
+        list: servers,
+        token: target.token,
+    };
+    let client = RegistryClient::new(long.list.clone(), long.token.clone());
+    rt.block_on(dispatch(&client, &long, call))
+}
+
+/// The nodes and token, for calls that may stay open longer than a `RegistryClient` call
+/// may take (a campaign waiting for leadership, a leader watch).
+struct Servers {
+    list: Vec<String>,
+    token: Option<String>,
+}
+
+impl Servers {
+    /// Send to the first node that accepts the connection, with no limit on the answer's
+    /// time; a 4xx/5xx answer is an error carrying the registry's message.
+    async fn open(
+        &self,
+        method: Method,
+        path: &str,
+        body: String,
+    ) -> anyhow::Result<(String, hyper::Response<hyper::body::Incoming>)> {
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.set_connect_timeout(Some(std::time::Duration::from_secs(2)));
+        let http: hyper_util::client::legacy::Client<_, http_body_util::Full<Bytes>> =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(connector);
+        let mut last = None;
+        for server in &self.list {
+            let mut b = http::Request::builder()
+                .method(method.clone())
+                .uri(format!("http://{server}{path}"));
+            if let Some(t) = &self.token {
+                b = b.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+            }
+            let req = b.body(http_body_util::Full::new(Bytes::from(body.clone())))?;
+            match http.request(req).await {
+                Ok(resp) if resp.status().is_success() => return Ok((server.clone(), resp)),
+                Ok(resp) => {
+                    let status = resp.status();
+                    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    let msg = serde_json::from_slice::<serde_json::Value>(&bytes)
+                        .ok()
+                        .and_then(|v| v["error"].as_str().map(str::to_string))
+                        .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+                    bail!("registry at {server} answered {}: {msg}", status.as_u16());
+                }
+                Err(e) => last = Some(format!("{server}: {e}")),
+            }
+        }
+        bail!(
+            "no registry node answered ({}); check --server",
+            last.unwrap_or_else(|| "no address given".into())
+        )
+    }
+}
+
+async fn election(c: &RegistryClient, long: &Servers, cmd: Election) -> anyhow::Result<()> {
+    let empty = Bytes::new;
+    let answer = match cmd {
+        Election::Campaign {
+            name,
+            value,
+            lease,
+            ttl_s,
+            timeout_s,
+        } => {
+            let mut body = serde_json::json!({"value": value, "timeout_s": timeout_s});
+            if let Some(l) = lease {
+                body["lease"] = l.into();
+            }
+            if let Some(t) = ttl_s {
+                body["ttl_s"] = t.into();
+            }
+            let (_, resp) = long
+                .open(
+                    Method::POST,
+                    &format!("/v1/election/{name}/campaign"),
+                    body.to_string(),
+                )
+                .await?;
+            let bytes = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .context("campaign answer cut off")?
+                .to_bytes();
+            return print_json(&bytes);
+        }
+        Election::Leader { name } => {
+            c.call(Method::GET, &format!("/v1/election/{name}"), empty())
+                .await?
+        }
+        Election::Watch { name } => loop {
+            let (server, resp) = long
+                .open(
+                    Method::GET,
+                    &format!("/v1/election/{name}?watch"),
+                    String::new(),
+                )
+                .await?;
+            let mut body = resp.into_body();
+            let mut buf = Vec::new();
+            while let Some(Ok(frame)) = http_body_util::BodyExt::frame(&mut body).await {
+                if let Ok(data) = frame.into_data() {
+                    buf.extend_from_slice(&data);
+                }
+                while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=pos).collect();
+                    let line = String::from_utf8_lossy(&line);
+                    if !line.trim().is_empty() {
+                        println!("{}", line.trim());
+                    }
+                }
+            }
+            eprintln!("herd: leader watch on {server} ended; watching again");
+        },
+        Election::Proclaim { name, lease, value } => {
+            c.call(
+                Method::POST,
+                &format!("/v1/election/{name}/proclaim"),
+                serde_json::json!({"lease": lease, "value": value}).to_string(),
+            )
+            .await?
+        }
+        Election::Resign { name, lease } => {
+            c.call(
+                Method::DELETE,
+                &format!("/v1/election/{name}/{lease}"),
+                empty(),
+            )
+            .await?
+        }
+    };
+    print_json(&answer.body)
 }
 
 fn print_json(body: &[u8]) -> anyhow::Result<()> {
@@ -168,7 +336,7 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
-async fn dispatch(c: &RegistryClient, call: Call) -> anyhow::Result<()> {
+async fn dispatch(c: &RegistryClient, long: &Servers, call: Call) -> anyhow::Result<()> {
     let empty = Bytes::new;
     let answer = match call {
         Call::Kv(Kv::Get { key, json }) => {
@@ -321,6 +489,7 @@ async fn dispatch(c: &RegistryClient, call: Call) -> anyhow::Result<()> {
             c.call(Method::GET, &format!("/v1/lock/{name}"), empty())
                 .await?
         }
+        Call::Election(e) => return election(c, long, e).await,
         Call::Id { count } => {
             c.call(Method::POST, &format!("/v1/ids?count={count}"), empty())
                 .await?

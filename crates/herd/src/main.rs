@@ -108,6 +108,13 @@ enum Command {
         #[command(subcommand)]
         cmd: client::Lock,
     },
+    /// Leader election: campaign, leader, watch, proclaim, resign.
+    Election {
+        #[command(flatten)]
+        target: client::Target,
+        #[command(subcommand)]
+        cmd: client::Election,
+    },
     /// Cluster-unique 64-bit IDs (snowflake).
     Id {
         #[command(flatten)]
@@ -230,6 +237,7 @@ fn main() -> ExitCode {
         Command::Lease { target, cmd } => client::run(target, client::Call::Lease(cmd)),
         Command::Svc { target, cmd } => client::run(target, client::Call::Svc(cmd)),
         Command::Lock { target, cmd } => client::run(target, client::Call::Lock(cmd)),
+        Command::Election { target, cmd } => client::run(target, client::Call::Election(cmd)),
         Command::Id { target, count } => client::run(target, client::Call::Id { count }),
         Command::Cluster { target, cmd } => client::run(target, client::Call::Cluster(cmd)),
     };
