@@ -44,8 +44,7 @@ async fn release(api: &Api, addr: std::net::SocketAddr, name: &str, lease: u64) 
 async fn lock_excludes_eight_contenders_with_increasing_fencing_tokens() {
     let dir = TestDir::new("locks");
     let api = Api::new(None).with_timeout(Duration::from_secs(60));
-    let n = ServerProc::start(&dir.node("n1"), free_port(), None, None);
-    wait_for_leader(&api, &[&n]).await;
+    let n = single_node(&dir, &api).await;
     let addr = n.addr;
     let holders = Arc::new(AtomicUsize::new(0));
     let tokens = Arc::new(Mutex::new(Vec::new()));
@@ -92,8 +91,7 @@ async fn lock_excludes_eight_contenders_with_increasing_fencing_tokens() {
 async fn a_lock_waiter_outlives_its_ttl_and_gets_the_lock() {
     let dir = TestDir::new("lock-wait");
     let api = Api::new(None).with_timeout(Duration::from_secs(30));
-    let n = ServerProc::start(&dir.node("n1"), free_port(), None, None);
-    wait_for_leader(&api, &[&n]).await;
+    let n = single_node(&dir, &api).await;
     let addr = n.addr;
     let first = acquire(&api, addr, "slow", r#"{"ttl_s": 30, "wait_s": 5}"#).await;
     let waiter = {

@@ -12,30 +12,6 @@ use support_server::*;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// One node, started alone, once it has elected itself.
-async fn single_node(dir: &TestDir, api: &Api) -> ServerProc {
-    let n = ServerProc::start(&dir.node("n1"), free_port(), None, None);
-    wait_for_leader(api, &[&n]).await;
-    n
-}
-
-/// A 4xx answer with a JSON `{"error": "<non-empty message>"}`; returns the message.
-fn error_message(r: &Reply, status: u16) -> String {
-    assert_eq!(
-        r.status,
-        status,
-        "want {status}, got {}: {}",
-        r.status,
-        r.text()
-    );
-    let msg = r.json()["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no \"error\" string in {}", r.text()))
-        .to_string();
-    assert!(!msg.is_empty(), "empty error message");
-    msg
-}
-
 async fn campaign(api: &Api, a: SocketAddr, name: &str, body: Value) -> Reply {
     api.request(
         "POST",

@@ -733,3 +733,27 @@ pub fn unb64(text: &str) -> Vec<u8> {
     }
     out
 }
+
+/// One node, started alone, once it has elected itself.
+pub async fn single_node(dir: &TestDir, api: &Api) -> ServerProc {
+    let n = ServerProc::start(&dir.node("n1"), free_port(), None, None);
+    wait_for_leader(api, &[&n]).await;
+    n
+}
+
+/// A 4xx answer with a JSON `{"error": "<non-empty message>"}`; returns the message.
+pub fn error_message(r: &Reply, status: u16) -> String {
+    assert_eq!(
+        r.status,
+        status,
+        "want {status}, got {}: {}",
+        r.status,
+        r.text()
+    );
+    let msg = r.json()["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no \"error\" string in {}", r.text()))
+        .to_string();
+    assert!(!msg.is_empty(), "empty error message");
+    msg
+}
