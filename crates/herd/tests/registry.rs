@@ -724,6 +724,34 @@ async fn cluster_forwards_writes_and_survives_leader_kill9() {
             "{key} missing on the restarted node"
         );
     }
+
+    // Every node dies at once (kill -9) and comes back: nothing acknowledged is lost.
+    for n in nodes.iter_mut() {
+        n.kill9();
+    }
+    for n in nodes.iter_mut() {
+        n.restart();
+    }
+    wait_for_leader(&api, &nodes.iter().collect::<Vec<_>>()).await;
+    for n in &nodes {
+        let addr = n.addr;
+        eventually(
+            &format!("{addr} serves the last acknowledged key after the restart of all nodes"),
+            Duration::from_secs(15),
+            || async {
+                let r = api.kv_get(addr, &last_acked, "?serializable").await.ok()?;
+                (r.status == 200).then_some(())
+            },
+        )
+        .await;
+        let have = all_keys(&api, addr, "f/").await;
+        for key in &acked {
+            assert!(
+                have.contains_key(*key),
+                "acknowledged {key} lost on {addr} after kill -9 of every node"
+            );
+        }
+    }
 }
 
 // ---------------------------------------------------------------- g. snapshot catch-up
@@ -738,7 +766,7 @@ async fn follower_catches_up_from_a_snapshot() {
     let f = (leader + 1) % 3;
     nodes[f].kill9();
 
-    const N: usize = 6000;
+    const N: usize = 10_000;
     let t = Instant::now();
     // One writer: concurrent writes would share log entries (the leader batches them),
     // and this test needs the log to pass the 5,000-entry snapshot threshold.
