@@ -153,3 +153,69 @@ async fn ids_from_three_nodes_never_collide() {
     }
     assert_eq!(all.len(), 100_000);
 }
+
+/// A member removed from a 3-node cluster leaves the membership; the two that remain keep
+/// accepting writes (a majority of 2), and removing it again is a 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_leaves_the_cluster_and_writes_go_on() {
+    let dir = TestDir::new("remove");
+    let mut nodes = start_cluster(&dir, 3, None);
+    let api = Api::new(None).with_timeout(Duration::from_secs(15));
+    let leader = wait_for_leader(&api, &nodes.iter().collect::<Vec<_>>()).await;
+    let (v, o) = ((leader + 1) % 3, (leader + 2) % 3);
+    let (victim_id, other) = (nodes[v].id, nodes[o].addr);
+    // Ask a non-leader: it forwards to the leader (once it has heard from one: until
+    // then it answers 503 and nothing changed, so asking again is safe).
+    let path = format!("/v1/cluster/members/{victim_id}");
+    eventually(
+        "the removal through a follower",
+        Duration::from_secs(10),
+        || async {
+            let r = api.request("DELETE", other, &path, Vec::new()).await.ok()?;
+            match r.status {
+                200 => Some(()),
+                503 => None,
+                s => panic!("removal answered {s}: {}", r.text()),
+            }
+        },
+    )
+    .await;
+    let leader_addr = nodes[leader].addr;
+    let ids = eventually(
+        "the membership without the removed node",
+        Duration::from_secs(10),
+        || async {
+            let c = api.cluster(leader_addr).await.ok()?;
+            let ids: Vec<u64> = c["members"]
+                .as_array()?
+                .iter()
+                .filter_map(|m| m["id"].as_u64())
+                .collect();
+            (ids.len() == 2).then_some(ids)
+        },
+    )
+    .await;
+    assert!(!ids.contains(&victim_id), "{ids:?}");
+    // As the docs say, a removed node is then stopped (left running without heartbeats it
+    // would call elections); the other two go on.
+    nodes[v].kill9();
+    eventually(
+        "a write through the remaining two",
+        Duration::from_secs(10),
+        || async {
+            let r = api.put(other, "after-remove", "x").await.ok()?;
+            (r.status == 200).then_some(())
+        },
+    )
+    .await;
+    let r = api
+        .request(
+            "DELETE",
+            leader_addr,
+            &format!("/v1/cluster/members/{victim_id}"),
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404, "{}", r.text());
+}
