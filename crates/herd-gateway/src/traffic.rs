@@ -656,70 +656,64 @@ pub fn render_metrics(e: &mut TextEncoder, shared: &Shared, snap: &Snapshot) {
 
     let mut groups: Vec<&Arc<Group>> = snap.groups.values().collect();
     groups.sort_by(|a, b| a.config.name.cmp(&b.config.name));
+    // One family, one sample per backend that has the feature.
+    let backend_family = |e: &mut TextEncoder,
+                          name: &str,
+                          kind: MetricKind,
+                          help: &str,
+                          rows: &mut dyn Iterator<Item = (&str, u64)>| {
+        e.family(name, kind, help);
+        for (backend, v) in rows {
+            match kind {
+                MetricKind::Gauge => e.gauge(name, &[("backend", backend)], v as i64),
+                _ => e.counter(name, &[("backend", backend)], v),
+            }
+        }
+    };
     let limited = || {
         groups
             .iter()
-            .filter_map(|g| g.limit.as_ref().map(|l| (g, l)))
+            .filter_map(|g| g.limit.as_ref().map(|l| (g.config.name.as_str(), l)))
     };
-    e.family(
+    backend_family(
+        e,
         "herd_backend_queue_waiting",
         MetricKind::Gauge,
         "Requests waiting now for a server slot (max_conns_per_server).",
+        &mut limited().map(|(n, l)| (n, u64::from(l.waiting()))),
     );
-    for (g, l) in limited() {
-        e.gauge(
-            "herd_backend_queue_waiting",
-            &[("backend", &g.config.name)],
-            i64::from(l.waiting()),
-        );
-    }
-    e.family(
+    backend_family(
+        e,
         "herd_backend_queue_timeouts_total",
         MetricKind::Counter,
         "Requests that waited the queue's timeout without a server slot.",
+        &mut limited().map(|(n, l)| (n, l.timeouts.get())),
     );
-    for (g, l) in limited() {
-        e.counter(
-            "herd_backend_queue_timeouts_total",
-            &[("backend", &g.config.name)],
-            l.timeouts.get(),
-        );
-    }
-    e.family(
+    backend_family(
+        e,
         "herd_backend_queue_full_total",
         MetricKind::Counter,
         "Requests refused at once: every server at max_conns_per_server and the queue full.",
+        &mut limited().map(|(n, l)| (n, l.full.get())),
     );
-    for (g, l) in limited() {
-        e.counter(
-            "herd_backend_queue_full_total",
-            &[("backend", &g.config.name)],
-            l.full.get(),
-        );
-    }
     let breakers = || {
         groups
             .iter()
-            .filter_map(|g| g.breaker.as_ref().map(|b| (g, b)))
+            .filter_map(|g| g.breaker.as_ref().map(|b| (g.config.name.as_str(), b)))
     };
-    e.family(
+    backend_family(
+        e,
         "herd_backend_circuit_state",
         MetricKind::Gauge,
         "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
+        &mut breakers().map(|(n, b)| (n, b.state() as u64)),
     );
-    for (g, b) in breakers() {
-        e.gauge(
-            "herd_backend_circuit_state",
-            &[("backend", &g.config.name)],
-            b.state() as i64,
-        );
-    }
     e.family(
         "herd_backend_circuit_transitions_total",
         MetricKind::Counter,
         "Circuit breaker transitions, by the state entered.",
     );
-    for (g, b) in breakers() {
+    for (name, b) in breakers() {
         for s in [
             BreakerState::Closed,
             BreakerState::Open,
@@ -727,23 +721,18 @@ pub fn render_metrics(e: &mut TextEncoder, shared: &Shared, snap: &Snapshot) {
         ] {
             e.counter(
                 "herd_backend_circuit_transitions_total",
-                &[("backend", &g.config.name), ("to", s.as_str())],
+                &[("backend", name), ("to", s.as_str())],
                 b.transitions[s as usize].get(),
             );
         }
     }
-    e.family(
+    backend_family(
+        e,
         "herd_backend_circuit_rejected_total",
         MetricKind::Counter,
         "Requests failed fast because the circuit breaker was open.",
+        &mut breakers().map(|(n, b)| (n, b.rejected.get())),
     );
-    for (g, b) in breakers() {
-        e.counter(
-            "herd_backend_circuit_rejected_total",
-            &[("backend", &g.config.name)],
-            b.rejected.get(),
-        );
-    }
 }
 
 /// The group's traffic-control state for /status.
