@@ -172,11 +172,15 @@ async fn serve(
         // openraft 0.9 also uses the heartbeat interval as the timeout of every
         // AppendEntries, so it must fit one batch (log_store::MAX_APPEND_BYTES, or one
         // value of 1 MiB) being sent, decoded and fsynced by the follower: 100 ms did not
-        // in debug builds. 150 ms does, and keeps failover (an election timeout plus one
-        // election round) under a second, the target of SPEC §6.
+        // in debug builds. 150 ms does.
         heartbeat_interval: 150,
-        election_timeout_min: 600,
-        election_timeout_max: 900,
+        // A follower whose leader was elected (a committed vote) waits the leader lease,
+        // which openraft 0.9 sets to election_timeout_max, plus its own election timeout
+        // before it campaigns: 400 + 250..400 = 650-800 ms of silence, then one round.
+        // With 600-900 it was 1.5-1.8 s, measured (bench/cluster.py), against the 1 s
+        // failover target of SPEC §6.
+        election_timeout_min: 250,
+        election_timeout_max: 400,
         // Per snapshot chunk, and for the follower to install the last one.
         install_snapshot_timeout: 30_000,
         snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
