@@ -52,6 +52,33 @@ impl Body for UpstreamBody {
     }
 }
 
+/// A server's response body: from our HTTP/1.1 client, or hyper's HTTP/2 one.
+pub enum FromServer {
+    H1(crate::h1_upstream::H1Body),
+    Hyper(Incoming),
+}
+
+impl FromServer {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self {
+            FromServer::H1(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            FromServer::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+    fn is_end_stream(&self) -> bool {
+        match self {
+            FromServer::H1(b) => b.is_end_stream(),
+            FromServer::Hyper(b) => b.is_end_stream(),
+        }
+    }
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            FromServer::H1(b) => b.size_hint(),
+            FromServer::Hyper(b) => b.size_hint(),
+        }
+    }
+}
+
 /// The response body sent to the client.
 pub struct ProxyBody {
     inner: Inner,
@@ -61,12 +88,12 @@ pub struct ProxyBody {
 }
 
 enum Inner {
-    Upstream(Incoming),
+    Upstream(FromServer),
     Full(Option<Bytes>),
 }
 
 impl ProxyBody {
-    pub fn upstream(body: Incoming, done: crate::proxy::Done) -> ProxyBody {
+    pub fn upstream(body: FromServer, done: crate::proxy::Done) -> ProxyBody {
         ProxyBody {
             inner: Inner::Upstream(body),
             bytes: 0,
@@ -85,9 +112,23 @@ impl ProxyBody {
     }
     fn finish(&mut self) {
         self.finished = true;
-        if let Some(mut d) = self.on_done.take() {
-            d.complete(self.bytes, true);
+        self.settle(true);
+    }
+
+    /// Fire the completion record; a finished HTTP/1.1 body hands its server connection
+    /// back with it, to be pooled.
+    fn settle(&mut self, finished: bool) {
+        let Some(mut d) = self.on_done.take() else {
+            return;
+        };
+        if finished {
+            if let Inner::Upstream(FromServer::H1(b)) = &mut self.inner {
+                if let Some(conn) = b.take_reusable() {
+                    d.give_back(crate::pool::Sender::H1(conn));
+                }
+            }
         }
+        d.complete(self.bytes, finished);
     }
 }
 
@@ -96,23 +137,21 @@ impl Drop for ProxyBody {
         // hyper stops polling a body that reports end-of-stream, so "finished" also
         // covers a body whose last byte arrived without a final poll.
         let finished = self.finished || self.is_end_stream();
-        if let Some(mut d) = self.on_done.take() {
-            d.complete(self.bytes, finished);
-        }
+        self.settle(finished);
     }
 }
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         let polled = match &mut this.inner {
-            Inner::Upstream(b) => Pin::new(b).poll_frame(cx),
+            Inner::Upstream(b) => b.poll(cx),
             Inner::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         };
         match &polled {

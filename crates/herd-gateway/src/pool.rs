@@ -1,16 +1,17 @@
 //! A worker's own keep-alive connections to servers. One pool per worker thread, used
 //! only from that thread's event loop: no locks, no atomics, no sharing (the measured
 //! design in ARCHITECTURE.md; hyper-util's shared pool cost about a fifth of throughput).
-//! HTTP/1.1 connections carry one request at a time and wait idle in a list per server;
-//! an HTTP/2 connection multiplexes, so each server has one shared per worker.
+//! HTTP/1.1 connections (our own client, h1_upstream.rs) carry one request at a time and
+//! wait idle in a list per server; an HTTP/2 connection (hyper's) multiplexes, so each
+//! server has one shared per worker.
 
-use crate::body::UpstreamBody;
+use crate::body::{FromServer, UpstreamBody};
 use crate::clock;
+use crate::h1_upstream::{self, H1Conn, Io};
 use crate::snapshot::{Group, ServerState};
 use herd_config::{Backend, UpstreamProtocol};
 use http::uri::Scheme;
-use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2, TrySendError};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -20,7 +21,7 @@ use tokio::net::TcpStream;
 
 /// A connection to a server, ready to carry a request.
 pub enum Sender {
-    H1(http1::SendRequest<UpstreamBody>),
+    H1(H1Conn),
     /// The server's shared HTTP/2 connection, the authority requests get when the
     /// client named none, and the scheme (`https` over TLS).
     H2(
@@ -30,32 +31,69 @@ pub enum Sender {
     ),
 }
 
+/// Why a request sent on a connection got no response.
+pub enum SendError {
+    /// Never written (the connection had closed): the request comes back to be resent.
+    Unsent(Box<http::Request<UpstreamBody>>),
+    /// The client's request body failed: not the server's fault.
+    ClientBody(String),
+    /// A kept-alive connection closed before any answer (see h1_upstream::SendError).
+    /// Carries the request back when it had no body, so it can be sent again.
+    Stale(String, Option<Box<http::Request<UpstreamBody>>>),
+    /// The server failed to answer; the request comes back as with `Stale`.
+    Server(String, Option<Box<http::Request<UpstreamBody>>>),
+}
+
 impl Sender {
+    /// Whether a connection that waited (idle in the pool, or kept for one client) can
+    /// carry a request now.
+    pub async fn usable(&mut self) -> bool {
+        match self {
+            Sender::H1(c) => c.is_usable(),
+            Sender::H2(s, ..) => !s.is_closed() && s.ready().await.is_ok(),
+        }
+    }
+
+    /// Send a request and wait for the response head. An HTTP/1.1 connection travels in
+    /// the response body until it ends; an HTTP/2 one comes back at once.
+    pub async fn send(
+        self,
+        req: http::Request<UpstreamBody>,
+    ) -> Result<(http::Response<FromServer>, Option<Sender>), SendError> {
+        match self {
+            Sender::H1(conn) => match conn.send(req).await {
+                Ok(resp) => Ok((resp.map(FromServer::H1), None)),
+                Err(h1_upstream::SendError::Unsent(req, _)) => Err(SendError::Unsent(req)),
+                Err(h1_upstream::SendError::ClientBody(e)) => {
+                    Err(SendError::ClientBody(e.to_string()))
+                }
+                Err(h1_upstream::SendError::Stale(e, again)) => {
+                    Err(SendError::Stale(e.to_string(), again))
+                }
+                Err(h1_upstream::SendError::Server(e, again)) => {
+                    Err(SendError::Server(e.to_string(), again))
+                }
+            },
+            Sender::H2(mut s, authority, scheme) => {
+                let req = crate::h2::upstream_request(req, &authority, &scheme);
+                match s.try_send_request(req).await {
+                    Ok(resp) => Ok((
+                        resp.map(FromServer::Hyper),
+                        Some(Sender::H2(s, authority, scheme)),
+                    )),
+                    Err(mut e) => match e.take_message() {
+                        Some(req) => Err(SendError::Unsent(Box::new(req))),
+                        None => Err(SendError::Server(e.into_error().to_string(), None)),
+                    },
+                }
+            }
+        }
+    }
+
     pub fn is_closed(&self) -> bool {
         match self {
-            Sender::H1(s) => s.is_closed(),
+            Sender::H1(_) => false,
             Sender::H2(s, ..) => s.is_closed(),
-        }
-    }
-
-    pub async fn ready(&mut self) -> Result<(), hyper::Error> {
-        match self {
-            Sender::H1(s) => s.ready().await,
-            Sender::H2(s, ..) => s.ready().await,
-        }
-    }
-
-    /// Send, or get the request back if it was never written (a connection that closed).
-    pub async fn try_send_request(
-        &mut self,
-        req: http::Request<UpstreamBody>,
-    ) -> Result<http::Response<Incoming>, TrySendError<http::Request<UpstreamBody>>> {
-        match self {
-            Sender::H1(s) => s.try_send_request(req).await,
-            Sender::H2(s, authority, scheme) => {
-                s.try_send_request(crate::h2::upstream_request(req, authority, scheme))
-                    .await
-            }
         }
     }
 }
@@ -114,12 +152,7 @@ impl Pool {
                 list.drain(..expired);
                 list.pop()?
             };
-            if idle.sender.is_closed() {
-                continue;
-            }
-            // A connection returned at body end may not have seen its dispatcher go idle
-            // yet; waiting here is short and keeps it instead of dialing a new one.
-            if idle.sender.ready().await.is_ok() {
+            if idle.sender.usable().await {
                 return Some(idle.sender);
             }
         }
@@ -127,7 +160,7 @@ impl Pool {
 
     pub fn checkin(&self, key: u64, sender: Sender, max_idle: usize) {
         // An HTTP/2 connection stays in `h2` while open; a finished stream returns nothing.
-        if sender.is_closed() || max_idle == 0 || matches!(sender, Sender::H2(..)) {
+        if max_idle == 0 || matches!(sender, Sender::H2(..)) {
             return;
         }
         let mut map = self.idle.borrow_mut();
@@ -168,40 +201,22 @@ pub async fn connect(
         stream.write_all(header).await?;
     }
     let shared = proxy_header.is_none();
+    let h2 = backend.protocol == UpstreamProtocol::H2c;
     let Some(tls) = &group.tls else {
-        return start(pool, server, backend, stream, shared, Scheme::HTTP).await;
+        if h2 {
+            return connect_h2(pool, server, stream, shared, Scheme::HTTP).await;
+        }
+        return Ok(Sender::H1(H1Conn::new(Io::Plain(stream))));
     };
     let handshake = tls.handshake(&server.addr, stream);
     let stream = tokio::time::timeout_at(started + timeout, handshake)
         .await
         .map_err(|_| ConnectError::Timeout(timeout))?
         .map_err(ConnectError::Tls)?;
-    start(pool, server, backend, stream, shared, Scheme::HTTPS).await
-}
-
-/// The HTTP client handshake on a connected (and maybe TLS) stream.
-async fn start<I>(
-    pool: &Pool,
-    server: &ServerState,
-    backend: &Backend,
-    io: I,
-    shared: bool,
-    scheme: Scheme,
-) -> Result<Sender, ConnectError>
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    if backend.protocol == UpstreamProtocol::H2c {
-        return connect_h2(pool, server, io, shared, scheme).await;
+    if h2 {
+        return connect_h2(pool, server, stream, shared, Scheme::HTTPS).await;
     }
-    let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(io)).await?;
-    tokio::task::spawn_local(async move {
-        // with_upgrades: a 101 answer hands the connection to the WebSocket splice.
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(error = %e, "upstream connection ended with an error");
-        }
-    });
-    Ok(Sender::H1(sender))
+    Ok(Sender::H1(H1Conn::new(Io::Tls(Box::new(stream)))))
 }
 
 async fn connect_h2<I>(

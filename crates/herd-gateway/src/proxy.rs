@@ -2,10 +2,10 @@
 //! connection → send (with bounded failover) → response edits → completion.
 
 use crate::access_log::AccessLogSink;
-use crate::body::{ProxyBody, UpstreamBody};
+use crate::body::{FromServer, ProxyBody, UpstreamBody};
 use crate::clock;
 use crate::headers;
-use crate::pool::{self, Sender};
+use crate::pool::{self, SendError, Sender};
 use crate::proxy_protocol;
 use crate::snapshot::{Group, RouteState, ServerState};
 use crate::traffic::{BreakerTicket, ConnLimit, Refusal, SlotFailure};
@@ -106,6 +106,8 @@ enum Failure {
     CircuitOpen,
     /// max_conns_per_server: no slot, and the queue was full or timed out.
     Slot(SlotFailure),
+    /// The client's request body broke off or was malformed: not the server's fault.
+    ClientBody,
 }
 
 async fn forward(
@@ -141,15 +143,20 @@ async fn forward(
 
     let max_attempts = (1 + route.route.retries.unwrap_or(cfg.retries) as usize).min(MAX_ATTEMPTS);
     let timeout = route.route.timeout.unwrap_or(cfg.response_timeout);
-    // A request with no body to lose can be sent again after a reset; keep a copy only then.
-    let replay =
-        (max_attempts > 1 && is_idempotent(&parts.method) && body.is_end_stream()).then(|| {
-            (
-                parts.method.clone(),
-                parts.uri.clone(),
-                parts.headers.clone(),
-            )
-        });
+    // A request with no body to lose can be sent again after a reset. Our HTTP/1.1 client
+    // hands such a request back when it fails; hyper's HTTP/2 one does not, so keep a copy.
+    let idempotent = is_idempotent(&parts.method);
+    let replay = (max_attempts > 1
+        && cfg.protocol == herd_config::UpstreamProtocol::H2c
+        && idempotent
+        && body.is_end_stream())
+    .then(|| {
+        (
+            parts.method.clone(),
+            parts.uri.clone(),
+            parts.headers.clone(),
+        )
+    });
     let (body, too_large) = match route.traffic.as_ref().and_then(|g| g.max_body) {
         Some(max) => {
             let (limited, flag) = crate::traffic::LimitedBody::new(body, max);
@@ -205,7 +212,7 @@ async fn forward(
             Some(_) => take_private(conn, server.pool_key).await,
             None => w.pool.checkout(server.pool_key, cfg).await,
         };
-        let (mut sender, reused) = match checkout {
+        let (sender, reused) = match checkout {
             Some(s) => (s, true),
             None => match pool::connect(&w.pool, server, &group, private.as_deref()).await {
                 Ok(s) => (s, false),
@@ -224,8 +231,8 @@ async fn forward(
         };
         let in_flight = slot.take().unwrap_or_else(|| InFlight::begin(server));
         let sent_at = clock::now_nanos();
-        match tokio::time::timeout(timeout, sender.try_send_request(request)).await {
-            Ok(Ok(mut resp)) => {
+        match tokio::time::timeout(timeout, sender.send(request)).await {
+            Ok(Ok((mut resp, sender))) => {
                 let owner = private.is_some().then(|| conn.clone());
                 // A 101 takes the server connection for the tunnel: it never returns to the pool.
                 let switched = upgrade.take().and_then(|u| u.splice(&mut resp));
@@ -240,7 +247,7 @@ async fn forward(
                 }
                 return out;
             }
-            Ok(Err(mut e)) => {
+            Ok(Err(e)) => {
                 drop(in_flight);
                 if too_large
                     .as_ref()
@@ -252,16 +259,42 @@ async fn forward(
                     }
                     return refuse(Some(&route), Refusal::TooLarge, log);
                 }
-                if let Some(unsent) = e.take_message() {
-                    // Never written: a pooled connection that closed under us. Try again
-                    // without counting it against the server or the retry budget.
-                    req = Some(unsent);
-                    if reused && stale < 4 {
-                        stale += 1;
-                        continue;
+                let error = match e {
+                    SendError::Unsent(unsent) => {
+                        // Never written: a pooled connection that closed under us. Try
+                        // again without counting it against the server or the retry budget.
+                        req = Some(*unsent);
+                        if reused && stale < 4 {
+                            stale += 1;
+                            continue;
+                        }
+                        "the connection closed before the request was sent".to_string()
                     }
-                }
-                tracing::debug!(server = %server.addr, error = %e.into_error(), "request failed before a response");
+                    SendError::ClientBody(error) => {
+                        tracing::debug!(server = %server.addr, %error, "client request body failed");
+                        failure = Failure::ClientBody;
+                        break;
+                    }
+                    SendError::Stale(error, again) => {
+                        // Safe to repeat only what is idempotent and had no body.
+                        if let Some(r) = again.filter(|_| idempotent && max_attempts > 1) {
+                            req = Some(*r);
+                            if stale < 4 {
+                                tracing::debug!(server = %server.addr, %error, "retrying on a fresh connection");
+                                stale += 1;
+                                continue;
+                            }
+                        }
+                        error
+                    }
+                    SendError::Server(error, again) => {
+                        if let Some(r) = again.filter(|_| idempotent && max_attempts > 1) {
+                            req = Some(*r);
+                        }
+                        error
+                    }
+                };
+                tracing::debug!(server = %server.addr, %error, "request failed before a response");
                 passive_failure(&group, server);
                 tried[attempts] = idx;
                 attempts += 1;
@@ -280,8 +313,9 @@ async fn forward(
         }
     }
     if let Some(t) = ticket {
-        // Shedding by our own queue says nothing about the servers' health.
-        if !matches!(failure, Failure::Slot(_)) {
+        // Shedding by our own queue, or a client's broken body, says nothing about the
+        // servers' health.
+        if !matches!(failure, Failure::Slot(_) | Failure::ClientBody) {
             t.finish(false);
         }
     }
@@ -295,10 +329,9 @@ pub struct InFlight(Option<Arc<ServerState>>, Option<Arc<ConnLimit>>);
 /// This client connection's own upstream connection to `server`, if it has a usable one.
 async fn take_private(conn: &ClientConn, server: u64) -> Option<Sender> {
     let (id, mut sender) = conn.private_upstream.borrow_mut().take()?;
-    if id != server || sender.is_closed() {
+    if id != server || !sender.usable().await {
         return None;
     }
-    sender.ready().await.ok()?;
     Some(sender)
 }
 
@@ -478,8 +511,8 @@ fn respond(
     pinned: Option<usize>,
     owner: Option<Rc<ClientConn>>,
     client: SocketAddr,
-    sender: Sender,
-    resp: Response<Incoming>,
+    sender: Option<Sender>,
+    resp: Response<FromServer>,
     sent_at: u64,
     log: Option<LogRecord>,
 ) -> Response<ProxyBody> {
@@ -522,7 +555,7 @@ fn respond(
         worker: Some(w.clone()),
         server: Some(server),
         in_flight: Some(in_flight),
-        sender: Some(sender),
+        sender,
         owner,
         max_idle: group.config.max_idle_per_server,
         status,
@@ -605,6 +638,10 @@ fn fail(route: &RouteState, failure: Failure, log: Option<LogRecord>) -> Respons
         route.group.no_server.inc();
     }
     let (status, body) = match (&failure, fallback) {
+        (Failure::ClientBody, _) => (
+            StatusCode::BAD_REQUEST,
+            "the request body ended early or was malformed\n".to_string(),
+        ),
         (_, Some(f)) => (
             StatusCode::from_u16(f.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
             f.body.clone(),
@@ -705,6 +742,11 @@ impl Done {
             status: 0,
             log,
         }
+    }
+
+    /// The server connection, handed back by a response body that ended cleanly.
+    pub fn give_back(&mut self, sender: Sender) {
+        self.sender = Some(sender);
     }
 
     pub fn complete(&mut self, body_bytes: u64, finished: bool) {

@@ -3,11 +3,12 @@
 //! server answers 101 the client's and the server's connections are spliced into one
 //! byte tunnel, both ways, until either side closes.
 
+use crate::body::FromServer;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{StatusCode, Version};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 
 /// A client's request to switch protocols, taken from the request before it is forwarded.
 pub struct Upgrade {
@@ -44,7 +45,7 @@ impl Upgrade {
 
     /// If the server switched protocols, start the tunnel (it runs once the 101 has
     /// reached the client) and return the protocol for the client's 101.
-    pub fn splice(self, resp: &mut http::Response<Incoming>) -> Option<HeaderValue> {
+    pub fn splice(self, resp: &mut http::Response<FromServer>) -> Option<HeaderValue> {
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             return None;
         }
@@ -53,21 +54,26 @@ impl Upgrade {
             .get(header::UPGRADE)
             .cloned()
             .unwrap_or(self.protocol);
-        let server = hyper::upgrade::on(resp);
+        let FromServer::H1(body) = resp.body_mut() else {
+            return None;
+        };
+        let (mut server, early) = body.take_upgraded()?.into_upgraded();
         let client = self.client;
         tokio::task::spawn_local(async move {
-            let (client, server) = match tokio::join!(client, server) {
-                (Ok(c), Ok(s)) => (c, s),
-                (c, s) => {
-                    tracing::debug!(
-                        client_ok = c.is_ok(),
-                        server_ok = s.is_ok(),
-                        "upgrade abandoned"
-                    );
+            let mut client = match client.await {
+                Ok(c) => TokioIo::new(c),
+                Err(e) => {
+                    tracing::debug!(error = %e, "upgrade abandoned by the client");
                     return;
                 }
             };
-            let (mut client, mut server) = (TokioIo::new(client), TokioIo::new(server));
+            // Bytes the server sent right behind its 101 were read with the head.
+            if !early.is_empty() {
+                if let Err(e) = client.write_all(&early).await {
+                    tracing::debug!(error = %e, "upgraded connection ended with an error");
+                    return;
+                }
+            }
             match tokio::io::copy_bidirectional(&mut client, &mut server).await {
                 Ok((up, down)) => {
                     tracing::debug!(sent = up, received = down, "upgraded connection closed")

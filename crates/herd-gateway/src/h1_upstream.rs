@@ -1,0 +1,904 @@
+//! Our own HTTP/1.1 client connection to a server. hyper's client runs each connection as
+//! a task fed through a channel, so every request crossed tasks twice and every response
+//! body chunk once more; here the request's own task writes the head, reads the answer and
+//! streams the body straight from the socket (about a fifth of the gateway's user-space
+//! instructions per request, measured with bench/callgrind.sh).
+//!
+//! What it speaks: requests with Content-Length, chunked or no body; responses framed by
+//! RFC 9112 §6.3 (no body for HEAD, 1xx, 204 and 304; chunked, with trailers; Content-Length;
+//! or until close); interim 1xx answers skipped; 101 hands the raw connection over for an
+//! upgrade. The request body is written before the response is read: a server that answers
+//! before reading all of an upload still gets its answer relayed if it sent one before
+//! closing.
+
+use crate::body::{BodyError, UpstreamBody};
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+use std::future::{poll_fn, Future as _};
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// The longest response head (status line and headers) we accept, like hyper's default.
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEADERS: usize = 100;
+/// A chunk-size line (with extensions) or the trailer section longer than this is refused.
+const MAX_CHUNK_LINE: usize = 4096;
+const MAX_TRAILERS: usize = 16 * 1024;
+const READ_RESERVE: usize = 8 * 1024;
+/// Large bodies are read in larger pieces: fewer syscalls for a 1 MiB response.
+const READ_RESERVE_LARGE: usize = 64 * 1024;
+/// Request body bytes gathered before a write; a bigger frame is written as it is.
+const WRITE_GATHER: usize = 64 * 1024;
+
+/// The byte stream under a connection: plain TCP, or TLS to the server.
+pub enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// One keep-alive connection to a server; it carries one request at a time.
+pub struct H1Conn {
+    io: Io,
+    /// Bytes read from the server and not yet consumed.
+    buf: BytesMut,
+    /// The request head is built here; kept across requests so it allocates once.
+    out: Vec<u8>,
+    /// Responses this connection has carried to the end.
+    served: u64,
+}
+
+/// Why a request got no response.
+pub enum SendError {
+    /// Nothing of the request reached the server (the connection was already closed):
+    /// it can be sent again elsewhere.
+    Unsent(Box<Request<UpstreamBody>>, io::Error),
+    /// The client's request body failed (it hung up, or passed max_body_size).
+    ClientBody(BodyError),
+    /// A kept-alive connection closed without a byte of answer: the server most likely
+    /// timed it out just as the request went out. An idempotent request may go again.
+    Stale(io::Error, Option<Box<Request<UpstreamBody>>>),
+    /// The server closed, reset or sent something that is not HTTP/1.x.
+    Server(io::Error, Option<Box<Request<UpstreamBody>>>),
+}
+
+impl std::fmt::Debug for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Unsent(_, e) => write!(f, "connection closed before the request: {e}"),
+            SendError::ClientBody(e) => write!(f, "client request body failed: {e}"),
+            SendError::Stale(e, _) => write!(f, "kept-alive connection: {e}"),
+            SendError::Server(e, _) => write!(f, "{e}"),
+        }
+    }
+}
+
+fn bad(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+impl H1Conn {
+    pub fn new(io: Io) -> H1Conn {
+        H1Conn {
+            io,
+            buf: BytesMut::new(),
+            out: Vec::new(),
+            served: 0,
+        }
+    }
+
+    /// Whether a connection that sat idle can carry a request: the server has not closed
+    /// it and sent nothing unasked. Costs no syscall unless the event loop has seen the
+    /// socket become readable since the last read.
+    pub fn is_usable(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match &mut self.io {
+            Io::Plain(s) => match s.poll_read_ready(&mut cx) {
+                Poll::Pending => true,
+                Poll::Ready(Err(_)) => false,
+                Poll::Ready(Ok(())) => {
+                    let mut probe = [0u8; 1];
+                    matches!(s.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+                }
+            },
+            // TLS may have records to process (a TLS 1.3 session ticket) without any
+            // application data: only rustls can tell whether that ends in data or a close.
+            Io::Tls(s) => {
+                let mut probe = [0u8; 1];
+                let mut rb = ReadBuf::new(&mut probe);
+                matches!(
+                    Pin::new(s.as_mut()).poll_read(&mut cx, &mut rb),
+                    Poll::Pending
+                )
+            }
+        }
+    }
+
+    /// Send a request and read the response head. The request body is written while the
+    /// answer is read (a server may stream its answer to an upload, or answer early), and
+    /// what is left of it travels on in the response body. So does the connection, which
+    /// comes back from the body (`H1Body::take_reusable`) once both have ended.
+    pub async fn send(mut self, req: Request<UpstreamBody>) -> Result<Response<H1Body>, SendError> {
+        let head_request = req.method() == Method::HEAD;
+        let mut out = std::mem::take(&mut self.out);
+        let framing = encode_head(&mut out, &req);
+        let (parts, body) = req.into_parts();
+        let mut upload = Upload {
+            body,
+            framing,
+            out,
+            written: 0,
+            finished: framing == ReqFraming::None,
+            started: false,
+            took_body: false,
+        };
+        let mut keep_alive = framing != ReqFraming::None || upload.body.is_end_stream();
+        let mut uploading = true;
+        let head = poll_fn(|cx| {
+            if uploading {
+                match upload.poll_pump(&mut self.io, cx) {
+                    Poll::Ready(Ok(())) => uploading = false,
+                    Poll::Ready(Err(UploadError::Body(e))) => {
+                        return Poll::Ready(Err(Failed::ClientBody(e)))
+                    }
+                    Poll::Ready(Err(UploadError::Write(e))) => {
+                        if !upload.started {
+                            return Poll::Ready(Err(Failed::Unsent(e)));
+                        }
+                        // The server may have answered before it stopped reading (a 413).
+                        tracing::debug!(error = %e, "request write failed; reading any answer");
+                        uploading = false;
+                        keep_alive = false;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            self.poll_head(cx).map_err(Failed::Server)
+        })
+        .await;
+        let head = match head {
+            Ok(head) => head,
+            Err(Failed::Unsent(e)) => {
+                return Err(SendError::Unsent(
+                    Box::new(Request::from_parts(parts, upload.body)),
+                    e,
+                ))
+            }
+            Err(Failed::ClientBody(e)) => return Err(SendError::ClientBody(e)),
+            Err(Failed::Server(e)) => {
+                // The request goes back if it had no body to lose, so it can be resent
+                // without the caller copying every request up front.
+                let again = (!upload.took_body && upload.body.is_end_stream())
+                    .then(|| Box::new(Request::from_parts(parts, UpstreamBody::Empty)));
+                let stale = self.served > 0
+                    && self.buf.is_empty()
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+                    );
+                return Err(if stale {
+                    SendError::Stale(e, again)
+                } else {
+                    SendError::Server(e, again)
+                });
+            }
+        };
+        let status = head.status;
+        let mut resp = Response::new(H1Body::empty());
+        *resp.status_mut() = status;
+        *resp.version_mut() = head.version;
+        let framing = if status == StatusCode::SWITCHING_PROTOCOLS {
+            RespFraming::Upgraded
+        } else {
+            response_framing(head_request, status, &head.headers)
+                .map_err(|e| SendError::Server(e, None))?
+        };
+        let connection = head.headers.get(header::CONNECTION).map(|v| v.as_bytes());
+        let reusable = keep_alive
+            && !matches!(framing, RespFraming::UntilClose | RespFraming::Upgraded)
+            && match head.version {
+                Version::HTTP_10 => connection.is_some_and(|v| has_token(v, b"keep-alive")),
+                _ => !connection.is_some_and(|v| has_token(v, b"close")),
+            };
+        *resp.headers_mut() = head.headers;
+        let upload = if uploading {
+            Some(upload)
+        } else {
+            self.out = upload.into_buffer();
+            None
+        };
+        *resp.body_mut() = H1Body {
+            conn: Some(self),
+            framing,
+            reusable,
+            upload,
+        };
+        Ok(resp)
+    }
+
+    fn poll_fill(&mut self, cx: &mut Context<'_>, reserve: usize) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < reserve / 2 {
+            self.buf.reserve(reserve);
+        }
+        let read = self.io.read_buf(&mut self.buf);
+        tokio::pin!(read);
+        read.poll(cx)
+    }
+
+    /// Read until a final response head (interim 1xx answers other than 101 skipped).
+    fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Head>> {
+        loop {
+            if !self.buf.is_empty() {
+                if let Some(head) = parse_head(&mut self.buf)? {
+                    if head.status.is_informational()
+                        && head.status != StatusCode::SWITCHING_PROTOCOLS
+                    {
+                        continue;
+                    }
+                    return Poll::Ready(Ok(head));
+                }
+                if self.buf.len() >= MAX_HEAD {
+                    return Poll::Ready(Err(bad(format!(
+                        "response head longer than {MAX_HEAD} bytes"
+                    ))));
+                }
+            }
+            if std::task::ready!(self.poll_fill(cx, READ_RESERVE))? == 0 {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    if self.buf.is_empty() {
+                        "server closed the connection before answering"
+                    } else {
+                        "server closed the connection in the middle of the response head"
+                    },
+                )));
+            }
+        }
+    }
+
+    /// The raw stream and any bytes already read past the 101 head, for a tunnel.
+    pub fn into_upgraded(self) -> (Io, Bytes) {
+        (self.io, self.buf.freeze())
+    }
+}
+
+enum Failed {
+    Unsent(io::Error),
+    ClientBody(BodyError),
+    Server(io::Error),
+}
+
+enum UploadError {
+    Body(BodyError),
+    Write(io::Error),
+}
+
+/// A request on its way to the server: the encoded bytes not yet written, and the client's
+/// body that feeds them.
+struct Upload {
+    body: UpstreamBody,
+    framing: ReqFraming,
+    out: Vec<u8>,
+    written: usize,
+    /// The body has ended (or there is none) and its last bytes are in `out`.
+    finished: bool,
+    /// Some of the request has been written or taken from the body: it cannot be resent.
+    started: bool,
+    /// A frame was taken from the body: only the head could be sent again.
+    took_body: bool,
+}
+
+impl Upload {
+    /// Write what is encoded, gathering whatever the body has ready first so the usual
+    /// request goes out in one write. Ready(Ok) once everything is written.
+    fn poll_pump(&mut self, io: &mut Io, cx: &mut Context<'_>) -> Poll<Result<(), UploadError>> {
+        loop {
+            while !self.finished && self.out.len() - self.written < WRITE_GATHER {
+                match Pin::new(&mut self.body).poll_frame(cx) {
+                    Poll::Pending => break,
+                    Poll::Ready(None) => {
+                        if self.framing == ReqFraming::Chunked {
+                            encode_last_chunk(&mut self.out, None);
+                        }
+                        self.finished = true;
+                    }
+                    Poll::Ready(Some(Ok(frame))) => {
+                        self.started = true;
+                        self.took_body = true;
+                        match frame.into_data() {
+                            Ok(mut data) => encode_data(&mut self.out, &self.framing, &mut data),
+                            Err(frame) => {
+                                if let (Ok(t), ReqFraming::Chunked) =
+                                    (frame.into_trailers(), self.framing)
+                                {
+                                    encode_last_chunk(&mut self.out, Some(&t));
+                                    self.finished = true;
+                                }
+                            }
+                        }
+                    }
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(UploadError::Body(e))),
+                }
+            }
+            if self.written == self.out.len() {
+                self.out.clear();
+                self.written = 0;
+                // Not finished: the body is pending and will wake us.
+                return if self.finished {
+                    Poll::Ready(Ok(()))
+                } else {
+                    Poll::Pending
+                };
+            }
+            match Pin::new(&mut *io).poll_write(cx, &self.out[self.written..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(UploadError::Write(io::ErrorKind::WriteZero.into())))
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.started = true;
+                    self.written += n;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(UploadError::Write(e))),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// The write buffer, to be kept by the connection (unless an upload grew it large).
+    fn into_buffer(self) -> Vec<u8> {
+        let mut out = self.out;
+        out.clear();
+        if out.capacity() > 16 * 1024 {
+            out = Vec::new();
+        }
+        out
+    }
+}
+
+#[derive(Debug)]
+struct Head {
+    version: Version,
+    status: StatusCode,
+    headers: HeaderMap,
+}
+
+/// Parse a complete response head off the front of `buf`, or None if more is needed.
+/// Header values share the read buffer's memory instead of being copied.
+fn parse_head(buf: &mut BytesMut) -> io::Result<Option<Head>> {
+    // Uninitialised slots: zeroing 100 of them cost more than the parse itself.
+    let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots)
+    {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(bad(format!("response has more than {MAX_HEADERS} headers")))
+        }
+        Err(e) => return Err(bad(format!("invalid response head: {e}"))),
+    };
+    let version = match resp.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let code = resp.code.unwrap_or(0);
+    let status =
+        StatusCode::from_u16(code).map_err(|_| bad(format!("invalid status code {code}")))?;
+    // Names are looked up (the common ones are constants) while the parse borrows the
+    // buffer; values become slices of it once it is frozen.
+    let base = buf.as_ptr() as usize;
+    let mut fields = Vec::with_capacity(resp.headers.len());
+    for h in resp.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| bad("invalid header name in response"))?;
+        let start = h.value.as_ptr() as usize - base;
+        fields.push((name, start, start + h.value.len()));
+    }
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    for (name, start, end) in fields {
+        let value = HeaderValue::from_maybe_shared(head.slice(start..end))
+            .map_err(|_| bad(format!("invalid value of response header {name}")))?;
+        headers.append(name, value);
+    }
+    Ok(Some(Head {
+        version,
+        status,
+        headers,
+    }))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReqFraming {
+    None,
+    Length,
+    Chunked,
+}
+
+/// Write the request line and headers into `out` and choose the body's framing: the
+/// client's Content-Length when it gave one, none for a body known to be empty
+/// (`content-length: 0` for methods that normally carry one), else chunked.
+fn encode_head(out: &mut Vec<u8>, req: &Request<UpstreamBody>) -> ReqFraming {
+    out.clear();
+    out.extend_from_slice(req.method().as_str().as_bytes());
+    out.push(b' ');
+    let uri = req.uri();
+    if req.method() == Method::CONNECT {
+        out.extend_from_slice(uri.authority().map_or("", |a| a.as_str()).as_bytes());
+    } else {
+        out.extend_from_slice(uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in req.headers() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let body = req.body();
+    let framing = if req.headers().contains_key(header::CONTENT_LENGTH) {
+        ReqFraming::Length
+    } else if body.is_end_stream() {
+        if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
+            out.extend_from_slice(b"content-length: 0\r\n");
+        }
+        ReqFraming::None
+    } else if is_upgrade(req.headers()) {
+        // An upgrade request's bytes after the head belong to the new protocol.
+        ReqFraming::None
+    } else if let Some(n) = body.size_hint().exact() {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(n.to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+        ReqFraming::Length
+    } else {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        ReqFraming::Chunked
+    };
+    out.extend_from_slice(b"\r\n");
+    framing
+}
+
+fn is_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE)
+}
+
+fn encode_data(out: &mut Vec<u8>, framing: &ReqFraming, data: &mut Bytes) {
+    if data.is_empty() {
+        return;
+    }
+    match framing {
+        ReqFraming::Chunked => {
+            out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            out.extend_from_slice(data);
+            out.extend_from_slice(b"\r\n");
+        }
+        ReqFraming::Length => out.extend_from_slice(data),
+        ReqFraming::None => {}
+    }
+    data.advance(data.len());
+}
+
+fn encode_last_chunk(out: &mut Vec<u8>, trailers: Option<&HeaderMap>) {
+    out.extend_from_slice(b"0\r\n");
+    for (name, value) in trailers.into_iter().flatten() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Whether a comma-separated header value lists `token` (case-insensitive).
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RespFraming {
+    Empty,
+    Length(u64),
+    Chunked(Chunk),
+    UntilClose,
+    Upgraded,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+}
+
+/// RFC 9112 §6.3: how the response body ends.
+fn response_framing(
+    head_request: bool,
+    status: StatusCode,
+    h: &HeaderMap,
+) -> io::Result<RespFraming> {
+    if head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok(RespFraming::Empty);
+    }
+    let mut te = h.get_all(header::TRANSFER_ENCODING).iter().peekable();
+    if te.peek().is_some() {
+        let last = te
+            .last()
+            .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
+            .map(<[u8]>::trim_ascii);
+        return Ok(match last {
+            Some(l) if l.eq_ignore_ascii_case(b"chunked") => RespFraming::Chunked(Chunk::Size),
+            // Another final coding: the body runs to the end of the connection.
+            _ => RespFraming::UntilClose,
+        });
+    }
+    let mut length: Option<u64> = None;
+    for v in h.get_all(header::CONTENT_LENGTH) {
+        for part in v.as_bytes().split(|&b| b == b',') {
+            let n = std::str::from_utf8(part.trim_ascii())
+                .ok()
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| bad("invalid Content-Length in response"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(bad("conflicting Content-Length values in response"));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(0) => RespFraming::Empty,
+        Some(n) => RespFraming::Length(n),
+        None => RespFraming::UntilClose,
+    })
+}
+
+/// A response body read straight from the server's connection.
+pub struct H1Body {
+    conn: Option<H1Conn>,
+    framing: RespFraming,
+    /// The connection may carry another request once this body has ended.
+    reusable: bool,
+    /// The rest of the request body, still being written.
+    upload: Option<Upload>,
+}
+
+impl std::fmt::Debug for H1Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H1Body")
+            .field("framing", &self.framing)
+            .finish()
+    }
+}
+
+impl H1Body {
+    fn empty() -> H1Body {
+        H1Body {
+            conn: None,
+            framing: RespFraming::Done,
+            reusable: false,
+            upload: None,
+        }
+    }
+
+    /// The connection, once the body has ended cleanly and the connection may be reused.
+    pub fn take_reusable(&mut self) -> Option<H1Conn> {
+        match self.framing {
+            RespFraming::Empty | RespFraming::Done | RespFraming::Length(0)
+                if self.reusable && self.upload.is_none() =>
+            {
+                let mut conn = self.conn.take()?;
+                conn.served += 1;
+                Some(conn)
+            }
+            _ => None,
+        }
+    }
+
+    /// The connection of a 101 answer, for the tunnel.
+    pub fn take_upgraded(&mut self) -> Option<H1Conn> {
+        match self.framing {
+            RespFraming::Upgraded => {
+                self.framing = RespFraming::Done;
+                self.reusable = false;
+                self.conn.take()
+            }
+            _ => None,
+        }
+    }
+
+    fn poll_chunked(
+        conn: &mut H1Conn,
+        state: &mut Chunk,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<io::Result<Frame<Bytes>>>> {
+        loop {
+            match *state {
+                Chunk::Size => {
+                    if let Some(pos) = conn.buf.iter().position(|&b| b == b'\n') {
+                        let line = conn.buf.split_to(pos + 1);
+                        let size = parse_chunk_size(&line)?;
+                        *state = if size == 0 {
+                            Chunk::Trailers
+                        } else {
+                            Chunk::Data(size)
+                        };
+                        continue;
+                    }
+                    if conn.buf.len() > MAX_CHUNK_LINE {
+                        return Poll::Ready(Some(Err(bad("chunk size line too long"))));
+                    }
+                }
+                Chunk::Data(left) => {
+                    if !conn.buf.is_empty() {
+                        let n = (conn.buf.len() as u64).min(left) as usize;
+                        let data = conn.buf.split_to(n).freeze();
+                        *state = if n as u64 == left {
+                            Chunk::DataEnd
+                        } else {
+                            Chunk::Data(left - n as u64)
+                        };
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+                Chunk::DataEnd => {
+                    if conn.buf.len() >= 2 {
+                        if &conn.buf[..2] != b"\r\n" {
+                            if conn.buf[0] == b'\n' {
+                                conn.buf.advance(1);
+                            } else {
+                                return Poll::Ready(Some(Err(bad("chunk not followed by CRLF"))));
+                            }
+                        } else {
+                            conn.buf.advance(2);
+                        }
+                        *state = Chunk::Size;
+                        continue;
+                    }
+                }
+                Chunk::Trailers => {
+                    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                    match httparse::parse_headers(&conn.buf, &mut slots) {
+                        Ok(httparse::Status::Complete((len, fields))) => {
+                            let mut trailers = HeaderMap::new();
+                            for f in fields {
+                                if let (Ok(n), Ok(v)) = (
+                                    HeaderName::from_bytes(f.name.as_bytes()),
+                                    HeaderValue::from_bytes(f.value),
+                                ) {
+                                    trailers.append(n, v);
+                                }
+                            }
+                            conn.buf.advance(len);
+                            return Poll::Ready(
+                                (!trailers.is_empty()).then(|| Ok(Frame::trailers(trailers))),
+                            );
+                        }
+                        Ok(httparse::Status::Partial) if conn.buf.len() <= MAX_TRAILERS => {}
+                        Ok(httparse::Status::Partial) => {
+                            return Poll::Ready(Some(Err(bad("trailer section too long"))))
+                        }
+                        Err(e) => {
+                            return Poll::Ready(Some(Err(bad(format!("invalid trailers: {e}")))))
+                        }
+                    }
+                }
+            }
+            let reserve = match *state {
+                Chunk::Data(left) if left > READ_RESERVE as u64 => READ_RESERVE_LARGE,
+                _ => READ_RESERVE,
+            };
+            match conn.poll_fill(cx, reserve) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "server closed the connection in the middle of a chunked body",
+                    ))))
+                }
+                Poll::Ready(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+/// The size of a chunk from its line (`1a;ext=v\r\n`).
+fn parse_chunk_size(line: &[u8]) -> io::Result<u64> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let digits = line
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    if digits.is_empty() || digits.len() > 16 {
+        return Err(bad("invalid chunk size"));
+    }
+    let mut n: u64 = 0;
+    for &d in digits {
+        let v = (d as char)
+            .to_digit(16)
+            .ok_or_else(|| bad("invalid chunk size"))?;
+        n = n
+            .checked_mul(16)
+            .and_then(|n| n.checked_add(v as u64))
+            .ok_or_else(|| bad("chunk size overflows"))?;
+    }
+    Ok(n)
+}
+
+impl Body for H1Body {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<io::Result<Frame<Bytes>>>> {
+        let this = self.get_mut();
+        let Some(conn) = this.conn.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Some(upload) = &mut this.upload {
+            match upload.poll_pump(&mut conn.io, cx) {
+                Poll::Pending => {}
+                Poll::Ready(Ok(())) => {
+                    if let Some(done) = this.upload.take() {
+                        conn.out = done.into_buffer();
+                    }
+                }
+                Poll::Ready(Err(UploadError::Write(e))) => {
+                    // The server stopped reading; its answer may still be complete.
+                    tracing::debug!(error = %e, "request body write failed mid-response");
+                    this.upload = None;
+                    this.reusable = false;
+                }
+                Poll::Ready(Err(UploadError::Body(e))) => {
+                    this.upload = None;
+                    this.reusable = false;
+                    return Poll::Ready(Some(Err(io::Error::other(format!(
+                        "client request body failed: {e}"
+                    )))));
+                }
+            }
+        }
+        loop {
+            match &mut this.framing {
+                RespFraming::Empty | RespFraming::Done | RespFraming::Upgraded => {
+                    return Poll::Ready(None)
+                }
+                RespFraming::Length(0) => return Poll::Ready(None),
+                RespFraming::Length(left) => {
+                    if !conn.buf.is_empty() {
+                        let n = (conn.buf.len() as u64).min(*left) as usize;
+                        *left -= n as u64;
+                        return Poll::Ready(Some(Ok(Frame::data(conn.buf.split_to(n).freeze()))));
+                    }
+                    let reserve = if *left > READ_RESERVE as u64 {
+                        READ_RESERVE_LARGE
+                    } else {
+                        READ_RESERVE
+                    };
+                    match conn.poll_fill(cx, reserve) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+                        Poll::Ready(Ok(0)) => {
+                            return Poll::Ready(Some(Err(io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                format!("server closed the connection {left} bytes before the end of the body"),
+                            ))))
+                        }
+                        Poll::Ready(Ok(_)) => {}
+                    }
+                }
+                RespFraming::UntilClose => {
+                    if !conn.buf.is_empty() {
+                        let data = conn.buf.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    match conn.poll_fill(cx, READ_RESERVE_LARGE) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+                        Poll::Ready(Ok(0)) => {
+                            this.framing = RespFraming::Done;
+                            return Poll::Ready(None);
+                        }
+                        Poll::Ready(Ok(_)) => {}
+                    }
+                }
+                RespFraming::Chunked(state) => {
+                    let polled = H1Body::poll_chunked(conn, state, cx);
+                    let ended = match &polled {
+                        Poll::Ready(None) => true,
+                        Poll::Ready(Some(Ok(f))) => f.is_trailers(),
+                        _ => false,
+                    };
+                    if ended {
+                        this.framing = RespFraming::Done;
+                    }
+                    return polled;
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.conn.is_none()
+            || matches!(
+                self.framing,
+                RespFraming::Empty | RespFraming::Done | RespFraming::Length(0)
+            )
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            RespFraming::Empty | RespFraming::Done => SizeHint::with_exact(0),
+            RespFraming::Length(n) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
