@@ -543,7 +543,7 @@ fn encode_last_chunk(out: &mut Vec<u8>, trailers: Option<&HeaderMap>) {
 }
 
 /// Whether a comma-separated header value lists `token` (case-insensitive).
-fn has_token(value: &[u8], token: &[u8]) -> bool {
+pub(crate) fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|&b| b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))

@@ -7,7 +7,7 @@
 use crate::body::UpstreamBody;
 use crate::proxy;
 use crate::stream::Prefixed;
-use crate::worker::{serve_hyper, ClientConn, ConnSlot, Worker};
+use crate::worker::{ClientConn, ConnSlot, Worker};
 use http::header::{self, HeaderValue};
 use http::{Request, Uri, Version};
 use hyper::service::service_fn;
@@ -62,8 +62,7 @@ pub async fn serve_plain(
         Ok(Err(_)) | Err(_) => return,
     };
     match (h2, rest.is_empty()) {
-        (false, true) => serve_hyper(w, li, stream, conn, slot).await,
-        (false, false) => serve_hyper(w, li, Prefixed::new(rest, stream), conn, slot).await,
+        (false, _) => crate::h1_server::serve(w, li, stream, rest, conn, slot).await,
         (true, true) => serve_h2(w, li, stream, conn, slot).await,
         (true, false) => serve_h2(w, li, Prefixed::new(rest, stream), conn, slot).await,
     }
@@ -122,7 +121,12 @@ where
         if let Some(stats) = svc_worker.shared.listener_stats.get(li) {
             stats.count_request(Version::HTTP_2);
         }
-        proxy::handle(svc_worker.clone(), li, conn.clone(), req)
+        proxy::handle(
+            svc_worker.clone(),
+            li,
+            conn.clone(),
+            req.map(crate::body::UpstreamBody::Client),
+        )
     });
     let mut builder = hyper::server::conn::http2::Builder::new(LocalExec);
     builder

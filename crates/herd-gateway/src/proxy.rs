@@ -15,7 +15,6 @@ use herd_config::{Fallback, Persistence, Policy, RequestView};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
-use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -51,7 +50,7 @@ pub async fn handle(
     w: Rc<Worker>,
     listener: usize,
     conn: Rc<ClientConn>,
-    req: Request<Incoming>,
+    req: Request<UpstreamBody>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let client = conn.client;
     let snap = w.shared.snapshot.load_full();
@@ -115,7 +114,7 @@ async fn forward(
     route: Arc<RouteState>,
     conn: &Rc<ClientConn>,
     mut parts: http::request::Parts,
-    body: Incoming,
+    body: UpstreamBody,
     mut log: Option<LogRecord>,
 ) -> Response<ProxyBody> {
     let client = conn.client;
@@ -157,12 +156,12 @@ async fn forward(
             parts.headers.clone(),
         )
     });
-    let (body, too_large) = match route.traffic.as_ref().and_then(|g| g.max_body) {
-        Some(max) => {
+    let (body, too_large) = match (route.traffic.as_ref().and_then(|g| g.max_body), body) {
+        (Some(max), UpstreamBody::Client(body)) => {
             let (limited, flag) = crate::traffic::LimitedBody::new(body, max);
             (UpstreamBody::Limited(limited), Some(flag))
         }
-        None => (UpstreamBody::Client(body), None),
+        (_, body) => (body, None),
     };
     let mut req = Some(Request::from_parts(parts, body));
     let mut tried = [usize::MAX; MAX_ATTEMPTS];

@@ -246,7 +246,7 @@ async fn handshake<I>(
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
         crate::h2::serve_h2(w, li, stream, conn, slot).await;
     } else {
-        serve_hyper(w, li, stream, conn, slot).await;
+        serve_hyper(w, li, stream, Rc::new(conn), slot).await;
     }
 }
 

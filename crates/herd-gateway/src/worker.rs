@@ -294,7 +294,7 @@ pub(crate) async fn serve_hyper<I>(
     w: Rc<Worker>,
     li: usize,
     io: I,
-    conn: ClientConn,
+    conn: Rc<ClientConn>,
     _slot: ConnSlot,
 ) where
     // Send: hyper hands an upgraded connection over as a boxed Send stream.
@@ -309,13 +309,17 @@ pub(crate) async fn serve_hyper<I>(
         .get(li)
         .map(|l| l.idle_timeout);
     let peer = conn.client;
-    let conn = Rc::new(conn);
     let svc_worker = w.clone();
     let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         if let Some(stats) = svc_worker.shared.listener_stats.get(li) {
             stats.count_request(req.version());
         }
-        proxy::handle(svc_worker.clone(), li, conn.clone(), req)
+        proxy::handle(
+            svc_worker.clone(),
+            li,
+            conn.clone(),
+            req.map(crate::body::UpstreamBody::Client),
+        )
     });
     let mut builder = http1::Builder::new();
     // idle_timeout bounds each wait for a request head, header_read_timeout the head from

@@ -1,0 +1,435 @@
+//! Our own HTTP/1.1 server loop for plain client connections, for the requests that make
+//! up nearly all proxied traffic: HTTP/1.1 without a body. An idle connection holds no
+//! buffer (hyper keeps 16 KiB per connection, which was half the gateway's memory per
+//! idle keep-alive connection), and a request costs no dispatcher.
+//!
+//! Anything else — a request body, `Expect`, `Upgrade`, HTTP/1.0, a head we cannot parse
+//! or a very large one — is handed, with every byte read so far, to hyper's server for
+//! the rest of the connection: one implementation of the rarer cases, and its errors
+//! (400, 431) for malformed input.
+
+use crate::body::{ProxyBody, UpstreamBody};
+use crate::proxy;
+use crate::stream::Prefixed;
+use crate::worker::{count_header_timeout, serve_hyper, ClientConn, ConnSlot, Worker};
+use bytes::BytesMut;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt as _;
+use std::cell::RefCell;
+use std::io;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const MAX_HEADERS: usize = 100;
+/// A head longer than this goes to hyper, which answers 431 past its own limit.
+const MAX_HEAD: usize = 16 * 1024;
+const READ_CHUNK: usize = 4096;
+/// Response bytes gathered before a write; a bigger data frame is written on its own.
+const WRITE_GATHER: usize = 16 * 1024;
+
+/// What the connection does after a head was read.
+// Serve is the common case: boxing it would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    /// A request for the fast path, and whether the client wants the connection kept.
+    Serve(Request<UpstreamBody>, bool),
+    /// Not ours to serve: hyper takes the connection with the bytes read so far.
+    HandOff,
+}
+
+/// Serve a plain HTTP/1.x connection until it ends, the gateway stops, or a request needs
+/// hyper. `initial` holds bytes already read (past a PROXY header).
+pub async fn serve(
+    w: Rc<Worker>,
+    li: usize,
+    mut stream: TcpStream,
+    initial: Vec<u8>,
+    conn: ClientConn,
+    slot: ConnSlot,
+) {
+    let (idle_timeout, head_read) = w
+        .shared
+        .snapshot
+        .load()
+        .config
+        .listeners
+        .get(li)
+        .map_or((Duration::from_secs(60), Duration::from_secs(10)), |l| {
+            (l.idle_timeout, l.traffic.header_read_timeout)
+        });
+    let conn = Rc::new(conn);
+    let mut stop = w.shared.shutdown.subscribe();
+    let mut buf = BytesMut::from(&initial[..]);
+    drop(initial);
+    loop {
+        if buf.is_empty() {
+            // Idle between requests: give the buffer's memory back while we wait.
+            buf = BytesMut::new();
+            tokio::select! {
+                r = tokio::time::timeout(idle_timeout, stream.readable()) => match r {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) | Err(_) => return,
+                },
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+        let deadline = tokio::time::Instant::now() + head_read;
+        let next = loop {
+            if !buf.is_empty() {
+                match parse_request(&mut buf) {
+                    Ok(Some(next)) => break next,
+                    Ok(None) if buf.len() < MAX_HEAD => {}
+                    Ok(None) | Err(()) => break Next::HandOff,
+                }
+            }
+            if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+                buf.reserve(READ_CHUNK);
+            }
+            match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(_)) => {}
+                Err(_) => {
+                    if !buf.is_empty() {
+                        count_header_timeout(&w, li);
+                        tracing::debug!(client = %conn.client, "closing connection: request head not complete within header_read_timeout");
+                    }
+                    return;
+                }
+            }
+        };
+        let (req, keep_alive) = match next {
+            Next::Serve(req, keep_alive) => (req, keep_alive),
+            Next::HandOff => {
+                let rest = buf.to_vec();
+                drop(buf);
+                if rest.is_empty() {
+                    serve_hyper(w, li, stream, conn, slot).await;
+                } else {
+                    serve_hyper(w, li, Prefixed::new(rest, stream), conn, slot).await;
+                }
+                return;
+            }
+        };
+        if let Some(stats) = w.shared.listener_stats.get(li) {
+            stats.count_request(Version::HTTP_11);
+        }
+        let head_request = req.method() == Method::HEAD;
+        let Ok(resp) = proxy::handle(w.clone(), li, conn.clone(), req).await;
+        let stopping = *stop.borrow();
+        let keep_alive = keep_alive && !stopping;
+        if let Err(e) = write_response(&mut stream, resp, head_request, keep_alive).await {
+            tracing::debug!(client = %conn.client, error = %e, "client connection ended with an error");
+            return;
+        }
+        if !keep_alive {
+            let _ = stream.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// A complete request head off the front of `buf`: Ok(None) if more is needed, Err if it
+/// is malformed (hyper will say how), HandOff if it is not a case this path serves.
+fn parse_request(buf: &mut BytesMut) -> Result<Option<Next>, ()> {
+    let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match httparse::ParserConfig::default()
+        .parse_request_with_uninit_headers(&mut req, buf, &mut slots)
+    {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(()),
+    };
+    if req.version != Some(1) {
+        return Ok(Some(Next::HandOff));
+    }
+    let Some(method) = req
+        .method
+        .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+    else {
+        return Ok(Some(Next::HandOff));
+    };
+    if method == Method::CONNECT {
+        return Ok(Some(Next::HandOff));
+    }
+    let base = buf.as_ptr() as usize;
+    let path = req.path.unwrap_or("/");
+    let path_at = path.as_ptr() as usize - base;
+    let path_range = path_at..path_at + path.len();
+    let mut keep_alive = true;
+    let mut fields = Vec::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let name = match HeaderName::from_bytes(h.name.as_bytes()) {
+            Ok(n) => n,
+            Err(_) => return Ok(Some(Next::HandOff)),
+        };
+        if name == header::TRANSFER_ENCODING
+            || name == header::EXPECT
+            || name == header::UPGRADE
+            || (name == header::CONTENT_LENGTH && h.value.trim_ascii() != b"0")
+        {
+            // A body, or a protocol step, that hyper handles.
+            return Ok(Some(Next::HandOff));
+        }
+        if name == header::CONNECTION && crate::h1_upstream::has_token(h.value, b"close") {
+            keep_alive = false;
+        }
+        let start = h.value.as_ptr() as usize - base;
+        fields.push((name, start, start + h.value.len()));
+    }
+    let head = buf.split_to(len).freeze();
+    let Ok(uri) = Uri::from_maybe_shared(head.slice(path_range)) else {
+        return Err(());
+    };
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    for (name, start, end) in fields {
+        match HeaderValue::from_maybe_shared(head.slice(start..end)) {
+            Ok(v) => {
+                headers.append(name, v);
+            }
+            Err(_) => return Err(()),
+        }
+    }
+    let mut request = Request::new(UpstreamBody::Empty);
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    Ok(Some(Next::Serve(request, keep_alive)))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    None,
+    Length,
+    Chunked,
+}
+
+/// Write a response: status line, headers (with Date, and the framing the body needs),
+/// then the body, gathered so a small response is one write.
+async fn write_response(
+    stream: &mut TcpStream,
+    resp: Response<ProxyBody>,
+    head_request: bool,
+    keep_alive: bool,
+) -> io::Result<()> {
+    let (parts, mut body) = resp.into_parts();
+    let status = parts.status;
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        if name == header::CONNECTION || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !parts.headers.contains_key(header::DATE) {
+        out.extend_from_slice(b"date: ");
+        with_date(|d| out.extend_from_slice(d));
+        out.extend_from_slice(b"\r\n");
+    }
+    let bodiless = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let framing = if bodiless {
+        Framing::None
+    } else if parts.headers.contains_key(header::CONTENT_LENGTH) {
+        Framing::Length
+    } else if let Some(n) = body.size_hint().exact() {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(n.to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+        Framing::Length
+    } else if head_request {
+        Framing::None
+    } else {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        Framing::Chunked
+    };
+    if !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if head_request || framing == Framing::None {
+        // Dropping the body settles it: an empty upstream body still returns its
+        // connection to the pool.
+        drop(body);
+        return stream.write_all(&out).await;
+    }
+    while !body.is_end_stream() {
+        let Some(frame) = body.frame().await else {
+            break;
+        };
+        let frame = frame.map_err(io::Error::other)?;
+        match frame.into_data() {
+            Ok(data) => {
+                if framing == Framing::Chunked && !data.is_empty() {
+                    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                }
+                if data.len() >= WRITE_GATHER {
+                    stream.write_all(&out).await?;
+                    out.clear();
+                    stream.write_all(&data).await?;
+                } else {
+                    out.extend_from_slice(&data);
+                }
+                if framing == Framing::Chunked && !data.is_empty() {
+                    out.extend_from_slice(b"\r\n");
+                }
+                if out.len() >= WRITE_GATHER {
+                    stream.write_all(&out).await?;
+                    out.clear();
+                }
+            }
+            Err(frame) => {
+                if let (Ok(trailers), Framing::Chunked) = (frame.into_trailers(), framing) {
+                    out.extend_from_slice(b"0\r\n");
+                    write_fields(&mut out, &trailers);
+                    out.extend_from_slice(b"\r\n");
+                    return stream.write_all(&out).await;
+                }
+            }
+        }
+    }
+    if framing == Framing::Chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    stream.write_all(&out).await
+}
+
+fn write_fields(out: &mut Vec<u8>, h: &HeaderMap) {
+    for (name, value) in h {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+thread_local! {
+    /// The Date header value, formatted once a second per worker.
+    static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
+}
+
+fn with_date(f: impl FnOnce(&[u8])) {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with(|cell| {
+        let mut d = cell.borrow_mut();
+        if d.0 != now {
+            *d = (now, http_date(now));
+        }
+        f(&d.1)
+    });
+}
+
+/// IMF-fixdate (RFC 9110 §5.6.7): `Sun, 06 Nov 1994 08:49:37 GMT`.
+fn http_date(unix: u64) -> [u8; 29] {
+    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let days = unix / 86_400;
+    let secs = unix % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let mut out = [0u8; 29];
+    let text = format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        std::str::from_utf8(DAYS[(days % 7) as usize]).unwrap_or("Thu"),
+        day,
+        std::str::from_utf8(MONTHS[(month - 1) as usize]).unwrap_or("Jan"),
+        year,
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    );
+    let n = text.len().min(29);
+    out[..n].copy_from_slice(&text.as_bytes()[..n]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_imf_fixdate() {
+        assert_eq!(&http_date(784_111_777), b"Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(&http_date(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(&http_date(951_782_400), b"Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(&http_date(1_796_137_576), b"Tue, 01 Dec 2026 15:06:16 GMT");
+    }
+
+    fn parse(raw: &[u8]) -> (Result<Option<Next>, ()>, BytesMut) {
+        let mut buf = BytesMut::from(raw);
+        let r = parse_request(&mut buf);
+        (r, buf)
+    }
+
+    #[test]
+    fn bodiless_http11_requests_are_served_here() {
+        let (r, rest) =
+            parse(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /next");
+        let Ok(Some(Next::Serve(req, keep_alive))) = r else {
+            panic!("expected a request");
+        };
+        assert_eq!(req.method(), Method::GET);
+        assert_eq!(req.uri(), "/a?b=1");
+        assert_eq!(req.headers()["host"], "x");
+        assert!(!keep_alive);
+        assert_eq!(
+            &rest[..],
+            b"GET /next",
+            "a pipelined request stays in the buffer"
+        );
+
+        let (r, _) = parse(b"DELETE /x HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+        assert!(matches!(r, Ok(Some(Next::Serve(_, true)))));
+    }
+
+    #[test]
+    fn everything_else_goes_to_hyper() {
+        for raw in [
+            &b"POST /x HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"[..],
+            b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            b"PUT /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n",
+            b"GET / HTTP/1.0\r\n\r\n",
+            b"CONNECT h:443 HTTP/1.1\r\n\r\n",
+        ] {
+            let (r, buf) = parse(raw);
+            assert!(
+                matches!(r, Ok(Some(Next::HandOff))),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+            assert_eq!(&buf[..], raw, "nothing consumed before a hand-off");
+        }
+        assert!(parse(b"GET / HTTP/1.1\r\nbad header\r\n\r\n").0.is_err());
+        assert!(matches!(
+            parse(b"GET / HTTP/1.1\r\nHost: x\r\n").0,
+            Ok(None)
+        ));
+    }
+}
