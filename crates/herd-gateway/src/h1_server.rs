@@ -185,7 +185,8 @@ fn parse_request(buf: &mut BytesMut) -> Result<Option<Next>, ()> {
     let Ok(uri) = Uri::from_maybe_shared(head.slice(path_range)) else {
         return Err(());
     };
-    let mut headers = HeaderMap::with_capacity(fields.len());
+    // Room for the four forwarding headers the proxy adds, so the map never regrows.
+    let mut headers = HeaderMap::with_capacity(fields.len() + 4);
     for (name, start, end) in fields {
         match HeaderValue::from_maybe_shared(head.slice(start..end)) {
             Ok(v) => {

@@ -23,7 +23,7 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     // `Connection: keep-alive`.
     let mut present = 0u8;
     for k in h.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|n| n == k) {
+        if let Some(i) = hop_by_hop_index(k) {
             present |= 1 << i;
         }
     }
@@ -56,6 +56,16 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
     if te_trailers {
         h.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Which of HOP_BY_HOP `k` is. Their lengths (2, 7, 10, 16, 17, 19) rule out most
+/// names before any comparison; this runs for every header of every request and response.
+fn hop_by_hop_index(k: &HeaderName) -> Option<usize> {
+    let s = k.as_str();
+    match s.len() {
+        2 | 7 | 10 | 16 | 17 | 19 => HOP_BY_HOP.iter().position(|n| n.as_str() == s),
+        _ => None,
     }
 }
 
@@ -241,6 +251,22 @@ fn strip_port(host: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_hop_by_hop_name_is_recognised_and_no_other() {
+        for (i, n) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(n), Some(i), "{n}");
+        }
+        for other in [
+            "user-agent",
+            "host",
+            "x-forwarded-for",
+            "content-length",
+            "accept",
+        ] {
+            assert_eq!(hop_by_hop_index(&HeaderName::from_static(other)), None);
+        }
+    }
 
     #[test]
     fn cached_client_values_never_mix_clients_or_schemes() {
