@@ -106,10 +106,12 @@ pub async fn serve(
             Next::HandOff => {
                 let rest = buf.to_vec();
                 drop(buf);
+                // Boxed: hyper's connection future is large, and inline it would size
+                // every connection's task, idle ones included.
                 if rest.is_empty() {
-                    serve_hyper(w, li, stream, conn, slot).await;
+                    Box::pin(serve_hyper(w, li, stream, conn, slot)).await;
                 } else {
-                    serve_hyper(w, li, Prefixed::new(rest, stream), conn, slot).await;
+                    Box::pin(serve_hyper(w, li, Prefixed::new(rest, stream), conn, slot)).await;
                 }
                 return;
             }
@@ -297,11 +299,16 @@ async fn write_response(
                     out.extend_from_slice(b"0\r\n");
                     write_fields(&mut out, &trailers);
                     out.extend_from_slice(b"\r\n");
+                    drop(body);
                     return stream.write_all(&out).await;
                 }
             }
         }
     }
+    // Settle the body (pool the server connection, write the access log line) before the
+    // last bytes go out: once the client has them it may send its next request, on this
+    // connection or another, and the log must not show that one first.
+    drop(body);
     if framing == Framing::Chunked {
         out.extend_from_slice(b"0\r\n\r\n");
     }

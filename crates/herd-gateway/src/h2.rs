@@ -63,8 +63,9 @@ pub async fn serve_plain(
     };
     match (h2, rest.is_empty()) {
         (false, _) => crate::h1_server::serve(w, li, stream, rest, conn, slot).await,
-        (true, true) => serve_h2(w, li, stream, conn, slot).await,
-        (true, false) => serve_h2(w, li, Prefixed::new(rest, stream), conn, slot).await,
+        // Boxed: inline, the HTTP/2 server's state would size every HTTP/1 connection.
+        (true, true) => Box::pin(serve_h2(w, li, stream, conn, slot)).await,
+        (true, false) => Box::pin(serve_h2(w, li, Prefixed::new(rest, stream), conn, slot)).await,
     }
 }
 

@@ -176,14 +176,16 @@ async fn forward(
                 None => break,
             },
             Some(limit) => {
-                match crate::traffic::pick_with_slot(
+                // Boxed, like the connect below: a rare path whose state would otherwise
+                // size every request's future, and so every idle client connection.
+                match Box::pin(crate::traffic::pick_with_slot(
                     w,
                     &group,
                     limit,
                     pinned,
                     key,
                     &tried[..attempts],
-                )
+                ))
                 .await
                 {
                     Ok((idx, s)) => (idx, Some(s)),
@@ -213,17 +215,21 @@ async fn forward(
         };
         let (sender, reused) = match checkout {
             Some(s) => (s, true),
-            None => match pool::connect(&w.pool, server, &group, private.as_deref()).await {
-                Ok(s) => (s, false),
-                Err(e) => {
-                    tracing::debug!(server = %server.addr, error = %e, "connect failed");
-                    passive_failure(&group, server);
-                    tried[attempts] = idx;
-                    attempts += 1;
-                    failure = Failure::Connect;
-                    continue;
+            // Once per new server connection; its TLS and HTTP/2 handshake futures are
+            // kilobytes, boxed so they are allocated only when dialing.
+            None => {
+                match Box::pin(pool::connect(&w.pool, server, &group, private.as_deref())).await {
+                    Ok(s) => (s, false),
+                    Err(e) => {
+                        tracing::debug!(server = %server.addr, error = %e, "connect failed");
+                        passive_failure(&group, server);
+                        tried[attempts] = idx;
+                        attempts += 1;
+                        failure = Failure::Connect;
+                        continue;
+                    }
                 }
-            },
+            }
         };
         let Some(request) = req.take().or_else(|| rebuild(replay.as_ref())) else {
             break;
