@@ -12,6 +12,7 @@ Prints Markdown tables; stops every process it started.
 import base64, http.client, json, os, signal, socket, statistics, subprocess, sys, time
 
 HERD, WORK = sys.argv[1], sys.argv[2]
+os.makedirs(WORK, exist_ok=True)
 TRIALS = int(sys.argv[sys.argv.index("--trials") + 1]) if "--trials" in sys.argv else 5
 # A p99 needs many samples: registration -> routable is cheap to repeat.
 ROUTABLE_TRIALS = (int(sys.argv[sys.argv.index("--routable-trials") + 1])

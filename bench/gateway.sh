@@ -69,16 +69,17 @@ RESULTS="$WORK/results.jsonl"
 : > "$RESULTS"
 HZ=$(getconf CLK_TCK)
 
-# record SYSTEM SCENARIO ROUND JSON_FROM_LOADGEN CPU_TICKS RSS_KIB
+# record SYSTEM SCENARIO ROUND JSON_FROM_LOADGEN CPU_TICKS RSS_KIB SYS_TICKS
 record() {
   python3 - "$@" "$HZ" >> "$RESULTS" <<'PY'
 import json, sys
-sysname, sc, rnd, line, ticks, rss, hz = sys.argv[1:]
+sysname, sc, rnd, line, ticks, rss, sys_ticks, hz = sys.argv[1:]
 r = json.loads(line)
 secs = r["duration_us"] / 1e6
 r.update(system=sysname, scenario=sc, round=int(rnd), rps=r["requests"] / secs,
-         cpu_s=int(ticks) / int(hz), rss_kib=int(rss))
+         cpu_s=int(ticks) / int(hz), sys_s=int(sys_ticks) / int(hz), rss_kib=int(rss))
 r["cpu_s_per_100k"] = r["cpu_s"] / max(r["requests"], 1) * 100000
+r["sys_s_per_100k"] = r["sys_s"] / max(r["requests"], 1) * 100000
 print(json.dumps(r))
 PY
   log "$2 round $3 $1: $(tail -n 1 "$RESULTS" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.0f req/s p99 %sus errors %s+%s cpu %.2fs/100k" % (r["rps"], r["p99_us"], r["errors"], r["status_errors"], r["cpu_s_per_100k"]))')"
@@ -95,7 +96,7 @@ run_load() { # system scenario round
     tcp) url="http://127.0.0.1:${TCP_PORT[$sys]}/" ;;
   esac
   local pids; pids=$(proc_pids "$sys")
-  local t0; t0=$(cpu_ticks $pids)
+  local t0; t0=$(cpu_ticks $pids); local k0; k0=$(sys_ticks $pids)
   local line
   if [ "$sc" = h2 ]; then
     # 16 connections x 16 concurrent streams; h2load has no percentiles, so p50 is the mean.
@@ -105,8 +106,8 @@ run_load() { # system scenario round
   else
     line=$(wrk -t1 -c"$conns" -d"${DURATION}s" --timeout 5s "${extra[@]}" -s "$BENCH_DIR/report.lua" "$url" | tail -n 1)
   fi
-  local t1; t1=$(cpu_ticks $pids)
-  record "$sys" "$sc" "$round" "$line" "$((t1 - t0))" "$(rss_kib $pids)"
+  local t1; t1=$(cpu_ticks $pids); local k1; k1=$(sys_ticks $pids)
+  record "$sys" "$sc" "$round" "$line" "$((t1 - t0))" "$(rss_kib $pids)" "$((k1 - k0))"
 }
 
 # Memory held per idle keep-alive client connection: open N connections, send one request on

@@ -79,6 +79,17 @@ cpu_ticks() {
   echo "$total"
 }
 
+# sys_ticks PID... — the system (kernel) share of cpu_ticks.
+sys_ticks() {
+  local total=0 pid
+  for pid in "$@"; do
+    if [ -r "/proc/$pid/stat" ]; then
+      total=$((total + $(sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $13}')))
+    fi
+  done
+  echo "$total"
+}
+
 # rss_kib PID... — resident set of these processes, summed.
 rss_kib() {
   local total=0 pid v

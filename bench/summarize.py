@@ -55,6 +55,19 @@ print("| scenario | herd / … | throughput | CPU per request | latency (p99, or
 print("|---|---|---|---|---|")
 for sc, other, t, c, p, k in ratios:
     print(f"| {sc} | {other} | {t:.2f}× | {c:.2f}× | {p:.2f}× ({k}) |")
+# Where the CPU goes: user space (the proxy's own code) and the kernel (its syscalls and
+# the loopback TCP work they do), in microseconds per request.
+split = [(sc, sysname, rs) for sc in scenarios if sc != "idle"
+         for sysname in ["herd", "haproxy", "nginx"]
+         for rs in [by.get((sc, sysname))] if rs and all("sys_s_per_100k" in r for r in rs)]
+if split:
+    print()
+    print("| scenario | system | user µs / req | kernel µs / req | kernel share |")
+    print("|---|---|---|---|---|")
+    for sc, sysname, rs in split:
+        total = stat([r["cpu_s_per_100k"] for r in rs])[0] * 10
+        kernel = stat([r["sys_s_per_100k"] for r in rs])[0] * 10
+        print(f"| {sc} | {sysname} | {total - kernel:.1f} | {kernel:.1f} | {kernel / total:.0%} |")
 # Only the first idle round counts: memory a process touched for the first N connections
 # stays resident (allocators keep it), so later rounds reuse it and read near zero.
 idle = [r for r in rows if r["scenario"] == "idle" and r["round"] == 1]
