@@ -9,6 +9,7 @@
 Usage: bench/cluster.py HERD_BINARY WORK_DIR [--trials N] [--routable-trials M]
 Prints Markdown tables; stops every process it started.
 """
+from pyutil import wait_port
 import base64, http.client, json, os, signal, socket, statistics, subprocess, sys, time
 
 HERD, WORK = sys.argv[1], sys.argv[2]
@@ -33,15 +34,6 @@ def stop_all():
             p.wait()
 
 
-def wait_port(port, timeout=15):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"port {port} never opened")
 
 
 def request(port, method, path, body=None, timeout=1.0, headers=None):

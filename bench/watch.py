@@ -7,6 +7,7 @@ event, which is the write's commit plus the delivery.
 Usage: bench/watch.py HERD_BINARY WORK_DIR [--writes N]
 Prints a Markdown table; stops every process it started.
 """
+from pyutil import wait_port
 import base64, http.client, json, os, shutil, statistics, subprocess, sys, threading, time
 
 HERD, WORK = sys.argv[1], sys.argv[2]
@@ -20,16 +21,6 @@ def start(args, log, env=None):
     return p
 
 
-def wait_port(port, timeout=15):
-    import socket
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"port {port} never opened")
 
 
 def b64(s):
