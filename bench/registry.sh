@@ -3,12 +3,17 @@
 # fsync before acknowledging), same thread budget (GOMAXPROCS = herd's worker threads = 2),
 # the same wrk load through each one's HTTP/JSON API, interleaved rounds.
 #
-#   bench/registry.sh [--rounds R] [--duration SECONDS] [--conns "1 64"]
+#   bench/registry.sh [--rounds R] [--duration SECONDS] [--conns "1 64"] [--members 1|3]
+#
+# --members 3 runs a 3-member herd cluster beside a 3-member etcd cluster on this one
+# machine, the load sent to each one's leader; CPU and RSS are the three members' sum.
 source "$(dirname "$0")/lib.sh"
 
-ROUNDS=3; DURATION=10; CONNS="1 64"
+ROUNDS=3; DURATION=10; CONNS="1 64"; MEMBERS=1; OPS="put get"
 while [ $# -gt 0 ]; do
   case "$1" in
+    --members) MEMBERS=$2; shift 2 ;;
+    --ops) OPS=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --conns) CONNS=$2; shift 2 ;;
@@ -22,38 +27,73 @@ log "work dir $WORK"
 RESULTS="$WORK/registry.jsonl"
 : > "$RESULTS"
 
+# Each start_* sets SERVER_PIDS (every member) and PORT (the leader's client port).
 start_herd() {
-  rm -rf "$WORK/herd-data"
-  "$HERD" server --data-dir "$WORK/herd-data" --listen 127.0.0.1:17400 > "$WORK/herd-server.out" 2> "$WORK/herd-server.err" &
-  PIDS+=($!); SERVER_PID=$!
-  wait_port 127.0.0.1:17400
-  for i in $(seq 1 100); do curl -sf http://127.0.0.1:17400/status | grep -q '"leader"' && break; sleep 0.05; done
+  rm -rf "$WORK"/herd-data*
+  SERVER_PIDS=()
+  local m port
+  for m in $(seq 1 "$MEMBERS"); do
+    port=$((17400 + m - 1))
+    local join=(); [ "$m" -gt 1 ] && join=(--join 127.0.0.1:17400)
+    "$HERD" server --data-dir "$WORK/herd-data$m" --listen "127.0.0.1:$port" "${join[@]}" \
+      > "$WORK/herd-server$m.out" 2> "$WORK/herd-server$m.err" &
+    PIDS+=($!); SERVER_PIDS+=($!)
+    wait_port "127.0.0.1:$port"
+    if [ "$m" = 1 ]; then
+      for i in $(seq 1 100); do curl -sf http://127.0.0.1:17400/status | grep -q '"leader"' && break; sleep 0.05; done
+    fi
+  done
+  # Every member a voter before the load starts.
+  for i in $(seq 1 200); do
+    [ "$(curl -sf http://127.0.0.1:17400/v1/cluster | grep -o '"role":"\(leader\|follower\)"' | wc -l)" -ge "$MEMBERS" ] && break
+    sleep 0.05
+  done
+  PORT=17400
 }
 start_etcd() {
-  rm -rf "$WORK/etcd-data"
-  GOMAXPROCS=2 etcd --name bench --data-dir "$WORK/etcd-data" \
-    --listen-client-urls http://127.0.0.1:12379 --advertise-client-urls http://127.0.0.1:12379 \
-    --listen-peer-urls http://127.0.0.1:12380 --initial-advertise-peer-urls http://127.0.0.1:12380 \
-    --initial-cluster bench=http://127.0.0.1:12380 --log-level error > "$WORK/etcd.log" 2>&1 &
-  PIDS+=($!); SERVER_PID=$!
-  wait_port 127.0.0.1:12379
+  rm -rf "$WORK"/etcd-data*
+  SERVER_PIDS=()
+  local m cluster=""
+  for m in $(seq 1 "$MEMBERS"); do cluster+="${cluster:+,}e$m=http://127.0.0.1:$((12380 + 2 * (m - 1)))"; done
+  for m in $(seq 1 "$MEMBERS"); do
+    local cport=$((12379 + 2 * (m - 1))) pport=$((12380 + 2 * (m - 1)))
+    GOMAXPROCS=2 etcd --name "e$m" --data-dir "$WORK/etcd-data$m" \
+      --listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
+      --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
+      --initial-cluster "$cluster" --initial-cluster-state new --log-level error > "$WORK/etcd$m.log" 2>&1 &
+    PIDS+=($!); SERVER_PIDS+=($!)
+  done
+  for m in $(seq 1 "$MEMBERS"); do wait_port "127.0.0.1:$((12379 + 2 * (m - 1)))"; done
   for i in $(seq 1 100); do curl -sf -XPOST http://127.0.0.1:12379/v3/kv/put -d '{"key":"d2FybQ==","value":"eA=="}' >/dev/null && break; sleep 0.05; done
+  PORT=12379
+  for m in $(seq 1 "$MEMBERS"); do
+    local cport=$((12379 + 2 * (m - 1)))
+    if curl -sf -XPOST "http://127.0.0.1:$cport/v3/maintenance/status" -d '{}' \
+        | python3 -c 'import json,sys; v=json.load(sys.stdin); sys.exit(0 if v["leader"] == v["header"]["member_id"] else 1)'; then
+      PORT=$cport
+    fi
+  done
 }
-stop_server() { kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; }
+stop_server() {
+  local pid
+  for pid in "${SERVER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${SERVER_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
 
 HZ=$(getconf CLK_TCK)
 run() { # system op conns round
   local sys=$1 op=$2 conns=$3 round=$4 port
-  if [ "$sys" = herd ]; then start_herd; port=17400; else start_etcd; port=12379; fi
+  if [ "$sys" = herd ]; then start_herd; else start_etcd; fi
+  port=$PORT
   if [ "$op" = get ]; then
     # Fill the keys the reads will ask for.
     KV_TARGET=$sys KV_OP=put wrk -t1 -c8 -d2s -s "$BENCH_DIR/kv.lua" "http://127.0.0.1:$port" > /dev/null
   fi
-  local t0; t0=$(cpu_ticks "$SERVER_PID")
+  local t0; t0=$(cpu_ticks "${SERVER_PIDS[@]}")
   local line
   line=$(KV_TARGET=$sys KV_OP=$op wrk -t1 -c"$conns" -d"${DURATION}s" --timeout 10s -s "$BENCH_DIR/kv.lua" "http://127.0.0.1:$port" | tail -n 1)
-  local t1; t1=$(cpu_ticks "$SERVER_PID")
-  local rss; rss=$(rss_kib "$SERVER_PID")
+  local t1; t1=$(cpu_ticks "${SERVER_PIDS[@]}")
+  local rss; rss=$(rss_kib "${SERVER_PIDS[@]}")
   stop_server
   python3 - "$sys" "$op-c$conns" "$round" "$line" "$((t1 - t0))" "$HZ" "$rss" >> "$RESULTS" <<'PY'
 import json, sys
@@ -68,7 +108,7 @@ PY
   log "$op c=$conns round $round $sys: $(tail -n 1 "$RESULTS" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.0f ops/s p99 %sus errors %s+%s" % (r["rps"], r["p99_us"], r["errors"], r["status_errors"]))')"
 }
 
-for op in put get; do
+for op in $OPS; do
   for conns in $CONNS; do
     for round in $(seq 1 "$ROUNDS"); do
       for sys in herd etcd; do run "$sys" "$op" "$conns" "$round"; done
@@ -76,4 +116,5 @@ for op in put get; do
   done
 done
 
-python3 "$BENCH_DIR/summarize_registry.py" "$RESULTS" "rounds=$ROUNDS, ${DURATION}s each, single node, fsync on"
+if [ "$MEMBERS" = 1 ]; then shape="single node"; else shape="$MEMBERS members"; fi
+python3 "$BENCH_DIR/summarize_registry.py" "$RESULTS" "rounds=$ROUNDS, ${DURATION}s each, $shape, fsync on"
