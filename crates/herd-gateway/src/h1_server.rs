@@ -9,18 +9,21 @@
 //! (400, 431) for malformed input.
 
 use crate::body::{ProxyBody, UpstreamBody};
+use crate::h1_upstream::{encode_last_chunk, header_map, write_field};
 use crate::proxy;
 use crate::stream::Prefixed;
-use crate::worker::{count_header_timeout, serve_hyper, ClientConn, ConnSlot, Worker};
+use crate::worker::{
+    count_header_timeout, serve_hyper, ClientConn, ConnSlot, HttpTimeouts, Worker,
+};
 use bytes::BytesMut;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderName};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
 use std::cell::RefCell;
 use std::io;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -42,7 +45,8 @@ enum Next {
 }
 
 /// Serve a plain HTTP/1.x connection until it ends, the gateway stops, or a request needs
-/// hyper. `initial` holds bytes already read (past a PROXY header).
+/// hyper. `initial` holds bytes already read (past a PROXY header, or while sniffing for
+/// HTTP/2); `timeouts` are the listener's, as `serve_plain` read them.
 pub async fn serve(
     w: Rc<Worker>,
     li: usize,
@@ -50,17 +54,12 @@ pub async fn serve(
     initial: Vec<u8>,
     conn: ClientConn,
     slot: ConnSlot,
+    timeouts: HttpTimeouts,
 ) {
-    let (idle_timeout, head_read) = w
-        .shared
-        .snapshot
-        .load()
-        .config
-        .listeners
-        .get(li)
-        .map_or((Duration::from_secs(60), Duration::from_secs(10)), |l| {
-            (l.idle_timeout, l.traffic.header_read_timeout)
-        });
+    let HttpTimeouts {
+        idle: idle_timeout,
+        head_read,
+    } = timeouts;
     let conn = Rc::new(conn);
     let mut stop = w.shared.shutdown.subscribe();
     let mut buf = BytesMut::from(&initial[..]);
@@ -184,19 +183,16 @@ fn parse_request(buf: &mut BytesMut) -> Result<Option<Next>, ()> {
         fields.push((name, start, start + h.value.len()));
     }
     let head = buf.split_to(len).freeze();
-    let Ok(uri) = Uri::from_maybe_shared(head.slice(path_range)) else {
+    let uri = Uri::from_maybe_shared(head.slice(path_range)).ok();
+    // Room for the four forwarding headers the proxy adds, so the map never regrows.
+    let headers = header_map(&head, fields, 4).ok();
+    let (Some(uri), Some(headers)) = (uri, headers) else {
+        // hyper gets the connection and answers 400: give it the head back, in front.
+        let mut whole = BytesMut::from(&head[..]);
+        whole.extend_from_slice(buf);
+        *buf = whole;
         return Err(());
     };
-    // Room for the four forwarding headers the proxy adds, so the map never regrows.
-    let mut headers = HeaderMap::with_capacity(fields.len() + 4);
-    for (name, start, end) in fields {
-        match HeaderValue::from_maybe_shared(head.slice(start..end)) {
-            Ok(v) => {
-                headers.append(name, v);
-            }
-            Err(_) => return Err(()),
-        }
-    }
     let mut request = Request::new(UpstreamBody::Empty);
     *request.method_mut() = method;
     *request.uri_mut() = uri;
@@ -228,13 +224,9 @@ async fn write_response(
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     for (name, value) in &parts.headers {
-        if name == header::CONNECTION || name == header::TRANSFER_ENCODING {
-            continue;
+        if name != header::CONNECTION && name != header::TRANSFER_ENCODING {
+            write_field(&mut out, name, value);
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
     }
     if !parts.headers.contains_key(header::DATE) {
         out.extend_from_slice(b"date: ");
@@ -296,9 +288,7 @@ async fn write_response(
             }
             Err(frame) => {
                 if let (Ok(trailers), Framing::Chunked) = (frame.into_trailers(), framing) {
-                    out.extend_from_slice(b"0\r\n");
-                    write_fields(&mut out, &trailers);
-                    out.extend_from_slice(b"\r\n");
+                    encode_last_chunk(&mut out, Some(&trailers));
                     drop(body);
                     return stream.write_all(&out).await;
                 }
@@ -310,18 +300,9 @@ async fn write_response(
     // connection or another, and the log must not show that one first.
     drop(body);
     if framing == Framing::Chunked {
-        out.extend_from_slice(b"0\r\n\r\n");
+        encode_last_chunk(&mut out, None);
     }
     stream.write_all(&out).await
-}
-
-fn write_fields(out: &mut Vec<u8>, h: &HeaderMap) {
-    for (name, value) in h {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
 }
 
 thread_local! {
@@ -435,9 +416,15 @@ mod tests {
             assert_eq!(&buf[..], raw, "nothing consumed before a hand-off");
         }
         assert!(parse(b"GET / HTTP/1.1\r\nbad header\r\n\r\n").0.is_err());
-        assert!(matches!(
-            parse(b"GET / HTTP/1.1\r\nHost: x\r\n").0,
-            Ok(None)
-        ));
+        // Targets httparse takes but http::Uri does not: refused with every byte kept,
+        // the head in front, for hyper to answer.
+        for raw in [
+            &b"GET http://a:b:c/ HTTP/1.1\r\nHost: x\r\n\r\nNEXT"[..],
+            b"GET a?b HTTP/1.1\r\n\r\n",
+        ] {
+            let (r, buf) = parse(raw);
+            assert!(r.is_err(), "{}", String::from_utf8_lossy(raw));
+            assert_eq!(&buf[..], raw, "{}", String::from_utf8_lossy(raw));
+        }
     }
 }

@@ -276,6 +276,25 @@ impl H1Conn {
         read.poll(cx)
     }
 
+    /// Read more of a body whose end is still to come: a close now is an error, which
+    /// `eof` describes. The read is larger while much of the body remains.
+    fn poll_body_bytes(
+        &mut self,
+        cx: &mut Context<'_>,
+        remaining: u64,
+        eof: impl FnOnce() -> String,
+    ) -> Poll<io::Result<()>> {
+        let reserve = if remaining > READ_RESERVE as u64 {
+            READ_RESERVE_LARGE
+        } else {
+            READ_RESERVE
+        };
+        match std::task::ready!(self.poll_fill(cx, reserve))? {
+            0 => Poll::Ready(Err(io::Error::new(io::ErrorKind::UnexpectedEof, eof()))),
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+
     /// Read until a final response head (interim 1xx answers other than 101 skipped).
     fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Head>> {
         loop {
@@ -447,17 +466,33 @@ fn parse_head(buf: &mut BytesMut) -> io::Result<Option<Head>> {
         fields.push((name, start, start + h.value.len()));
     }
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(fields.len());
-    for (name, start, end) in fields {
-        let value = HeaderValue::from_maybe_shared(head.slice(start..end))
-            .map_err(|_| bad(format!("invalid value of response header {name}")))?;
-        headers.append(name, value);
-    }
+    let headers = header_map(&head, fields, 0)
+        .map_err(|name| bad(format!("invalid value of response header {name}")))?;
     Ok(Some(Head {
         version,
         status,
         headers,
     }))
+}
+
+/// A parsed head's fields as a `HeaderMap` whose values are slices of `head` (offsets
+/// `start..end`), not copies; `spare` leaves room for headers the proxy will add. Err
+/// names a field whose value is not a valid header value.
+pub(crate) fn header_map(
+    head: &Bytes,
+    fields: Vec<(HeaderName, usize, usize)>,
+    spare: usize,
+) -> Result<HeaderMap, HeaderName> {
+    let mut headers = HeaderMap::with_capacity(fields.len() + spare);
+    for (name, start, end) in fields {
+        match HeaderValue::from_maybe_shared(head.slice(start..end)) {
+            Ok(value) => {
+                headers.append(name, value);
+            }
+            Err(_) => return Err(name),
+        }
+    }
+    Ok(headers)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -482,10 +517,7 @@ fn encode_head(out: &mut Vec<u8>, req: &Request<UpstreamBody>) -> ReqFraming {
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in req.headers() {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        write_field(out, name, value);
     }
     let body = req.body();
     let framing = if req.headers().contains_key(header::CONTENT_LENGTH) {
@@ -531,14 +563,20 @@ fn encode_data(out: &mut Vec<u8>, framing: &ReqFraming, data: &mut Bytes) {
     data.advance(data.len());
 }
 
-fn encode_last_chunk(out: &mut Vec<u8>, trailers: Option<&HeaderMap>) {
+/// The chunked body's end: the last chunk, the trailer fields, the empty line.
+pub(crate) fn encode_last_chunk(out: &mut Vec<u8>, trailers: Option<&HeaderMap>) {
     out.extend_from_slice(b"0\r\n");
     for (name, value) in trailers.into_iter().flatten() {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        write_field(out, name, value);
     }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// One `name: value` line of a head or a trailer section.
+pub(crate) fn write_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 
@@ -744,20 +782,13 @@ impl H1Body {
                     }
                 }
             }
-            let reserve = match *state {
-                Chunk::Data(left) if left > READ_RESERVE as u64 => READ_RESERVE_LARGE,
-                _ => READ_RESERVE,
+            let remaining = match *state {
+                Chunk::Data(left) => left,
+                _ => 0,
             };
-            match conn.poll_fill(cx, reserve) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
-                Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Some(Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "server closed the connection in the middle of a chunked body",
-                    ))))
-                }
-                Poll::Ready(Ok(_)) => {}
+            let eof = || "server closed the connection in the middle of a chunked body".into();
+            if let Err(e) = std::task::ready!(conn.poll_body_bytes(cx, remaining, eof)) {
+                return Poll::Ready(Some(Err(e)));
             }
         }
     }
@@ -835,21 +866,14 @@ impl Body for H1Body {
                         *left -= n as u64;
                         return Poll::Ready(Some(Ok(Frame::data(conn.buf.split_to(n).freeze()))));
                     }
-                    let reserve = if *left > READ_RESERVE as u64 {
-                        READ_RESERVE_LARGE
-                    } else {
-                        READ_RESERVE
+                    let left = *left;
+                    let eof = || {
+                        format!(
+                            "server closed the connection {left} bytes before the end of the body"
+                        )
                     };
-                    match conn.poll_fill(cx, reserve) {
-                        Poll::Pending => return Poll::Pending,
-                        Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
-                        Poll::Ready(Ok(0)) => {
-                            return Poll::Ready(Some(Err(io::Error::new(
-                                io::ErrorKind::UnexpectedEof,
-                                format!("server closed the connection {left} bytes before the end of the body"),
-                            ))))
-                        }
-                        Poll::Ready(Ok(_)) => {}
+                    if let Err(e) = std::task::ready!(conn.poll_body_bytes(cx, left, eof)) {
+                        return Poll::Ready(Some(Err(e)));
                     }
                 }
                 RespFraming::UntilClose => {

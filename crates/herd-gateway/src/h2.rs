@@ -7,7 +7,7 @@
 use crate::body::UpstreamBody;
 use crate::proxy;
 use crate::stream::Prefixed;
-use crate::worker::{ClientConn, ConnSlot, Worker};
+use crate::worker::{ClientConn, ConnSlot, HttpTimeouts, Worker};
 use http::header::{self, HeaderValue};
 use http::{Request, Uri, Version};
 use hyper::service::service_fn;
@@ -42,17 +42,13 @@ pub async fn serve_plain(
     conn: ClientConn,
     slot: ConnSlot,
 ) {
-    let (wait, head_read) = w
-        .shared
-        .snapshot
-        .load()
-        .config
-        .listeners
-        .get(li)
-        .map_or((Duration::from_secs(60), Duration::from_secs(10)), |l| {
-            (l.idle_timeout, l.traffic.header_read_timeout)
-        });
-    let h2 = match tokio::time::timeout(wait, sniff(&mut stream, &mut rest, head_read)).await {
+    let timeouts = HttpTimeouts::of(&w, li);
+    let h2 = match tokio::time::timeout(
+        timeouts.idle,
+        sniff(&mut stream, &mut rest, timeouts.head_read),
+    )
+    .await
+    {
         Ok(Ok(h2)) => h2,
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
             crate::worker::count_header_timeout(&w, li);
@@ -62,7 +58,7 @@ pub async fn serve_plain(
         Ok(Err(_)) | Err(_) => return,
     };
     match (h2, rest.is_empty()) {
-        (false, _) => crate::h1_server::serve(w, li, stream, rest, conn, slot).await,
+        (false, _) => crate::h1_server::serve(w, li, stream, rest, conn, slot, timeouts).await,
         // Boxed: inline, the HTTP/2 server's state would size every HTTP/1 connection.
         (true, true) => Box::pin(serve_h2(w, li, stream, conn, slot)).await,
         (true, false) => Box::pin(serve_h2(w, li, Prefixed::new(rest, stream), conn, slot)).await,

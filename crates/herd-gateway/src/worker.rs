@@ -77,6 +77,29 @@ pub struct ClientConn {
     pub private_upstream: RefCell<Option<(u64, Sender)>>,
 }
 
+/// An HTTP listener's two waits: for the next request (`idle_timeout`), and for a request
+/// head once its first byte came (`header_read_timeout`, the slowloris bound).
+#[derive(Clone, Copy)]
+pub struct HttpTimeouts {
+    pub idle: Duration,
+    pub head_read: Duration,
+}
+
+impl HttpTimeouts {
+    pub fn of(w: &Worker, li: usize) -> HttpTimeouts {
+        w.shared.snapshot.load().config.listeners.get(li).map_or(
+            HttpTimeouts {
+                idle: Duration::from_secs(60),
+                head_read: Duration::from_secs(10),
+            },
+            |l| HttpTimeouts {
+                idle: l.idle_timeout,
+                head_read: l.traffic.header_read_timeout,
+            },
+        )
+    }
+}
+
 /// A bound listening socket per listener (same order as the config's listeners).
 pub type ListenerSockets = Vec<std::net::TcpListener>;
 
@@ -300,14 +323,7 @@ pub(crate) async fn serve_hyper<I>(
     // Send: hyper hands an upgraded connection over as a boxed Send stream.
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let idle_timeout = w
-        .shared
-        .snapshot
-        .load()
-        .config
-        .listeners
-        .get(li)
-        .map(|l| l.idle_timeout);
+    let timeouts = HttpTimeouts::of(&w, li);
     let peer = conn.client;
     let svc_worker = w.clone();
     let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -324,19 +340,11 @@ pub(crate) async fn serve_hyper<I>(
     let mut builder = http1::Builder::new();
     // idle_timeout bounds each wait for a request head, header_read_timeout the head from
     // its first byte (slowloris); hyper has one timer, head_timeout.rs splits it in two.
-    let head_read = w
-        .shared
-        .snapshot
-        .load()
-        .config
-        .listeners
-        .get(li)
-        .map_or(Duration::from_secs(10), |l| l.traffic.header_read_timeout);
-    let clock = crate::head_timeout::HeadClock::new(head_read);
+    let clock = crate::head_timeout::HeadClock::new(timeouts.head_read);
     builder
         .timer(crate::head_timeout::HeadTimer::new(clock.clone()))
         .keep_alive(true);
-    builder.header_read_timeout(idle_timeout);
+    builder.header_read_timeout(timeouts.idle);
     let io = crate::head_timeout::HeadWatch::new(io, clock.clone());
     // with_upgrades: a 101 answer hands the connection to the WebSocket splice.
     let conn = builder
