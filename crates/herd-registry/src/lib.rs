@@ -23,6 +23,7 @@ mod network;
 mod node;
 mod state_machine;
 mod types;
+mod wal;
 mod watch;
 
 use node::RegistryNode;
@@ -162,8 +163,7 @@ async fn serve(
     };
     write_node_file(&node_path, &node_file)?;
 
-    let log_store =
-        log_store::LogStore::open(&dir.join("raft.redb")).map_err(|e| data_err(&dir, e))?;
+    let log_store = log_store::LogStore::open(&dir).map_err(|e| data_err(&dir, e))?;
     let log_handle = log_store.clone();
     let sm = state_machine::StateMachine::open(dir.clone()).map_err(|e| data_err(&dir, e))?;
     let shared = sm.shared.clone();
