@@ -150,7 +150,9 @@ struct StateMachineSnapshotSource {
 
 impl RaftSnapshotBuilder<TypeConfig> for Builder {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
+        let started = std::time::Instant::now();
         let (meta, store) = copy_state(&self.0.shared)?;
+        let copied = started.elapsed();
         // Serialising and fsyncing take tens of milliseconds on a large store: off the
         // async threads, which also run Raft and the API.
         let dir = self.0.dir.clone();
@@ -165,6 +167,13 @@ impl RaftSnapshotBuilder<TypeConfig> for Builder {
         })
         .await
         .map_err(sm_err)??;
+        tracing::info!(
+            last_log_id = ?file.meta.last_log_id,
+            bytes = data.len(),
+            copy_ms = copied.as_secs_f64() * 1e3,
+            total_ms = started.elapsed().as_secs_f64() * 1e3,
+            "snapshot written"
+        );
         Ok(Snapshot {
             meta: file.meta,
             snapshot: Box::new(Cursor::new(data)),
