@@ -152,8 +152,8 @@ impl Store {
         Ok(Store {
             revision: snap.revision,
             last_applied_index: snap.last_applied_index,
-            kvs,
-            leases,
+            kvs: kvs.into(),
+            leases: leases.into(),
             history: History::from_parts(snap.history_limit, snap.compacted_revision, snap.history),
         })
     }

@@ -1,6 +1,6 @@
 //! The registry state machine: applies committed commands in log order.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
@@ -41,8 +41,8 @@ pub struct LeaseInfo {
 pub struct Store {
     pub(crate) revision: u64,
     pub(crate) last_applied_index: u64,
-    pub(crate) kvs: BTreeMap<String, KeyValue>,
-    pub(crate) leases: BTreeMap<u64, Lease>,
+    pub(crate) kvs: imbl::OrdMap<String, KeyValue>,
+    pub(crate) leases: imbl::OrdMap<u64, Lease>,
     pub(crate) history: History,
 }
 
@@ -70,8 +70,8 @@ impl Store {
         Store {
             revision: 0,
             last_applied_index: 0,
-            kvs: BTreeMap::new(),
-            leases: BTreeMap::new(),
+            kvs: imbl::OrdMap::new(),
+            leases: imbl::OrdMap::new(),
             history: History::new(revisions),
         }
     }
@@ -447,7 +447,7 @@ impl Store {
 
     fn prefix_iter<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a KeyValue> + 'a {
         self.kvs
-            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .range::<_, str>((Bound::Included(prefix), Bound::Unbounded))
             .take_while(move |(k, _)| k.starts_with(prefix))
             .map(|(_, kv)| kv)
     }
