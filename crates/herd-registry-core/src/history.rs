@@ -2,7 +2,6 @@
 //! its stream resumes from the revision after the last event it saw, with no gap and no
 //! duplicate. What is dropped is announced by `compacted_revision`, never silently skipped.
 
-use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +25,8 @@ pub(crate) struct History {
     /// Revisions kept; 0 keeps none.
     limit: u64,
     compacted_revision: u64,
-    events: VecDeque<Event>,
+    /// Persistent, like the store's maps: a snapshot's copy shares it.
+    events: imbl::Vector<Event>,
 }
 
 impl History {
@@ -34,7 +34,7 @@ impl History {
         History {
             limit,
             compacted_revision: 0,
-            events: VecDeque::new(),
+            events: imbl::Vector::new(),
         }
     }
 
@@ -43,7 +43,7 @@ impl History {
         History {
             limit,
             compacted_revision,
-            events: events.into(),
+            events: events.into_iter().collect(),
         }
     }
 
@@ -55,8 +55,8 @@ impl History {
         self.compacted_revision
     }
 
-    pub(crate) fn events(&self) -> &VecDeque<Event> {
-        &self.events
+    pub(crate) fn events(&self) -> impl Iterator<Item = &Event> {
+        self.events.iter()
     }
 
     /// Records the events of the new store revision `revision` and drops whole revisions
@@ -90,11 +90,21 @@ impl History {
                 compacted_revision: self.compacted_revision,
             });
         }
-        let start = self.events.partition_point(|e| e.revision < from);
+        // The first event at `from` or later: events are in revision order.
+        let (mut lo, mut hi) = (0, self.events.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.events[mid].revision < from {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
         let matches = |k: &str| if prefix { k.starts_with(key) } else { k == key };
         Ok(self
             .events
-            .range(start..)
+            .skip(lo)
+            .iter()
             .filter(|e| matches(&e.kv.key))
             .cloned()
             .collect())

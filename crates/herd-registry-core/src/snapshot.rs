@@ -5,7 +5,7 @@
 //! the nodes that applied the log (same `compacted_revision`, same answers to a later
 //! `Compact`, same resumable watches). Its size is bounded by the history limit.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -44,7 +44,7 @@ struct SnapshotRef<'a> {
     /// Sorted by key. Lease membership is not stored: it is derived from each key's lease.
     kvs: Vec<&'a KeyValue>,
     leases: Vec<SnapshotLease>,
-    history: &'a VecDeque<Event>,
+    history: Vec<&'a Event>,
 }
 
 #[derive(Deserialize)]
@@ -77,7 +77,7 @@ impl Store {
                     ttl_ms: l.ttl_ms,
                 })
                 .collect(),
-            history: self.history.events(),
+            history: self.history.events().collect(),
         };
         // Strings, integers and sequences only: serde_json cannot fail on this shape.
         serde_json::to_vec(&snap).expect("snapshot serialization is infallible")
