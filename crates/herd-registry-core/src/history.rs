@@ -2,7 +2,6 @@
 //! its stream resumes from the revision after the last event it saw, with no gap and no
 //! duplicate. What is dropped is announced by `compacted_revision`, never silently skipped.
 
-
 use serde::{Deserialize, Serialize};
 
 use crate::command::Event;

@@ -1,6 +1,6 @@
 //! herd's control plane: the Raft-replicated registry (`herd server`). It owns consensus
-//! (openraft), durable storage (its own write-ahead log + snapshot files), the HTTP/JSON API under /v1/,
-//! leases, watches and cluster membership.
+//! (openraft), durable storage (its own write-ahead log + snapshot files), the HTTP/JSON
+//! API under /v1/, leases, watches and cluster membership.
 //!
 //! It must not know the gateway or the agent: they are clients of its API like any other.
 //! The state machine's logic lives in `herd-registry-core` (pure, deterministic); this crate
