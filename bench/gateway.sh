@@ -3,28 +3,34 @@
 # servers, same worker count, interleaved rounds (A B C A B C ...), bounded durations.
 #
 #   bench/gateway.sh [--workers N] [--rounds R] [--duration SECONDS] [--scenarios a,b,...]
+#                    [--syscalls]
 #
 # Scenarios: ka64 ka256 (HTTP/1.1 keep-alive, small response, 64/256 connections), close
 # (a new connection per request), 1m (1 MiB responses), https (TLS termination, keep-alive),
 # h2 (HTTP/2 over TLS, h2load), tcp (L4 relay of keep-alive HTTP), idle (memory held per
 # idle keep-alive client connection, 10,000 of them).
 #
+# --syscalls also counts each proxy's system calls per request, by name, with `perf stat`
+# on the kernel's syscall tracepoints (cheap enough not to change what it counts).
+#
 # Prints a Markdown table of medians (min-max) and herd/HAProxy, herd/nginx ratios, and
 # writes raw results to $WORK/results.jsonl.
 source "$(dirname "$0")/lib.sh"
 
-WORKERS=1; ROUNDS=3; DURATION=10; SCENARIOS="ka64,ka256,close,1m,https,h2,tcp,idle"
+WORKERS=1; ROUNDS=3; DURATION=10; SCENARIOS="ka64,ka256,close,1m,https,h2,tcp,idle"; SYSCALLS=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --workers) WORKERS=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --scenarios) SCENARIOS=$2; shift 2 ;;
+    --syscalls) SYSCALLS=1; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 
 ensure_packages wrk nginx haproxy h2load
+[ "$SYSCALLS" = 1 ] && ensure_packages perf
 build_herd
 # As many descriptors as this shell may have; HAProxy wants two per connection it accepts.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -69,12 +75,25 @@ RESULTS="$WORK/results.jsonl"
 : > "$RESULTS"
 HZ=$(getconf CLK_TCK)
 
-# record SYSTEM SCENARIO ROUND JSON_FROM_LOADGEN CPU_TICKS RSS_KIB SYS_TICKS
+# The system calls a proxy makes on the path of a request; the total counts every one.
+SYSCALL_NAMES="read write readv writev recvfrom sendto recvmsg sendmsg epoll_wait epoll_pwait epoll_ctl accept4 connect close shutdown setsockopt getsockopt getsockname getpeername ioctl fcntl futex"
+SYSCALL_EVENTS="raw_syscalls:sys_enter$(for n in $SYSCALL_NAMES; do printf ',syscalls:sys_enter_%s' "$n"; done)"
+
+# record SYSTEM SCENARIO ROUND JSON_FROM_LOADGEN CPU_TICKS RSS_KIB SYS_TICKS [PERF_STAT_CSV]
 record() {
   python3 - "$@" "$HZ" >> "$RESULTS" <<'PY'
 import json, sys
-sysname, sc, rnd, line, ticks, rss, sys_ticks, hz = sys.argv[1:]
+sysname, sc, rnd, line, ticks, rss, sys_ticks = sys.argv[1:8]
+perf_csv, hz = (sys.argv[8], sys.argv[9]) if len(sys.argv) > 9 else ("", sys.argv[8])
 r = json.loads(line)
+if perf_csv:
+    counts = {}
+    for row in open(perf_csv):
+        f = row.strip().split(",")
+        if len(f) > 2 and f[0].replace(".", "").isdigit():
+            name = f[2].split(":")[-1].replace("sys_enter_", "").replace("sys_enter", "total")
+            counts[name] = counts.get(name, 0) + int(float(f[0]))
+    r["syscalls_per_req"] = {k: v / max(r["requests"], 1) for k, v in counts.items()}
 secs = r["duration_us"] / 1e6
 r.update(system=sysname, scenario=sc, round=int(rnd), rps=r["requests"] / secs,
          cpu_s=int(ticks) / int(hz), sys_s=int(sys_ticks) / int(hz), rss_kib=int(rss))
@@ -97,7 +116,13 @@ run_load() { # system scenario round
   esac
   local pids; pids=$(proc_pids "$sys")
   local t0; t0=$(cpu_ticks $pids); local k0; k0=$(sys_ticks $pids)
-  local line
+  local line perf_pid="" perf_csv=""
+  if [ "$SYSCALLS" = 1 ]; then
+    perf_csv="$WORK/perf-$sys-$sc-$round.csv"
+    perf stat -x, -o "$perf_csv" -e "$SYSCALL_EVENTS" -p "$(echo $pids | tr ' ' ,)" &
+    perf_pid=$!
+    sleep 0.5  # attached before the first request
+  fi
   if [ "$sc" = h2 ]; then
     # 16 connections x 16 concurrent streams; h2load has no percentiles, so p50 is the mean.
     local out
@@ -107,7 +132,8 @@ run_load() { # system scenario round
     line=$(wrk -t1 -c"$conns" -d"${DURATION}s" --timeout 5s "${extra[@]}" -s "$BENCH_DIR/report.lua" "$url" | tail -n 1)
   fi
   local t1; t1=$(cpu_ticks $pids); local k1; k1=$(sys_ticks $pids)
-  record "$sys" "$sc" "$round" "$line" "$((t1 - t0))" "$(rss_kib $pids)" "$((k1 - k0))"
+  if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; fi
+  record "$sys" "$sc" "$round" "$line" "$((t1 - t0))" "$(rss_kib $pids)" "$((k1 - k0))" $perf_csv
 }
 
 # Memory held per idle keep-alive client connection: open N connections, send one request on

@@ -32,6 +32,7 @@ ensure_packages() {
       etcd) command -v etcd >/dev/null || missing+=(etcd-server)
             command -v etcdctl >/dev/null || missing+=(etcd-client) ;;
       h2load) command -v h2load >/dev/null || missing+=(nghttp2-client) ;;
+      perf) command -v perf >/dev/null || missing+=(linux-perf) ;;
     esac
   done
   if [ ${#missing[@]} -gt 0 ]; then

@@ -78,3 +78,17 @@ if idle:
     for sysname in ["herd", "haproxy", "nginx"]:
         for r in (r for r in idle if r["system"] == sysname):
             print(f"| idle | {sysname} | {r['conns']} | {r['rss_before_kib'] / 1024:.1f} | {r['rss_after_kib'] / 1024:.1f} | {r['kib_per_conn']:.1f} |")
+
+sys_rows = [(sc, sysname, rs) for sc in scenarios for sysname in ["herd", "haproxy", "nginx"]
+            for rs in [by.get((sc, sysname))] if rs and all("syscalls_per_req" in r for r in rs)]
+if sys_rows:
+    names = ["total"] + sorted({k for _, _, rs in sys_rows for r in rs for k, v in r["syscalls_per_req"].items()
+                                if k != "total" and v >= 0.01})
+    print()
+    print("System calls per request (perf stat on the syscall tracepoints; median of the rounds):")
+    print()
+    print("| scenario | system | " + " | ".join(names) + " |")
+    print("|---|---|" + "---|" * len(names))
+    for sc, sysname, rs in sys_rows:
+        cells = [f"{stat([r['syscalls_per_req'].get(n, 0.0) for r in rs])[0]:.2f}" for n in names]
+        print(f"| {sc} | {sysname} | " + " | ".join(cells) + " |")
