@@ -51,7 +51,7 @@ pub async fn serve(
     w: Rc<Worker>,
     li: usize,
     mut stream: TcpStream,
-    initial: Vec<u8>,
+    initial: BytesMut,
     conn: ClientConn,
     slot: ConnSlot,
     timeouts: HttpTimeouts,
@@ -62,16 +62,16 @@ pub async fn serve(
     } = timeouts;
     let conn = Rc::new(conn);
     let mut stop = w.shared.shutdown.subscribe();
-    let mut buf = BytesMut::from(&initial[..]);
-    drop(initial);
+    let mut buf = initial;
     loop {
         if buf.is_empty() {
-            // Idle between requests: give the buffer's memory back while we wait.
+            // Idle between requests: no buffer while we wait, and only idle_timeout
+            // bounds the wait. The head's own deadline starts with its first bytes.
             buf = BytesMut::new();
             tokio::select! {
-                r = tokio::time::timeout(idle_timeout, stream.readable()) => match r {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) | Err(_) => return,
+                r = tokio::time::timeout(idle_timeout, read_first(&mut stream, &mut buf)) => match r {
+                    Ok(Ok(n)) if n > 0 => {}
+                    Ok(_) | Err(_) => return,
                 },
                 _ = stop.wait_for(|s| *s) => return,
             }
@@ -129,6 +129,26 @@ pub async fn serve(
         if !keep_alive {
             let _ = stream.shutdown().await;
             return;
+        }
+    }
+}
+
+/// Waits for the socket to be readable, then reads what is there into `buf` (empty),
+/// allocating it only then: a silent connection holds no buffer. 0 at end of stream.
+///
+/// Readiness is not proof of data: tokio keeps a socket marked readable after a read that
+/// returned bytes, so a wait for readiness alone can end at once with nothing to read.
+/// Cancel-safe: nothing is read at the await point.
+pub(crate) async fn read_first(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    loop {
+        stream.readable().await?;
+        buf.reserve(READ_CHUNK);
+        match stream.try_read_buf(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => *buf = BytesMut::new(),
+            r => return r,
         }
     }
 }

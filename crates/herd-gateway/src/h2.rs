@@ -1,13 +1,14 @@
 //! HTTP/2: towards clients, h2 chosen by ALPN on https listeners and h2c with prior
-//! knowledge on plain ones; towards h2c servers, the request shape HTTP/2 wants. The
-//! connection preface is sniffed on plain listeners, so an HTTP/1.1 connection keeps
-//! hyper's http1 server as before (one peek per connection, nothing per request).
+//! knowledge on plain ones; towards h2c servers, the request shape HTTP/2 wants. On plain
+//! listeners the first bytes read decide: the HTTP/2 preface, or an HTTP/1.1 request for
+//! our own loop, which keeps them (no peek: a syscall less per connection).
 //! Every HTTP/2 stream goes through the same proxy path as an HTTP/1.1 request.
 
 use crate::body::UpstreamBody;
 use crate::proxy;
 use crate::stream::Prefixed;
 use crate::worker::{ClientConn, ConnSlot, HttpTimeouts, Worker};
+use bytes::BytesMut;
 use http::header::{self, HeaderValue};
 use http::{Request, Uri, Version};
 use hyper::service::service_fn;
@@ -38,11 +39,12 @@ pub async fn serve_plain(
     w: Rc<Worker>,
     li: usize,
     mut stream: TcpStream,
-    mut rest: Vec<u8>,
+    rest: Vec<u8>,
     conn: ClientConn,
     slot: ConnSlot,
 ) {
     let timeouts = HttpTimeouts::of(&w, li);
+    let mut rest = BytesMut::from(&rest[..]);
     let h2 = match tokio::time::timeout(
         timeouts.idle,
         sniff(&mut stream, &mut rest, timeouts.head_read),
@@ -61,29 +63,25 @@ pub async fn serve_plain(
         (false, _) => crate::h1_server::serve(w, li, stream, rest, conn, slot, timeouts).await,
         // Boxed: inline, the HTTP/2 server's state would size every HTTP/1 connection.
         (true, true) => Box::pin(serve_h2(w, li, stream, conn, slot)).await,
-        (true, false) => Box::pin(serve_h2(w, li, Prefixed::new(rest, stream), conn, slot)).await,
+        (true, false) => {
+            let rest = rest.to_vec();
+            Box::pin(serve_h2(w, li, Prefixed::new(rest, stream), conn, slot)).await
+        }
     }
 }
 
-/// Does the connection start with the HTTP/2 preface? Peeks when nothing was read yet
-/// (the usual case: one syscall, nothing consumed); reads into `buf` only when a client
-/// split the preface's first bytes over several packets. Once bytes have come, the rest
-/// of the preface must come within `head_read` (a TimedOut error): the same slowloris
-/// bound as an HTTP/1 head.
+/// Does the connection start with the HTTP/2 preface? Reads into `buf` (which then goes
+/// to whichever server serves the connection) until its bytes decide. The buffer is
+/// allocated only once the socket is readable, so a client that connects and sends
+/// nothing costs no buffer. Once bytes have come, the rest of the preface must come
+/// within `head_read` (a TimedOut error): the same slowloris bound as an HTTP/1 head.
 async fn sniff(
     stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
+    buf: &mut BytesMut,
     head_read: Duration,
 ) -> std::io::Result<bool> {
-    if buf.is_empty() {
-        let mut peek = [0u8; PREFACE.len()];
-        let n = stream.peek(&mut peek).await?;
-        if n == 0 || !PREFACE.starts_with(&peek[..n]) {
-            return Ok(false);
-        }
-        if n == PREFACE.len() {
-            return Ok(true);
-        }
+    if buf.is_empty() && crate::h1_server::read_first(stream, buf).await? == 0 {
+        return Ok(false);
     }
     let deadline = tokio::time::Instant::now() + head_read;
     loop {
@@ -94,14 +92,12 @@ async fn sniff(
         if have == PREFACE.len() {
             return Ok(true);
         }
-        let mut chunk = [0u8; PREFACE.len()];
-        let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk[..PREFACE.len() - have]))
+        let n = tokio::time::timeout_at(deadline, stream.read_buf(buf))
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
         if n == 0 {
             return Ok(false);
         }
-        buf.extend_from_slice(&chunk[..n]);
     }
 }
 
@@ -228,6 +224,8 @@ mod tests {
         assert!(out.headers().get("te").is_none());
     }
 
+    /// Whatever the verdict, every byte read stays in the buffer for the server that
+    /// takes the connection.
     #[tokio::test]
     async fn sniff_tells_preface_from_http1_even_when_split() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -238,6 +236,7 @@ mod tests {
             (vec![&PREFACE[..3], &PREFACE[3..]], true),
             (vec![&b"PR"[..], &b"X"[..]], false),
         ] {
+            let sent: Vec<u8> = parts.concat();
             let client = tokio::spawn(async move {
                 use tokio::io::AsyncWriteExt;
                 let mut c = TcpStream::connect(addr).await.unwrap();
@@ -249,10 +248,10 @@ mod tests {
                 c
             });
             let (mut s, _) = l.accept().await.unwrap();
-            let mut buf = Vec::new();
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            let mut buf = BytesMut::new();
             let got = sniff(&mut s, &mut buf, Duration::from_secs(10)).await;
             assert_eq!(got.unwrap(), want);
+            assert_eq!(&buf[..], &sent[..]);
             drop(client.await.unwrap());
         }
     }
@@ -270,7 +269,7 @@ mod tests {
         });
         let (mut s, _) = l.accept().await.unwrap();
         let _c = client.await.unwrap();
-        let mut buf = Vec::new();
+        let mut buf = BytesMut::new();
         let err = sniff(&mut s, &mut buf, Duration::from_millis(100))
             .await
             .unwrap_err();

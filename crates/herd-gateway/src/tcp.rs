@@ -29,6 +29,7 @@ pub async fn serve(
     li: usize,
     mut stream: TcpStream,
     peer: SocketAddr,
+    local: SocketAddr,
     _slot: ConnSlot,
 ) {
     let (mut group, idle_timeout, accept_proxy, name, by_sni) = {
@@ -48,7 +49,6 @@ pub async fn serve(
             !state.sni_routes.is_empty(),
         )
     };
-    let local = stream.local_addr().unwrap_or(peer);
     let (client, destination, mut early) = if accept_proxy {
         match worker::accept_proxy_header(&w, li, &mut stream, peer, local).await {
             Some(x) => x,

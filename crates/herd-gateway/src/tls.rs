@@ -184,6 +184,7 @@ pub async fn serve(
     li: usize,
     mut stream: TcpStream,
     peer: SocketAddr,
+    local: SocketAddr,
     slot: ConnSlot,
 ) {
     let (tls, accept_proxy) = {
@@ -199,7 +200,6 @@ pub async fn serve(
     let Some(tls) = tls else {
         return;
     };
-    let local = stream.local_addr().unwrap_or(peer);
     let (client, local, rest) = if accept_proxy {
         match accept_proxy_header(&w, li, &mut stream, peer, local).await {
             Some(found) => found,

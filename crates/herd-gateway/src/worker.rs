@@ -154,10 +154,19 @@ async fn run(index: usize, shared: Arc<Shared>, sockets: ListenerSockets) {
 
 async fn accept_loop(w: Rc<Worker>, li: usize, listener: TcpListener) {
     let mut stop = w.shared.shutdown.subscribe();
+    // Bound to one address, every connection's local address is that one: no
+    // getsockname per connection. A wildcard bind has to ask.
+    let bound = listener
+        .local_addr()
+        .ok()
+        .filter(|a| !a.ip().is_unspecified());
     loop {
         tokio::select! {
             r = listener.accept() => match r {
-                Ok((stream, peer)) => admit(&w, li, stream, peer),
+                Ok((stream, peer)) => {
+                    let local = bound.unwrap_or_else(|| stream.local_addr().unwrap_or(peer));
+                    admit(&w, li, stream, peer, local)
+                }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning on the error.
                     tracing::warn!(error = %e, "accept failed");
@@ -171,7 +180,7 @@ async fn accept_loop(w: Rc<Worker>, li: usize, listener: TcpListener) {
 
 /// Take a slot under `max_connections` (or close at once) and start the listener's kind
 /// of session. The listener set never changes without a restart, so its protocol is fixed.
-fn admit(w: &Rc<Worker>, li: usize, stream: TcpStream, peer: SocketAddr) {
+fn admit(w: &Rc<Worker>, li: usize, stream: TcpStream, peer: SocketAddr, local: SocketAddr) {
     let snap = w.shared.snapshot.load();
     let (Some(cfg), Some(stats)) = (
         snap.config.listeners.get(li),
@@ -196,13 +205,13 @@ fn admit(w: &Rc<Worker>, li: usize, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     match cfg.protocol {
         Protocol::Http => {
-            tokio::task::spawn_local(serve_http(w.clone(), li, stream, peer, slot));
+            tokio::task::spawn_local(serve_http(w.clone(), li, stream, peer, local, slot));
         }
         Protocol::Https => {
-            tokio::task::spawn_local(crate::tls::serve(w.clone(), li, stream, peer, slot));
+            tokio::task::spawn_local(crate::tls::serve(w.clone(), li, stream, peer, local, slot));
         }
         Protocol::Tcp => {
-            tokio::task::spawn_local(crate::tcp::serve(w.clone(), li, stream, peer, slot));
+            tokio::task::spawn_local(crate::tcp::serve(w.clone(), li, stream, peer, local, slot));
         }
     }
 }
@@ -277,6 +286,7 @@ async fn serve_http(
     li: usize,
     mut stream: TcpStream,
     peer: SocketAddr,
+    local: SocketAddr,
     slot: ConnSlot,
 ) {
     let accept_proxy = w
@@ -287,7 +297,6 @@ async fn serve_http(
         .listeners
         .get(li)
         .is_some_and(|l| l.accept_proxy_protocol);
-    let local = stream.local_addr().unwrap_or(peer);
     if accept_proxy {
         let Some((client, local, rest)) =
             accept_proxy_header(&w, li, &mut stream, peer, local).await
