@@ -136,9 +136,11 @@ pub async fn serve(
 /// Waits for the socket to be readable, then reads what is there into `buf` (empty),
 /// allocating it only then: a silent connection holds no buffer. 0 at end of stream.
 ///
-/// Readiness is not proof of data: tokio keeps a socket marked readable after a read that
-/// returned bytes, so a wait for readiness alone can end at once with nothing to read.
-/// Cancel-safe: nothing is read at the await point.
+/// Readiness is not proof of data (tokio keeps a socket marked readable after a peek or
+/// a read that filled the buffer), so the read may find nothing: then the buffer goes
+/// back and the wait starts again. The read is one poll of `read_buf`, not `try_read`:
+/// a short read clears the readiness there, so the next wait really waits instead of
+/// costing a read that finds nothing. Cancel-safe: nothing is read at an await point.
 pub(crate) async fn read_first(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
@@ -146,9 +148,16 @@ pub(crate) async fn read_first(
     loop {
         stream.readable().await?;
         buf.reserve(READ_CHUNK);
-        match stream.try_read_buf(buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => *buf = BytesMut::new(),
-            r => return r,
+        let polled = {
+            let mut read = std::pin::pin!(stream.read_buf(buf));
+            std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(std::future::Future::poll(read.as_mut(), cx))
+            })
+            .await
+        };
+        match polled {
+            std::task::Poll::Ready(r) => return r,
+            std::task::Poll::Pending => *buf = BytesMut::new(),
         }
     }
 }
