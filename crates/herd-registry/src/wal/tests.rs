@@ -20,6 +20,17 @@ fn read_all(wal: &Wal, start: u64, end: u64) -> Vec<Vec<u8>> {
     read_pieces(&wal.plan_read(start, end, usize::MAX)).expect("read")
 }
 
+/// Entries 1..=15 in tiny segments named 1, 6 and 11, five entries each.
+fn three_segments(name: &str) -> (PathBuf, Wal) {
+    let dir = tmp(name);
+    let (mut wal, _) = Wal::open(&dir, None, 64).expect("open");
+    for start in [1, 6, 11] {
+        append_range(&mut wal, start..start + 5);
+    }
+    assert_eq!(segment_files(&dir), vec![1, 6, 11]);
+    (dir, wal)
+}
+
 fn segment_files(dir: &Path) -> Vec<u64> {
     let mut v: Vec<u64> = std::fs::read_dir(dir)
         .expect("dir")
@@ -148,11 +159,7 @@ fn purge_past_the_end_starts_over_at_the_next_index() {
 
 #[test]
 fn truncate_removes_the_suffix_durably_across_segments() {
-    let dir = tmp("truncate");
-    let (mut wal, _) = Wal::open(&dir, None, 64).expect("open");
-    for start in [1, 6, 11] {
-        append_range(&mut wal, start..start + 5);
-    }
+    let (dir, mut wal) = three_segments("truncate");
     wal.truncate(8).expect("truncate");
     assert_eq!(wal.last_index(), Some(7));
     assert_eq!(segment_files(&dir), vec![1, 6]);
@@ -179,11 +186,7 @@ fn truncate_removes_the_suffix_durably_across_segments() {
 
 #[test]
 fn a_torn_tail_is_cut_and_later_segments_dropped() {
-    let dir = tmp("torn");
-    let (mut wal, _) = Wal::open(&dir, None, 64).expect("open");
-    for start in [1, 6, 11] {
-        append_range(&mut wal, start..start + 5);
-    }
+    let (dir, wal) = three_segments("torn");
     drop(wal);
     // A crash mid-write: segment 6 loses the last bytes of its last record.
     let seg6 = dir.join(format!("{:020}.wal", 6));
@@ -227,11 +230,7 @@ fn a_flipped_bit_ends_the_log_at_that_record() {
 
 #[test]
 fn a_hole_after_the_purge_point_is_an_error_naming_the_file() {
-    let dir = tmp("gap");
-    let (mut wal, _) = Wal::open(&dir, None, 64).expect("open");
-    for start in [1, 6, 11] {
-        append_range(&mut wal, start..start + 5);
-    }
+    let (dir, wal) = three_segments("gap");
     drop(wal);
     std::fs::remove_file(dir.join(format!("{:020}.wal", 6))).expect("rm");
     let err = Wal::open(&dir, None, 64).err().expect("gap");
