@@ -119,10 +119,17 @@ pub async fn serve(
             stats.count_request(Version::HTTP_11);
         }
         let head_request = req.method() == Method::HEAD;
-        let Ok(resp) = proxy::handle(w.clone(), li, conn.clone(), req).await;
+        // Pinned in place: `.await` on the call itself would store the future twice in
+        // this one's state and copy it (kilobytes) per request.
+        let Ok(resp) = std::pin::pin!(proxy::handle(w.clone(), li, conn.clone(), req)).await;
         let stopping = *stop.borrow();
         let keep_alive = keep_alive && !stopping;
-        if let Err(e) = write_response(&mut stream, resp, head_request, keep_alive).await {
+        let written = {
+            let written =
+                std::pin::pin!(write_response(&mut stream, resp, head_request, keep_alive));
+            written.await
+        };
+        if let Err(e) = written {
             tracing::debug!(client = %conn.client, error = %e, "client connection ended with an error");
             return;
         }

@@ -61,7 +61,7 @@ impl Sender {
         req: http::Request<UpstreamBody>,
     ) -> Result<(http::Response<FromServer>, Option<Sender>), SendError> {
         match self {
-            Sender::H1(conn) => match conn.send(req).await {
+            Sender::H1(conn) => match std::pin::pin!(conn.send(req)).await {
                 Ok(resp) => Ok((resp.map(FromServer::H1), None)),
                 Err(h1_upstream::SendError::Unsent(req, _)) => Err(SendError::Unsent(req)),
                 Err(h1_upstream::SendError::ClientBody(e)) => {

@@ -92,7 +92,8 @@ pub async fn handle(
             return Ok(refuse(Some(&route), refusal, log));
         }
     }
-    Ok(forward(&w, route, &conn, parts, body, log).await)
+    // Pinned in place, as the request's other large futures are: see h1_server::serve.
+    Ok(std::pin::pin!(forward(&w, route, &conn, parts, body, log)).await)
 }
 
 #[derive(Debug)]
@@ -236,7 +237,7 @@ async fn forward(
         };
         let in_flight = slot.take().unwrap_or_else(|| InFlight::begin(server));
         let sent_at = clock::now_nanos();
-        match tokio::time::timeout(timeout, sender.send(request)).await {
+        match std::pin::pin!(tokio::time::timeout(timeout, sender.send(request))).await {
             Ok(Ok((mut resp, sender))) => {
                 let owner = private.is_some().then(|| conn.clone());
                 // A 101 takes the server connection for the tunnel: it never returns to the pool.
