@@ -1,7 +1,7 @@
-//! Our own HTTP/1.1 server loop for plain client connections, for the requests that make
-//! up nearly all proxied traffic: HTTP/1.1 without a body. An idle connection holds no
-//! buffer (hyper keeps 16 KiB per connection, which was half the gateway's memory per
-//! idle keep-alive connection), and a request costs no dispatcher.
+//! Our own HTTP/1.1 server loop for client connections, plain or TLS, for the requests
+//! that make up nearly all proxied traffic: HTTP/1.1 without a body. An idle plain
+//! connection holds no buffer (hyper keeps 16 KiB per connection, which was half the
+//! gateway's memory per idle keep-alive connection), and a request costs no dispatcher.
 //!
 //! Anything else — a request body, `Expect`, `Upgrade`, HTTP/1.0, a head we cannot parse
 //! or a very large one — is handed, with every byte read so far, to hyper's server for
@@ -21,10 +21,11 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::rc::Rc;
 use std::time::SystemTime;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const MAX_HEADERS: usize = 100;
@@ -44,13 +45,48 @@ enum Next {
     HandOff,
 }
 
-/// Serve a plain HTTP/1.x connection until it ends, the gateway stops, or a request needs
+/// A client connection this loop can serve: plain TCP, or TLS over it.
+pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Waits for the next request's first bytes and reads them into `buf` (empty).
+    /// 0 at end of stream. Cancel-safe.
+    fn read_next<'a>(
+        &'a mut self,
+        buf: &'a mut BytesMut,
+    ) -> impl Future<Output = io::Result<usize>> + 'a;
+}
+
+impl ClientStream for TcpStream {
+    fn read_next<'a>(
+        &'a mut self,
+        buf: &'a mut BytesMut,
+    ) -> impl Future<Output = io::Result<usize>> + 'a {
+        read_first(self, buf)
+    }
+}
+
+impl<I> ClientStream for tokio_rustls::server::TlsStream<I>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    /// Through the TLS stream, with a buffer while idle: rustls may already hold the next
+    /// request, decrypted from a record that came with the last one, where the socket's
+    /// readiness would not show it. rustls keeps buffers of its own per connection anyway.
+    fn read_next<'a>(
+        &'a mut self,
+        buf: &'a mut BytesMut,
+    ) -> impl Future<Output = io::Result<usize>> + 'a {
+        buf.reserve(READ_CHUNK);
+        self.read_buf(buf)
+    }
+}
+
+/// Serve an HTTP/1.x connection until it ends, the gateway stops, or a request needs
 /// hyper. `initial` holds bytes already read (past a PROXY header, or while sniffing for
-/// HTTP/2); `timeouts` are the listener's, as `serve_plain` read them.
-pub async fn serve(
+/// HTTP/2); `timeouts` are the listener's.
+pub async fn serve<S: ClientStream>(
     w: Rc<Worker>,
     li: usize,
-    mut stream: TcpStream,
+    mut stream: S,
     initial: BytesMut,
     conn: ClientConn,
     slot: ConnSlot,
@@ -69,7 +105,7 @@ pub async fn serve(
             // bounds the wait. The head's own deadline starts with its first bytes.
             buf = BytesMut::new();
             tokio::select! {
-                r = tokio::time::timeout(idle_timeout, read_first(&mut stream, &mut buf)) => match r {
+                r = tokio::time::timeout(idle_timeout, stream.read_next(&mut buf)) => match r {
                     Ok(Ok(n)) if n > 0 => {}
                     Ok(_) | Err(_) => return,
                 },
@@ -245,8 +281,8 @@ enum Framing {
 
 /// Write a response: status line, headers (with Date, and the framing the body needs),
 /// then the body, gathered so a small response is one write.
-async fn write_response(
-    stream: &mut TcpStream,
+async fn write_response<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     resp: Response<ProxyBody>,
     head_request: bool,
     keep_alive: bool,
@@ -295,7 +331,7 @@ async fn write_response(
         // Dropping the body settles it: an empty upstream body still returns its
         // connection to the pool.
         drop(body);
-        return stream.write_all(&out).await;
+        return write_last(stream, &out).await;
     }
     while !body.is_end_stream() {
         let Some(frame) = body.frame().await else {
@@ -326,7 +362,7 @@ async fn write_response(
                 if let (Ok(trailers), Framing::Chunked) = (frame.into_trailers(), framing) {
                     encode_last_chunk(&mut out, Some(&trailers));
                     drop(body);
-                    return stream.write_all(&out).await;
+                    return write_last(stream, &out).await;
                 }
             }
         }
@@ -338,7 +374,14 @@ async fn write_response(
     if framing == Framing::Chunked {
         encode_last_chunk(&mut out, None);
     }
-    stream.write_all(&out).await
+    write_last(stream, &out).await
+}
+
+/// A response's last bytes, flushed: a TLS stream may hold records back until asked (for
+/// plain TCP the flush costs nothing).
+async fn write_last<S: AsyncWrite + Unpin>(stream: &mut S, out: &[u8]) -> io::Result<()> {
+    stream.write_all(out).await?;
+    stream.flush().await
 }
 
 thread_local! {

@@ -6,7 +6,8 @@
 
 use crate::snapshot::BuildError;
 use crate::stream::Prefixed;
-use crate::worker::{accept_proxy_header, serve_hyper, ClientConn, ConnSlot, Worker};
+use crate::worker::{accept_proxy_header, ClientConn, ConnSlot, Worker};
+use bytes::BytesMut;
 use herd_config::CertificateFiles;
 use http::header::HeaderValue;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -246,7 +247,10 @@ async fn handshake<I>(
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
         crate::h2::serve_h2(w, li, stream, conn, slot).await;
     } else {
-        serve_hyper(w, li, stream, Rc::new(conn), slot).await;
+        // Our HTTP/1.1 loop, as for plain clients; it hands what it does not serve to hyper.
+        let timeouts = crate::worker::HttpTimeouts::of(&w, li);
+        let serve = crate::h1_server::serve(w, li, stream, BytesMut::new(), conn, slot, timeouts);
+        std::pin::pin!(serve).await;
     }
 }
 

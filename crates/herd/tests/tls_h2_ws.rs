@@ -334,6 +334,81 @@ async fn reload_serves_new_certificates_and_refuses_bad_ones() {
     assert_eq!(h1_get(tls, "a.example.com", "/").await.2, "app");
 }
 
+/// HTTPS clients get the same HTTP/1.1 loop as plain ones: keep-alive, two requests in one
+/// TLS record (rustls holds the second already decrypted, which the socket's readiness
+/// does not show), a request with a body handed on to hyper mid-connection, and a large
+/// response that must be flushed out of rustls whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_keep_alive_pipelining_bodies_and_large_responses() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = Backend::start("app");
+    let pki = Pki::new();
+    let gw = start_https(&pki.leaf(&["a.example.com"]), &app);
+    let cfg = pki.client_config(&[b"http/1.1"], false);
+    let (mut tls, _) = tls_connect(gw.listeners["secure"], "a.example.com", cfg)
+        .await
+        .unwrap();
+
+    // Two requests in one write, so one TLS record: both answered, in order.
+    tls.write_all(
+        b"GET /one HTTP/1.1\r\nHost: a.example.com\r\n\r\n\
+          GET /headers HTTP/1.1\r\nHost: a.example.com\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline, tls.read(&mut chunk))
+            .await
+            .expect("both pipelined responses within 10 s")
+            .unwrap();
+        assert!(
+            n > 0,
+            "connection closed after {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        // The second response is JSON: complete once its body closes.
+        if text.matches("HTTP/1.1 200 OK").count() == 2 && text.ends_with('}') {
+            break text;
+        }
+    };
+    let first = text.find("\r\n\r\napp").expect("the first answer's body");
+    let second = text
+        .find("x-forwarded-proto")
+        .expect("the second answer's body");
+    assert!(first < second, "answers out of order: {text}");
+    assert!(text.contains(r#""x-forwarded-proto":"https""#), "{text}");
+
+    // Same connection: a body (hyper's part from here on), then 1 MiB back.
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::post("/echo")
+        .header("host", "a.example.com")
+        .body(http_body_util::Full::new(Bytes::from_static(
+            b"hello over tls",
+        )))
+        .unwrap();
+    let (status, _, body) = read(send.send_request(req).await.unwrap()).await;
+    assert_eq!((status, body.as_str()), (200, "hello over tls"));
+    let req = http::Request::get("/bytes?n=1048576")
+        .header("host", "a.example.com")
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    send.ready()
+        .await
+        .expect("the connection stays open after the echo");
+    let (status, _, body) = read(send.send_request(req).await.unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(body.len(), 1_048_576);
+    assert!(body.bytes().all(|b| b == b'x'));
+}
+
 fn https_config(cert: &str, key: &str, app: &Backend) -> String {
     format!(
         "[[listeners]]\nname = \"secure\"\nprotocol = \"https\"\nbind = \"127.0.0.1:0\"\n\
