@@ -99,17 +99,31 @@ pub async fn serve<S: ClientStream>(
     let conn = Rc::new(conn);
     let mut stop = w.shared.shutdown.subscribe();
     let mut buf = initial;
+    // One idle timer for the connection's life, moved on only when it fires: a timer set
+    // for each wait would cost a timer-wheel insert and removal per request.
+    let mut idle_since = tokio::time::Instant::now();
+    let idle = tokio::time::sleep_until(idle_since + idle_timeout);
+    tokio::pin!(idle);
     loop {
         if buf.is_empty() {
             // Idle between requests: no buffer while we wait, and only idle_timeout
             // bounds the wait. The head's own deadline starts with its first bytes.
             buf = BytesMut::new();
-            tokio::select! {
-                r = tokio::time::timeout(idle_timeout, stream.read_next(&mut buf)) => match r {
-                    Ok(Ok(n)) if n > 0 => {}
-                    Ok(_) | Err(_) => return,
-                },
-                _ = stop.wait_for(|s| *s) => return,
+            loop {
+                tokio::select! {
+                    r = stream.read_next(&mut buf) => match r {
+                        Ok(n) if n > 0 => break,
+                        _ => return,
+                    },
+                    () = &mut idle => {
+                        let due = idle_since + idle_timeout;
+                        if due <= tokio::time::Instant::now() {
+                            return;
+                        }
+                        idle.as_mut().reset(due);
+                    }
+                    _ = stop.wait_for(|s| *s) => return,
+                }
             }
         }
         let deadline = tokio::time::Instant::now() + head_read;
@@ -173,6 +187,7 @@ pub async fn serve<S: ClientStream>(
             let _ = stream.shutdown().await;
             return;
         }
+        idle_since = tokio::time::Instant::now();
     }
 }
 

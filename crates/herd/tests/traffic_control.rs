@@ -992,6 +992,56 @@ async fn body_over_max_body_size_is_413_by_length_and_by_chunks() {
     }
 }
 
+// ---------------------------------------------------------------- idle keep-alive
+
+/// A kept-alive connection is closed after `idle_timeout` of silence counted from its last
+/// answer: requests closer together than that keep it open however long it lives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_timeout_counts_from_the_last_answer() {
+    let b = Backend::start("b1");
+    let gw = Gateway::start(&format!(
+        "{}[[routes]]\nbackend = \"app\"\n\n{}",
+        listener("web", "idle_timeout = \"800ms\""),
+        backend_of("app", &b, "")
+    ));
+    let mut s = connect(gw.listeners["web"]).await;
+    let opened = Instant::now();
+    let mut answered = Instant::now();
+    // Five requests 500 ms apart: 2 s in all, more than twice the timeout.
+    for i in 0..5 {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.ends_with(b"b1") {
+            let n = tokio::time::timeout(IO_TIMEOUT, s.read(&mut buf))
+                .await
+                .expect("an answer in time")
+                .unwrap();
+            assert!(
+                n > 0,
+                "request {i} found the connection closed after {:?}",
+                opened.elapsed()
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+        answered = Instant::now();
+        assert_eq!(status_of(&String::from_utf8_lossy(&got)), 200);
+    }
+    // Then silence: the gateway closes it once the timeout has passed, and soon after.
+    let rest = read_to_close(&mut s, Duration::from_secs(10)).await;
+    let after = answered.elapsed();
+    assert_eq!(rest.as_deref(), Some(""), "closed without another answer");
+    assert!(
+        after >= Duration::from_millis(780) && after < Duration::from_secs(4),
+        "closed {after:?} after the last answer, idle_timeout is 800 ms"
+    );
+}
+
 // ---------------------------------------------------------------- slowloris
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
