@@ -17,14 +17,7 @@ ensure_packages nginx haproxy h2load
 command -v valgrind >/dev/null || { apt-get install -y -qq valgrind >/dev/null; }
 build_herd
 WORKERS=1; MAXCONN=1000
-mkdir -p "$WORK/www" "$WORK/tls"; chmod 755 "$WORK" "$WORK/www"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-  -subj "/CN=bench.local" -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" 2>/dev/null
-cat "$WORK/tls/cert.pem" "$WORK/tls/key.pem" > "$WORK/tls/combined.pem"
-for f in backend-nginx.conf nginx-proxy.conf haproxy.cfg herd.toml; do
-  sed -e "s#__WORK__#$WORK#g" -e "s#__WORKERS__#$WORKERS#g" -e "s#__MAXCONN__#$MAXCONN#g" \
-    "$BENCH_DIR/conf/$f" > "$WORK/$f"
-done
+prepare_proxy_work
 # nginx under valgrind: one process (no master), so the counts are the worker's.
 sed -i 's/^daemon off;/daemon off;\nmaster_process off;/' "$WORK/nginx-proxy.conf"
 

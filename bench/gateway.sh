@@ -38,17 +38,8 @@ NOFILE=$(ulimit -n)
 MAXCONN=$(( (NOFILE - 200) / 2 ))
 IDLE_CONNS=${IDLE_CONNS:-$(( MAXCONN < 10000 ? MAXCONN - 100 : 10000 ))}
 log "work dir $WORK; workers=$WORKERS rounds=$ROUNDS duration=${DURATION}s idle connections=$IDLE_CONNS"
-mkdir -p "$WORK/www" "$WORK/tls"
-chmod 755 "$WORK" "$WORK/www"  # the backend nginx workers run as an unprivileged user
+prepare_proxy_work
 head -c 1048576 /dev/zero | tr '\0' 'x' > "$WORK/www/1m"
-# One self-signed P-256 certificate for all three (ECDSA: what a modern site serves).
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-  -subj "/CN=bench.local" -addext "subjectAltName=DNS:bench.local" \
-  -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" 2>/dev/null
-cat "$WORK/tls/cert.pem" "$WORK/tls/key.pem" > "$WORK/tls/combined.pem"
-
-render() { sed -e "s#__WORK__#$WORK#g" -e "s#__WORKERS__#$WORKERS#g" -e "s#__MAXCONN__#$MAXCONN#g" "$BENCH_DIR/conf/$1" > "$WORK/$1"; }
-for f in backend-nginx.conf nginx-proxy.conf haproxy.cfg herd.toml; do render "$f"; done
 
 nginx -c "$WORK/backend-nginx.conf" -p "$WORK" & PIDS+=($!); BACKEND_PID=$!
 wait_port 127.0.0.1:19101; wait_port 127.0.0.1:19102

@@ -26,15 +26,7 @@ ensure_packages wrk nginx haproxy perf
 build_herd
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 MAXCONN=1000
-mkdir -p "$WORK/www" "$WORK/tls"
-chmod 755 "$WORK" "$WORK/www"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-  -subj "/CN=bench.local" -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" 2>/dev/null
-cat "$WORK/tls/cert.pem" "$WORK/tls/key.pem" > "$WORK/tls/combined.pem"
-for f in backend-nginx.conf nginx-proxy.conf haproxy.cfg herd.toml; do
-  sed -e "s#__WORK__#$WORK#g" -e "s#__WORKERS__#$WORKERS#g" -e "s#__MAXCONN__#$MAXCONN#g" \
-    "$BENCH_DIR/conf/$f" > "$WORK/$f"
-done
+prepare_proxy_work
 
 nginx -c "$WORK/backend-nginx.conf" -p "$WORK" & PIDS+=($!)
 wait_port 127.0.0.1:19101; wait_port 127.0.0.1:19102

@@ -106,3 +106,20 @@ pids_of_group() {
   local pid=$1
   echo "$pid" $(pgrep -P "$pid" || true)
 }
+
+# prepare_proxy_work — what the gateway benchmarks share in $WORK: a self-signed P-256
+# certificate (ECDSA: what a modern site serves) and the four configs from conf/ with
+# WORK, WORKERS and MAXCONN filled in.
+prepare_proxy_work() {
+  mkdir -p "$WORK/www" "$WORK/tls"
+  chmod 755 "$WORK" "$WORK/www"  # the backend nginx workers run as an unprivileged user
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj "/CN=bench.local" -addext "subjectAltName=DNS:bench.local" \
+    -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" 2>/dev/null
+  cat "$WORK/tls/cert.pem" "$WORK/tls/key.pem" > "$WORK/tls/combined.pem"
+  local f
+  for f in backend-nginx.conf nginx-proxy.conf haproxy.cfg herd.toml; do
+    sed -e "s#__WORK__#$WORK#g" -e "s#__WORKERS__#$WORKERS#g" -e "s#__MAXCONN__#$MAXCONN#g" \
+      "$BENCH_DIR/conf/$f" > "$WORK/$f"
+  done
+}
