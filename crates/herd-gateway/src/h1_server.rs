@@ -32,6 +32,8 @@ const MAX_HEADERS: usize = 100;
 /// A head longer than this goes to hyper, which answers 431 past its own limit.
 const MAX_HEAD: usize = 16 * 1024;
 const READ_CHUNK: usize = 4096;
+/// What an idle TLS connection holds to wait for its next request (see `read_next`).
+const TLS_IDLE_READ: usize = 512;
 /// Response bytes gathered before a write; a bigger data frame is written on its own.
 const WRITE_GATHER: usize = 16 * 1024;
 
@@ -68,14 +70,15 @@ impl<I> ClientStream for tokio_rustls::server::TlsStream<I>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    /// Through the TLS stream, with a buffer while idle: rustls may already hold the next
-    /// request, decrypted from a record that came with the last one, where the socket's
-    /// readiness would not show it. rustls keeps buffers of its own per connection anyway.
+    /// Through the TLS stream, with a small buffer while idle: rustls may already hold the
+    /// next request, decrypted from a record that came with the last one, where the
+    /// socket's readiness would not show it. Most heads fit in the small buffer; what
+    /// does not stays in rustls for the head loop's next read.
     fn read_next<'a>(
         &'a mut self,
         buf: &'a mut BytesMut,
     ) -> impl Future<Output = io::Result<usize>> + 'a {
-        buf.reserve(READ_CHUNK);
+        buf.reserve(TLS_IDLE_READ);
         self.read_buf(buf)
     }
 }

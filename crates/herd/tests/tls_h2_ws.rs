@@ -383,6 +383,31 @@ async fn https_keep_alive_pipelining_bodies_and_large_responses() {
     assert!(first < second, "answers out of order: {text}");
     assert!(text.contains(r#""x-forwarded-proto":"https""#), "{text}");
 
+    // A head larger than what an idle TLS connection reads at first: the rest is read on.
+    let long = "a".repeat(3000);
+    tls.write_all(
+        format!("GET /headers HTTP/1.1\r\nHost: a.example.com\r\nX-Long: {long}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    let text = loop {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline, tls.read(&mut chunk))
+            .await
+            .expect("the long head's answer within 10 s")
+            .unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if text.ends_with('}') {
+            break text;
+        }
+    };
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(text.contains(&format!(r#""x-long":"{long}""#)), "{text}");
+
     // Same connection: a body (hyper's part from here on), then 1 MiB back.
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
