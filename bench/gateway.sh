@@ -8,7 +8,7 @@
 # Scenarios: ka64 ka256 (HTTP/1.1 keep-alive, small response, 64/256 connections), close
 # (a new connection per request), 1m (1 MiB responses), https (TLS termination, keep-alive),
 # h2 (HTTP/2 over TLS, h2load), tcp (L4 relay of keep-alive HTTP), idle (memory held per
-# idle keep-alive client connection, 10,000 of them).
+# idle keep-alive client connection, 10,000 of them), idle-tls (the same over HTTPS).
 #
 # --syscalls also counts each proxy's system calls per request, by name, with `perf stat`
 # on the kernel's syscall tracepoints (cheap enough not to change what it counts).
@@ -17,7 +17,7 @@
 # writes raw results to $WORK/results.jsonl.
 source "$(dirname "$0")/lib.sh"
 
-WORKERS=1; ROUNDS=3; DURATION=10; SCENARIOS="ka64,ka256,close,1m,https,h2,tcp,idle"; SYSCALLS=0
+WORKERS=1; ROUNDS=3; DURATION=10; SCENARIOS="ka64,ka256,close,1m,https,h2,tcp,idle,idle-tls"; SYSCALLS=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --workers) WORKERS=$2; shift 2 ;;
@@ -129,20 +129,21 @@ run_load() { # system scenario round
 
 # Memory held per idle keep-alive client connection: open N connections, send one request on
 # each so the proxy has a live HTTP session, then measure RSS growth while they sit idle.
-idle_memory() { # system round
-  local sys=$1 round=$2 n=$IDLE_CONNS
+idle_memory() { # system round scenario (idle, or idle-tls for HTTPS)
+  local sys=$1 round=$2 sc=$3 n=$IDLE_CONNS port=${PORT[$1]} proto=plain
+  [ "$sc" = idle-tls ] && { port=${TLS_PORT[$sys]}; proto=tls; }
   local pids; pids=$(proc_pids "$sys")
   local before; before=$(rss_kib $pids)
-  python3 "$BENCH_DIR/idle_conns.py" 127.0.0.1 "${PORT[$sys]}" "$n" "$WORK/idle-$sys.ready" &
+  python3 "$BENCH_DIR/idle_conns.py" 127.0.0.1 "$port" "$n" "$WORK/idle-$sys.ready" "$proto" &
   local holder=$!
-  for _ in $(seq 1 600); do [ -f "$WORK/idle-$sys.ready" ] && break; sleep 0.1; done
+  for _ in $(seq 1 1800); do [ -f "$WORK/idle-$sys.ready" ] && break; sleep 0.1; done
   sleep 1
   local after; after=$(rss_kib $pids)
   kill "$holder" 2>/dev/null || true; wait "$holder" 2>/dev/null || true
   rm -f "$WORK/idle-$sys.ready"
   local opened; opened=$(cat "$WORK/idle-$sys.count" 2>/dev/null || echo "$n")
-  python3 -c "import json; print(json.dumps(dict(system='$sys', scenario='idle', round=$round, conns=$opened, rss_before_kib=$before, rss_after_kib=$after, kib_per_conn=($after-$before)/max($opened,1))))" >> "$RESULTS"
-  log "idle round $round $sys: $(( after - before )) KiB for $opened connections"
+  python3 -c "import json; print(json.dumps(dict(system='$sys', scenario='$sc', round=$round, conns=$opened, rss_before_kib=$before, rss_after_kib=$after, kib_per_conn=($after-$before)/max($opened,1))))" >> "$RESULTS"
+  log "$sc round $round $sys: $(( after - before )) KiB for $opened connections"
   sleep 2
 }
 
@@ -150,7 +151,10 @@ IFS=, read -ra SCS <<< "$SCENARIOS"
 for sc in "${SCS[@]}"; do
   for round in $(seq 1 "$ROUNDS"); do
     for sys in herd haproxy nginx; do
-      if [ "$sc" = idle ]; then idle_memory "$sys" "$round"; else run_load "$sys" "$sc" "$round"; fi
+      case "$sc" in
+        idle|idle-tls) idle_memory "$sys" "$round" "$sc" ;;
+        *) run_load "$sys" "$sc" "$round" ;;
+      esac
     done
     # The backend alone, once, as the ceiling the proxies are measured against.
     case "$sc" in ka64|ka256|close|1m) [ "$round" = 1 ] && run_load direct "$sc" "$round" ;; esac

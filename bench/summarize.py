@@ -9,7 +9,7 @@ by = defaultdict(list)
 for r in rows:
     by[(r["scenario"], r["system"])].append(r)
 
-ORDER = ["ka64", "ka256", "close", "1m", "https", "h2", "tcp", "idle"]
+ORDER = ["ka64", "ka256", "close", "1m", "https", "h2", "tcp", "idle", "idle-tls"]
 
 def stat(vals):
     vals = sorted(vals)
@@ -24,7 +24,7 @@ print("|---|---|---|---|---|---|---|---|---|")
 scenarios = sorted({s for s, _ in by}, key=lambda s: ORDER.index(s) if s in ORDER else 99)
 ratios = []
 for sc in scenarios:
-    if sc == "idle":
+    if sc.startswith("idle"):
         continue
     med = {}
     for sysname in ["herd", "haproxy", "nginx", "direct"]:
@@ -57,7 +57,7 @@ for sc, other, t, c, p, k in ratios:
     print(f"| {sc} | {other} | {t:.2f}× | {c:.2f}× | {p:.2f}× ({k}) |")
 # Where the CPU goes: user space (the proxy's own code) and the kernel (its syscalls and
 # the loopback TCP work they do), in microseconds per request.
-split = [(sc, sysname, rs) for sc in scenarios if sc != "idle"
+split = [(sc, sysname, rs) for sc in scenarios if not sc.startswith("idle")
          for sysname in ["herd", "haproxy", "nginx"]
          for rs in [by.get((sc, sysname))] if rs and all("sys_s_per_100k" in r for r in rs)]
 if split:
@@ -70,14 +70,15 @@ if split:
         print(f"| {sc} | {sysname} | {total - kernel:.1f} | {kernel:.1f} | {kernel / total:.0%} |")
 # Only the first idle round counts: memory a process touched for the first N connections
 # stays resident (allocators keep it), so later rounds reuse it and read near zero.
-idle = [r for r in rows if r["scenario"] == "idle" and r["round"] == 1]
+idle = [r for r in rows if r["scenario"].startswith("idle") and r["round"] == 1]
 if idle:
     print()
     print("| idle keep-alive connections (first round) | system | connections | RSS before MiB | RSS holding them MiB | KiB per connection |")
     print("|---|---|---|---|---|---|")
-    for sysname in ["herd", "haproxy", "nginx"]:
-        for r in (r for r in idle if r["system"] == sysname):
-            print(f"| idle | {sysname} | {r['conns']} | {r['rss_before_kib'] / 1024:.1f} | {r['rss_after_kib'] / 1024:.1f} | {r['kib_per_conn']:.1f} |")
+    for sc in [s for s in ORDER if s.startswith("idle")]:
+        for sysname in ["herd", "haproxy", "nginx"]:
+            for r in (r for r in idle if r["system"] == sysname and r["scenario"] == sc):
+                print(f"| {sc} | {sysname} | {r['conns']} | {r['rss_before_kib'] / 1024:.1f} | {r['rss_after_kib'] / 1024:.1f} | {r['kib_per_conn']:.1f} |")
 
 sys_rows = [(sc, sysname, rs) for sc in scenarios for sysname in ["herd", "haproxy", "nginx"]
             for rs in [by.get((sc, sysname))] if rs and all("syscalls_per_req" in r for r in rs)]
