@@ -357,6 +357,9 @@ pub fn run(source: ConfigSource, on_ready: impl FnOnce(&Ready)) -> Result<(), Ga
         if let Some(sock) = admin_socket {
             admin::spawn(shared.clone(), sock).map_err(GatewayError::Runtime)?;
         }
+        // Before "ready": a supervisor may signal as soon as it hears it, and until the
+        // handlers exist SIGTERM and SIGHUP still kill the process outright.
+        let signals = Signals::install().map_err(GatewayError::Runtime)?;
         let ready = Ready {
             process_id: shared.process_id.to_string(),
             admin: admin_addr,
@@ -364,7 +367,7 @@ pub fn run(source: ConfigSource, on_ready: impl FnOnce(&Ready)) -> Result<(), Ga
         };
         tracing::info!(process_id = %ready.process_id, workers, "gateway ready");
         on_ready(&ready);
-        wait_for_signals(&shared).await;
+        wait_for_signals(&shared, signals).await;
         Ok::<(), GatewayError>(())
     })?;
 
@@ -385,16 +388,30 @@ pub fn run(source: ConfigSource, on_ready: impl FnOnce(&Ready)) -> Result<(), Ga
     Ok(())
 }
 
-async fn wait_for_signals(shared: &Arc<Shared>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stopping");
-        return;
-    };
+/// The signals the gateway acts on: SIGTERM and SIGINT drain and stop, SIGHUP reloads.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
+async fn wait_for_signals(shared: &Arc<Shared>, signals: Signals) {
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     let mut stop = shared.shutdown.subscribe();
     loop {
         tokio::select! {

@@ -245,13 +245,16 @@ async fn serve(
         dns::spawn(node.clone(), sockets, stop_tx.subscribe());
     }
 
+    // Before "ready": a supervisor may signal as soon as it hears it, and until the
+    // handlers exist SIGTERM kills the process without the orderly stop below.
+    let stop_signals = stop_signals().map_err(RegistryError::Runtime)?;
     on_ready(&ServerReady {
         id: node_file.id,
         addr,
         process_id,
         dns: dns_addr,
     });
-    wait_for_stop().await;
+    wait_for_stop(stop_signals).await;
     tracing::info!("stopping registry node");
     let _ = stop_tx.send(true);
     let _ = raft.shutdown().await;
@@ -270,19 +273,19 @@ fn write_node_file(path: &std::path::Path, f: &NodeFile) -> Result<(), RegistryE
     std::fs::rename(&tmp, path).map_err(|e| data_err(dir, e))
 }
 
-async fn wait_for_stop() {
+/// SIGTERM and SIGINT, the two that stop a node.
+fn stop_signals() -> std::io::Result<[tokio::signal::unix::Signal; 2]> {
     use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => std::future::pending::<()>().await,
+    Ok([
+        signal(SignalKind::terminate())?,
+        signal(SignalKind::interrupt())?,
+    ])
+}
+
+async fn wait_for_stop([mut term, mut int]: [tokio::signal::unix::Signal; 2]) {
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
     }
 }
 

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weighted_round_robin_3_to_1_over_4000_requests() {
@@ -129,6 +130,28 @@ servers = [{{ addr = "{}" }}]
     assert_eq!(seen["x-env"], "test");
     assert!(seen.get("x-secret").is_none());
     assert!(seen.get("x-hop").is_none());
+}
+
+/// SIGTERM the moment the gateway says it is ready still drains and exits 0: the signal
+/// handlers exist before the announcement. (They were installed just after it, and a
+/// supervisor's quick SIGTERM killed the process outright about one time in eight.)
+#[test]
+fn sigterm_right_after_ready_stops_cleanly() {
+    for attempt in 0..50 {
+        let mut gw = Gateway::start(
+            "[gateway]\ndrain_timeout = \"1s\"\n\n[[listeners]]\nname = \"web\"\n\
+             bind = \"127.0.0.1:0\"\n\n[[routes]]\nbackend = \"app\"\n\n\
+             [backends.app]\nservers = [{ addr = \"127.0.0.1:1\" }]\n",
+        );
+        gw.signal("TERM");
+        let code = gw.wait_exit(Duration::from_secs(10));
+        assert_eq!(
+            code,
+            Some(0),
+            "attempt {attempt}: exit {code:?}, stderr:\n{}",
+            gw.stderr()
+        );
+    }
 }
 
 #[test]
