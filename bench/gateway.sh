@@ -8,7 +8,9 @@
 # Scenarios: ka64 ka256 (HTTP/1.1 keep-alive, small response, 64/256 connections), close
 # (a new connection per request), 1m (1 MiB responses), https (TLS termination, keep-alive),
 # h2 (HTTP/2 over TLS, h2load), tcp (L4 relay of keep-alive HTTP), idle (memory held per
-# idle keep-alive client connection, 10,000 of them), idle-tls (the same over HTTPS).
+# idle keep-alive client connection, 10,000 of them), idle-tls (the same over HTTPS; not in
+# the default list: run it on its own, as after idle the proxies would reuse the memory
+# idle's connections left behind and read too low).
 #
 # --syscalls also counts each proxy's system calls per request, by name, with `perf stat`
 # on the kernel's syscall tracepoints (cheap enough not to change what it counts).
@@ -17,7 +19,7 @@
 # writes raw results to $WORK/results.jsonl.
 source "$(dirname "$0")/lib.sh"
 
-WORKERS=1; ROUNDS=3; DURATION=10; SCENARIOS="ka64,ka256,close,1m,https,h2,tcp,idle,idle-tls"; SYSCALLS=0
+WORKERS=1; ROUNDS=3; DURATION=10; SCENARIOS="ka64,ka256,close,1m,https,h2,tcp,idle"; SYSCALLS=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --workers) WORKERS=$2; shift 2 ;;
