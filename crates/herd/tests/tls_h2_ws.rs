@@ -334,13 +334,37 @@ async fn reload_serves_new_certificates_and_refuses_bad_ones() {
     assert_eq!(h1_get(tls, "a.example.com", "/").await.2, "app");
 }
 
+/// Reads from `tls` until what came, as text, satisfies `done` (10 s at most).
+async fn read_until(tls: &mut Tls, what: &str, done: impl Fn(&str) -> bool) -> String {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline, tls.read(&mut chunk))
+            .await
+            .unwrap_or_else(|_| panic!("{what} within 10 s"))
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed waiting for {what}, after {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if done(&text) {
+            return text;
+        }
+    }
+}
+
 /// HTTPS clients get the same HTTP/1.1 loop as plain ones: keep-alive, two requests in one
 /// TLS record (rustls holds the second already decrypted, which the socket's readiness
 /// does not show), a request with a body handed on to hyper mid-connection, and a large
 /// response that must be flushed out of rustls whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_keep_alive_pipelining_bodies_and_large_responses() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let app = Backend::start("app");
     let pki = Pki::new();
     let gw = start_https(&pki.leaf(&["a.example.com"]), &app);
@@ -356,26 +380,11 @@ async fn https_keep_alive_pipelining_bodies_and_large_responses() {
     )
     .await
     .unwrap();
-    let mut got = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let text = loop {
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout_at(deadline, tls.read(&mut chunk))
-            .await
-            .expect("both pipelined responses within 10 s")
-            .unwrap();
-        assert!(
-            n > 0,
-            "connection closed after {:?}",
-            String::from_utf8_lossy(&got)
-        );
-        got.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&got).into_owned();
+    let text = read_until(&mut tls, "both pipelined responses", |text| {
         // The second response is JSON: complete once its body closes.
-        if text.matches("HTTP/1.1 200 OK").count() == 2 && text.ends_with('}') {
-            break text;
-        }
-    };
+        text.matches("HTTP/1.1 200 OK").count() == 2 && text.ends_with('}')
+    })
+    .await;
     let first = text.find("\r\n\r\napp").expect("the first answer's body");
     let second = text
         .find("x-forwarded-proto")
@@ -391,20 +400,10 @@ async fn https_keep_alive_pipelining_bodies_and_large_responses() {
     )
     .await
     .unwrap();
-    let mut got = Vec::new();
-    let text = loop {
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout_at(deadline, tls.read(&mut chunk))
-            .await
-            .expect("the long head's answer within 10 s")
-            .unwrap();
-        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&got).into_owned();
-        if text.ends_with('}') {
-            break text;
-        }
-    };
+    let text = read_until(&mut tls, "the long head's answer", |text| {
+        text.ends_with('}')
+    })
+    .await;
     assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
     assert!(text.contains(&format!(r#""x-long":"{long}""#)), "{text}");
 
