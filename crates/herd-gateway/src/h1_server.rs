@@ -171,27 +171,43 @@ pub async fn serve<S: ClientStream>(
         if let Some(stats) = w.shared.listener_stats.get(li) {
             stats.count_request(Version::HTTP_11);
         }
-        let head_request = req.method() == Method::HEAD;
-        // Pinned in place: `.await` on the call itself would store the future twice in
-        // this one's state and copy it (kilobytes) per request.
-        let Ok(resp) = std::pin::pin!(proxy::handle(w.clone(), li, conn.clone(), req)).await;
-        let stopping = *stop.borrow();
-        let keep_alive = keep_alive && !stopping;
-        let written = {
-            let written =
-                std::pin::pin!(write_response(&mut stream, resp, head_request, keep_alive));
-            written.await
+        // Boxed, and only while a request is in flight: the proxy path's state is
+        // kilobytes, and inline it would size every connection's task, idle ones included.
+        let answered = Box::pin(exchange(&w, li, &conn, req, &mut stream, &stop, keep_alive));
+        let keep_alive = match answered.await {
+            Ok(keep_alive) => keep_alive,
+            Err(e) => {
+                tracing::debug!(client = %conn.client, error = %e, "client connection ended with an error");
+                return;
+            }
         };
-        if let Err(e) = written {
-            tracing::debug!(client = %conn.client, error = %e, "client connection ended with an error");
-            return;
-        }
         if !keep_alive {
             let _ = stream.shutdown().await;
             return;
         }
         idle_since = tokio::time::Instant::now();
     }
+}
+
+/// One request through the proxy, and its response written back. Ok(true) if the
+/// connection stays open for another: the client asked for it and the gateway is not
+/// stopping.
+async fn exchange<S: AsyncWrite + Unpin>(
+    w: &Rc<Worker>,
+    li: usize,
+    conn: &Rc<ClientConn>,
+    req: Request<UpstreamBody>,
+    stream: &mut S,
+    stop: &tokio::sync::watch::Receiver<bool>,
+    keep_alive: bool,
+) -> io::Result<bool> {
+    let head_request = req.method() == Method::HEAD;
+    // Pinned in place: `.await` on the call itself would store the future twice in this
+    // one's state and copy it (kilobytes) per request.
+    let Ok(resp) = std::pin::pin!(proxy::handle(w.clone(), li, conn.clone(), req)).await;
+    let keep_alive = keep_alive && !*stop.borrow();
+    std::pin::pin!(write_response(stream, resp, head_request, keep_alive)).await?;
+    Ok(keep_alive)
 }
 
 /// Waits for the socket to be readable, then reads what is there into `buf` (empty),

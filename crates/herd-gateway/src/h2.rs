@@ -45,12 +45,11 @@ pub async fn serve_plain(
 ) {
     let timeouts = HttpTimeouts::of(&w, li);
     let mut rest = BytesMut::from(&rest[..]);
-    let h2 = match tokio::time::timeout(
+    let sniffed = tokio::time::timeout(
         timeouts.idle,
         sniff(&mut stream, &mut rest, timeouts.head_read),
-    )
-    .await
-    {
+    );
+    let h2 = match std::pin::pin!(sniffed).await {
         Ok(Ok(h2)) => h2,
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
             crate::worker::count_header_timeout(&w, li);
@@ -60,7 +59,10 @@ pub async fn serve_plain(
         Ok(Err(_)) | Err(_) => return,
     };
     match (h2, rest.is_empty()) {
-        (false, _) => crate::h1_server::serve(w, li, stream, rest, conn, slot, timeouts).await,
+        (false, _) => {
+            let serve = crate::h1_server::serve(w, li, stream, rest, conn, slot, timeouts);
+            std::pin::pin!(serve).await
+        }
         // Boxed: inline, the HTTP/2 server's state would size every HTTP/1 connection.
         (true, true) => Box::pin(serve_h2(w, li, stream, conn, slot)).await,
         (true, false) => {

@@ -216,9 +216,18 @@ pub async fn serve(
         private_upstream: RefCell::new(None),
     };
     if rest.is_empty() {
-        handshake(w, li, stream, tls, conn, slot).await;
+        std::pin::pin!(handshake(w, li, stream, tls, conn, slot)).await;
     } else {
-        handshake(w, li, Prefixed::new(rest, stream), tls, conn, slot).await;
+        // Boxed: a second connection type inline would size every https connection's task.
+        Box::pin(handshake(
+            w,
+            li,
+            Prefixed::new(rest, stream),
+            tls,
+            conn,
+            slot,
+        ))
+        .await;
     }
 }
 
@@ -233,7 +242,8 @@ async fn handshake<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+    let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io));
+    let stream = match std::pin::pin!(accepted).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::debug!(client = %conn.client, error = %e, "TLS handshake failed");
@@ -245,7 +255,8 @@ async fn handshake<I>(
         }
     };
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-        crate::h2::serve_h2(w, li, stream, conn, slot).await;
+        // Boxed: inline, the HTTP/2 server's state would size every HTTP/1.1 connection.
+        Box::pin(crate::h2::serve_h2(w, li, stream, conn, slot)).await;
     } else {
         // Our HTTP/1.1 loop, as for plain clients; it hands what it does not serve to hyper.
         let timeouts = crate::worker::HttpTimeouts::of(&w, li);

@@ -297,28 +297,22 @@ async fn serve_http(
         .listeners
         .get(li)
         .is_some_and(|l| l.accept_proxy_protocol);
-    if accept_proxy {
-        let Some((client, local, rest)) =
-            accept_proxy_header(&w, li, &mut stream, peer, local).await
-        else {
-            return;
-        };
-        let conn = ClientConn {
-            client,
-            local,
-            tls: false,
-            private_upstream: RefCell::new(None),
-        };
-        crate::h2::serve_plain(w, li, stream, rest, conn, slot).await;
+    let (client, local, rest) = if accept_proxy {
+        match accept_proxy_header(&w, li, &mut stream, peer, local).await {
+            Some(found) => found,
+            None => return,
+        }
     } else {
-        let conn = ClientConn {
-            client: peer,
-            local,
-            tls: false,
-            private_upstream: RefCell::new(None),
-        };
-        crate::h2::serve_plain(w, li, stream, Vec::new(), conn, slot).await;
-    }
+        (peer, local, Vec::new())
+    };
+    let conn = ClientConn {
+        client,
+        local,
+        tls: false,
+        private_upstream: RefCell::new(None),
+    };
+    // One call, pinned in place: this future's size is every connection task's size.
+    std::pin::pin!(crate::h2::serve_plain(w, li, stream, rest, conn, slot)).await;
 }
 
 /// Serve an HTTP/1.x client connection (plain or TLS) until it ends or the gateway stops.
