@@ -8,9 +8,10 @@
 # Scenarios: ka64 ka256 (HTTP/1.1 keep-alive, small response, 64/256 connections), close
 # (a new connection per request), 1m (1 MiB responses), https (TLS termination, keep-alive),
 # h2 (HTTP/2 over TLS, h2load), tcp (L4 relay of keep-alive HTTP), idle (memory held per
-# idle keep-alive client connection, 10,000 of them), idle-tls (the same over HTTPS; not in
-# the default list: run it on its own, as after idle the proxies would reuse the memory
-# idle's connections left behind and read too low).
+# idle keep-alive client connection, 10,000 of them), idle-tls and idle-h2 (the same over
+# HTTPS, and over HTTP/2 with TLS; not in the default list: run each on its own, as after
+# another idle scenario the proxies would reuse the memory its connections left behind and
+# read too low).
 #
 # --syscalls also counts each proxy's system calls per request, by name, with `perf stat`
 # on the kernel's syscall tracepoints (cheap enough not to change what it counts).
@@ -131,9 +132,10 @@ run_load() { # system scenario round
 
 # Memory held per idle keep-alive client connection: open N connections, send one request on
 # each so the proxy has a live HTTP session, then measure RSS growth while they sit idle.
-idle_memory() { # system round scenario (idle, or idle-tls for HTTPS)
+idle_memory() { # system round scenario (idle; idle-tls for HTTPS; idle-h2 for HTTP/2 over TLS)
   local sys=$1 round=$2 sc=$3 n=$IDLE_CONNS port=${PORT[$1]} proto=plain
   [ "$sc" = idle-tls ] && { port=${TLS_PORT[$sys]}; proto=tls; }
+  [ "$sc" = idle-h2 ] && { port=${TLS_PORT[$sys]}; proto=h2; }
   local pids; pids=$(proc_pids "$sys")
   local before; before=$(rss_kib $pids)
   python3 "$BENCH_DIR/idle_conns.py" 127.0.0.1 "$port" "$n" "$WORK/idle-$sys.ready" "$proto" &
@@ -154,7 +156,7 @@ for sc in "${SCS[@]}"; do
   for round in $(seq 1 "$ROUNDS"); do
     for sys in herd haproxy nginx; do
       case "$sc" in
-        idle|idle-tls) idle_memory "$sys" "$round" "$sc" ;;
+        idle|idle-tls|idle-h2) idle_memory "$sys" "$round" "$sc" ;;
         *) run_load "$sys" "$sc" "$round" ;;
       esac
     done
