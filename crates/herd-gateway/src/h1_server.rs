@@ -55,6 +55,11 @@ pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
         &'a mut self,
         buf: &'a mut BytesMut,
     ) -> impl Future<Output = io::Result<usize>> + 'a;
+
+    /// Where a request's proxy path keeps its state (kilobytes) while it runs: inline in
+    /// the connection's task, or in a box allocated per request. Inline, an idle
+    /// connection's task stays that large; boxed, each request pays an allocation.
+    fn hold<F: Future>(request: F) -> impl Future<Output = F::Output>;
 }
 
 impl ClientStream for TcpStream {
@@ -63,6 +68,12 @@ impl ClientStream for TcpStream {
         buf: &'a mut BytesMut,
     ) -> impl Future<Output = io::Result<usize>> + 'a {
         read_first(self, buf)
+    }
+
+    /// Inline: a plain connection's task is then about 7 KB, well under the idle memory
+    /// target, and a request saves the allocation (about 700 instructions, 2.7%).
+    fn hold<F: Future>(request: F) -> impl Future<Output = F::Output> {
+        request
     }
 }
 
@@ -80,6 +91,12 @@ where
     ) -> impl Future<Output = io::Result<usize>> + 'a {
         buf.reserve(TLS_IDLE_READ);
         self.read_buf(buf)
+    }
+
+    /// Boxed: rustls's state already makes an idle TLS connection the larger one, and
+    /// with the proxy path inline it would pass the 16 KiB idle memory target.
+    fn hold<F: Future>(request: F) -> impl Future<Output = F::Output> {
+        Box::pin(request)
     }
 }
 
@@ -171,10 +188,8 @@ pub async fn serve<S: ClientStream>(
         if let Some(stats) = w.shared.listener_stats.get(li) {
             stats.count_request(Version::HTTP_11);
         }
-        // Boxed, and only while a request is in flight: the proxy path's state is
-        // kilobytes, and inline it would size every connection's task, idle ones included.
-        let answered = Box::pin(exchange(&w, li, &conn, req, &mut stream, &stop, keep_alive));
-        let keep_alive = match answered.await {
+        let answered = S::hold(exchange(&w, li, &conn, req, &mut stream, &stop, keep_alive));
+        let keep_alive = match std::pin::pin!(answered).await {
             Ok(keep_alive) => keep_alive,
             Err(e) => {
                 tracing::debug!(client = %conn.client, error = %e, "client connection ended with an error");
