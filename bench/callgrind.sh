@@ -5,6 +5,7 @@
 # share, the same syscalls for every proxy, is not counted).
 #
 #   bench/callgrind.sh [herd|haproxy|nginx ...]     (default: herd haproxy nginx)
+#   TLS=1 bench/callgrind.sh ...                    (the same over HTTPS: TLS termination)
 #
 # Each proxy runs with one worker under valgrind in front of the benchmark's backend; it
 # serves N1 then N2 keep-alive requests in two runs, and (I(N2) - I(N1)) / (N2 - N1) removes
@@ -25,6 +26,8 @@ nginx -c "$WORK/backend-nginx.conf" -p "$WORK" & PIDS+=($!)
 wait_port 127.0.0.1:19101
 
 declare -A PORT=([herd]=18100 [haproxy]=18101 [nginx]=18102)
+SCHEME=http
+if [ "${TLS:-0}" = 1 ]; then PORT=([herd]=18110 [haproxy]=18111 [nginx]=18112); SCHEME=https; fi
 count() { # system requests -> total instructions
   local sys=$1 n=$2 out="$WORK/callgrind.$1.$2" cmd
   case "$sys" in
@@ -35,7 +38,7 @@ count() { # system requests -> total instructions
   valgrind --tool=callgrind --callgrind-out-file="$out" "${cmd[@]}" > "$WORK/$sys.cg.log" 2>&1 &
   local pid=$!
   for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/${PORT[$sys]}") 2>/dev/null && break; sleep 0.1; done
-  h2load --h1 -n "$n" -c 16 -t 1 "http://127.0.0.1:${PORT[$sys]}/" > "$WORK/$sys.$n.h2load" 2>&1
+  h2load --h1 -n "$n" -c 16 -t 1 "$SCHEME://127.0.0.1:${PORT[$sys]}/" > "$WORK/$sys.$n.h2load" 2>&1
   grep -q "$n succeeded" "$WORK/$sys.$n.h2load" || { log "$sys: not every request succeeded"; cat "$WORK/$sys.$n.h2load" >&2; }
   # Dump the counters now: not every proxy exits cleanly enough under valgrind to write
   # them at exit (HAProxy does not).
