@@ -17,7 +17,8 @@ struct Registry {
 
 impl Registry {
     fn start() -> Registry {
-        let dir = temp_dir();
+        // Removed by Registry's drop, after the process is stopped.
+        let dir = temp_dir().keep();
         let mut child = Command::new(herd_bin())
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.join("data"))

@@ -13,7 +13,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -209,7 +209,7 @@ impl Drop for TlsServer {
 }
 
 /// A directory for CA files, outside the gateway's own.
-fn cert_dir() -> PathBuf {
+fn cert_dir() -> TempDir {
     temp_dir()
 }
 

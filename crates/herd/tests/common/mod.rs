@@ -353,11 +353,42 @@ pub fn repeat_body(n: u64) -> RepeatBody {
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-pub fn temp_dir() -> PathBuf {
+/// A fresh directory under the system's temp dir, removed with everything in it when the
+/// value is dropped (or handed over with `keep` to an owner that removes it).
+pub fn temp_dir() -> TempDir {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!("herd-test-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
+}
+
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// The path, no longer removed on drop: for an owner that removes it itself.
+    pub fn keep(self) -> PathBuf {
+        let mut me = std::mem::ManuallyDrop::new(self);
+        std::mem::take(&mut me.0)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The real `herd gateway` process.
@@ -379,7 +410,8 @@ impl Gateway {
     /// Start with this config text (use 127.0.0.1:0 binds; an [admin] section is added
     /// if missing). Panics with the process's stderr if it does not become ready.
     pub fn start(config: &str) -> Gateway {
-        let dir = temp_dir();
+        // Removed by Gateway's drop, after the process is stopped.
+        let dir = temp_dir().keep();
         let config_path = dir.join("herd.toml");
         let config = if config.contains("[admin]") {
             config.to_string()
