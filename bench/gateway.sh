@@ -5,7 +5,9 @@
 #   bench/gateway.sh [--workers N] [--rounds R] [--duration SECONDS] [--scenarios a,b,...]
 #                    [--syscalls]
 #
-# Scenarios: ka64 ka256 (HTTP/1.1 keep-alive, small response, 64/256 connections), close
+# Scenarios: ka64 ka256 (HTTP/1.1 keep-alive, small response, 64/256 connections), ka10k
+# (the same with as many connections as idle holds, about 10,000; not in the default list),
+# close
 # (a new connection per request), 1m (1 MiB responses), https (TLS termination, keep-alive),
 # h2 (HTTP/2 over TLS, h2load), tcp (L4 relay of keep-alive HTTP), idle (memory held per
 # idle keep-alive client connection, 10,000 of them), idle-tls and idle-h2 (the same over
@@ -103,6 +105,7 @@ run_load() { # system scenario round
   case "$sc" in
     ka64) ;;
     ka256) conns=256 ;;
+    ka10k) conns=$IDLE_CONNS ;;
     close) extra=(-H "Connection: close") ;;
     1m) conns=16; url="http://127.0.0.1:${PORT[$sys]}/1m" ;;
     https) url="https://127.0.0.1:${TLS_PORT[$sys]}/" ;;
