@@ -6,7 +6,7 @@
 
 use crate::snapshot::BuildError;
 use crate::stream::Prefixed;
-use crate::worker::{accept_proxy_header, ClientConn, ConnSlot, Worker};
+use crate::worker::{client_conn, ClientConn, ConnSlot, Worker};
 use bytes::BytesMut;
 use herd_config::CertificateFiles;
 use http::header::HeaderValue;
@@ -15,7 +15,6 @@ use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -201,19 +200,10 @@ pub async fn serve(
     let Some(tls) = tls else {
         return;
     };
-    let (client, local, rest) = if accept_proxy {
-        match accept_proxy_header(&w, li, &mut stream, peer, local).await {
-            Some(found) => found,
-            None => return,
-        }
-    } else {
-        (peer, local, Vec::new())
-    };
-    let conn = ClientConn {
-        client,
-        local,
-        tls: true,
-        private_upstream: RefCell::new(None),
+    let Some((conn, rest)) =
+        client_conn(&w, li, &mut stream, peer, local, accept_proxy, true).await
+    else {
+        return;
     };
     if rest.is_empty() {
         std::pin::pin!(handshake(w, li, stream, tls, conn, slot)).await;

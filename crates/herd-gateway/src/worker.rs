@@ -297,22 +297,38 @@ async fn serve_http(
         .listeners
         .get(li)
         .is_some_and(|l| l.accept_proxy_protocol);
+    let Some((conn, rest)) =
+        client_conn(&w, li, &mut stream, peer, local, accept_proxy, false).await
+    else {
+        return;
+    };
+    // One call, pinned in place: this future's size is every connection task's size.
+    std::pin::pin!(crate::h2::serve_plain(w, li, stream, rest, conn, slot)).await;
+}
+
+/// The client connection as the proxy path sees it, and the bytes read past a PROXY
+/// header when the listener expects one. None if that header is bad: close the connection.
+pub(crate) async fn client_conn(
+    w: &Worker,
+    li: usize,
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    accept_proxy: bool,
+    tls: bool,
+) -> Option<(ClientConn, Vec<u8>)> {
     let (client, local, rest) = if accept_proxy {
-        match accept_proxy_header(&w, li, &mut stream, peer, local).await {
-            Some(found) => found,
-            None => return,
-        }
+        accept_proxy_header(w, li, stream, peer, local).await?
     } else {
         (peer, local, Vec::new())
     };
     let conn = ClientConn {
         client,
         local,
-        tls: false,
+        tls,
         private_upstream: RefCell::new(None),
     };
-    // One call, pinned in place: this future's size is every connection task's size.
-    std::pin::pin!(crate::h2::serve_plain(w, li, stream, rest, conn, slot)).await;
+    Some((conn, rest))
 }
 
 /// Serve an HTTP/1.x client connection (plain or TLS) until it ends or the gateway stops.
