@@ -238,6 +238,16 @@ fn listener(name: &str, extra: &str) -> String {
     format!("[[listeners]]\nname = \"{name}\"\nprotocol = \"http\"\nbind = \"127.0.0.1:0\"\n{extra}\n\n")
 }
 
+/// A gateway with one http listener `web` (with `extra` settings) routing everything to
+/// backend `app`, which is `b`.
+fn web_gateway(extra: &str, b: &Backend) -> Gateway {
+    Gateway::start(&format!(
+        "{}[[routes]]\nbackend = \"app\"\n\n{}",
+        listener("web", extra),
+        backend_of("app", b, "")
+    ))
+}
+
 fn backend_of(name: &str, b: &Backend, extra: &str) -> String {
     format!(
         "[backends.{name}]\nservers = [{{ addr = \"{}\" }}]\n{extra}\n\n",
@@ -882,11 +892,7 @@ async fn hours_outside_the_window_are_403_inside_are_served() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_conns_per_ip_closes_the_connection_over_the_limit() {
     let b = Backend::start("b1");
-    let gw = Gateway::start(&format!(
-        "{}[[routes]]\nbackend = \"app\"\n\n{}",
-        listener("web", "max_conns_per_ip = 2"),
-        backend_of("app", &b, "")
-    ));
+    let gw = web_gateway("max_conns_per_ip = 2", &b);
     let addr = gw.listeners["web"];
     let c = client();
     // Served, so accepted and counted.
@@ -999,11 +1005,7 @@ async fn body_over_max_body_size_is_413_by_length_and_by_chunks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_timeout_counts_from_the_last_answer() {
     let b = Backend::start("b1");
-    let gw = Gateway::start(&format!(
-        "{}[[routes]]\nbackend = \"app\"\n\n{}",
-        listener("web", "idle_timeout = \"800ms\""),
-        backend_of("app", &b, "")
-    ));
+    let gw = web_gateway("idle_timeout = \"800ms\"", &b);
     let mut s = connect(gw.listeners["web"]).await;
     let opened = Instant::now();
     let mut answered = Instant::now();
@@ -1047,14 +1049,10 @@ async fn idle_timeout_counts_from_the_last_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_read_timeout_closes_slow_heads_not_idle_or_normal_clients() {
     let b = Backend::start("b1");
-    let gw = Gateway::start(&format!(
-        "{}[[routes]]\nbackend = \"app\"\n\n{}",
-        listener(
-            "web",
-            "header_read_timeout = \"500ms\"\nidle_timeout = \"30s\""
-        ),
-        backend_of("app", &b, "")
-    ));
+    let gw = web_gateway(
+        "header_read_timeout = \"500ms\"\nidle_timeout = \"30s\"",
+        &b,
+    );
     let addr = gw.listeners["web"];
     let c = client();
     let mut idle = open_http(addr).await;
