@@ -110,6 +110,15 @@ impl ProxyBody {
             on_done: done,
         }
     }
+    /// The text of a response the gateway made itself, taken out (the body is then
+    /// empty); None for a server's body.
+    pub fn take_local(&mut self) -> Option<Bytes> {
+        match &mut self.inner {
+            Inner::Full(data) => Some(data.take().unwrap_or_default()),
+            Inner::Upstream(_) => None,
+        }
+    }
+
     fn finish(&mut self) {
         self.finished = true;
         self.settle(true);

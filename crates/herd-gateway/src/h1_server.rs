@@ -8,7 +8,7 @@
 //! the rest of the connection: one implementation of the rarer cases, and its errors
 //! (400, 431) for malformed input.
 
-use crate::body::{ProxyBody, UpstreamBody};
+use crate::body::{BodyError, ProxyBody, UpstreamBody};
 use crate::h1_upstream::{encode_last_chunk, header_map, write_field};
 use crate::proxy;
 use crate::stream::Prefixed;
@@ -23,7 +23,9 @@ use http_body_util::BodyExt as _;
 use std::cell::RefCell;
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -45,6 +47,8 @@ enum Next {
     Serve(Request<UpstreamBody>, bool),
     /// Not ours to serve: hyper takes the connection with the bytes read so far.
     HandOff,
+    /// Refused with 400 and the connection closed: the request's framing is ambiguous.
+    Refuse(&'static str),
 }
 
 /// A client connection this loop can serve: plain TCP, or TLS over it.
@@ -172,6 +176,11 @@ pub async fn serve<S: ClientStream>(
         };
         let (req, keep_alive) = match next {
             Next::Serve(req, keep_alive) => (req, keep_alive),
+            Next::Refuse(why) => {
+                let _ = write_last(&mut stream, &bad_request(why)).await;
+                let _ = stream.shutdown().await;
+                return;
+            }
             Next::HandOff => {
                 let rest = buf.to_vec();
                 drop(buf);
@@ -220,7 +229,12 @@ async fn exchange<S: AsyncWrite + Unpin>(
     // Pinned in place: `.await` on the call itself would store the future twice in this
     // one's state and copy it (kilobytes) per request.
     let Ok(resp) = std::pin::pin!(proxy::handle(w.clone(), li, conn.clone(), req)).await;
-    let keep_alive = keep_alive && !*stop.borrow();
+    // A local answer may end the connection (a request refused for what it meant).
+    let closing = resp
+        .headers()
+        .get(header::CONNECTION)
+        .is_some_and(|v| crate::h1_upstream::has_token(v.as_bytes(), b"close"));
+    let keep_alive = keep_alive && !closing && !*stop.borrow();
     std::pin::pin!(write_response(stream, resp, head_request, keep_alive)).await?;
     Ok(keep_alive)
 }
@@ -283,25 +297,43 @@ fn parse_request(buf: &mut BytesMut) -> Result<Option<Next>, ()> {
     let path_at = path.as_ptr() as usize - base;
     let path_range = path_at..path_at + path.len();
     let mut keep_alive = true;
+    let mut hand_off = false;
+    let (mut lengths, mut codings) = (false, false);
     let mut fields = Vec::with_capacity(req.headers.len());
     for h in req.headers.iter() {
         let name = match HeaderName::from_bytes(h.name.as_bytes()) {
             Ok(n) => n,
             Err(_) => return Ok(Some(Next::HandOff)),
         };
+        if name == header::TRANSFER_ENCODING {
+            codings = true;
+        } else if name == header::CONTENT_LENGTH {
+            lengths = true;
+        }
         if name == header::TRANSFER_ENCODING
             || name == header::EXPECT
             || name == header::UPGRADE
             || (name == header::CONTENT_LENGTH && h.value.trim_ascii() != b"0")
         {
             // A body, or a protocol step, that hyper handles.
-            return Ok(Some(Next::HandOff));
+            hand_off = true;
         }
         if name == header::CONNECTION && crate::h1_upstream::has_token(h.value, b"close") {
             keep_alive = false;
         }
         let start = h.value.as_ptr() as usize - base;
         fields.push((name, start, start + h.value.len()));
+    }
+    if codings && lengths {
+        // RFC 9112 §6.3: a server MAY reject a request with both, and must close the
+        // connection either way; two framings in one request is how requests are
+        // smuggled past a proxy, so it is refused (as nginx does), not guessed at.
+        return Ok(Some(Next::Refuse(
+            "bad request: both Transfer-Encoding and Content-Length\n",
+        )));
+    }
+    if hand_off {
+        return Ok(Some(Next::HandOff));
     }
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(path_range)).ok();
@@ -382,11 +414,41 @@ async fn write_response<S: AsyncWrite + Unpin>(
         drop(body);
         return write_last(stream, &out).await;
     }
+    // Whether any byte of this response reached the client: until then a failure of the
+    // server's body can still be answered with a clean 502.
+    let mut sent = false;
     while !body.is_end_stream() {
-        let Some(frame) = body.frame().await else {
+        // Gathered bytes wait only while the server keeps sending: when its next frame is
+        // not ready they go out, so streams (server-sent events, long polls, progress
+        // output) reach the client as they are produced, not 16 KiB at a time.
+        let frame = match poll_once(&mut body) {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                if !out.is_empty() {
+                    stream.write_all(&out).await?;
+                    stream.flush().await?;
+                    out.clear();
+                    sent = true;
+                }
+                body.frame().await
+            }
+        };
+        let Some(frame) = frame else {
             break;
         };
-        let frame = frame.map_err(io::Error::other)?;
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => {
+                drop(body);
+                if !sent {
+                    // Nothing went out yet: say so with a status instead of a hang-up.
+                    write_last(stream, &bad_gateway(&e)).await?;
+                }
+                // Otherwise the client sees the connection end before the body does: a
+                // chunked body without its last chunk, or fewer bytes than its length.
+                return Err(io::Error::other(e));
+            }
+        };
         match frame.into_data() {
             Ok(data) => {
                 if framing == Framing::Chunked && !data.is_empty() {
@@ -396,6 +458,7 @@ async fn write_response<S: AsyncWrite + Unpin>(
                     stream.write_all(&out).await?;
                     out.clear();
                     stream.write_all(&data).await?;
+                    sent = true;
                 } else {
                     out.extend_from_slice(&data);
                 }
@@ -405,6 +468,7 @@ async fn write_response<S: AsyncWrite + Unpin>(
                 if out.len() >= WRITE_GATHER {
                     stream.write_all(&out).await?;
                     out.clear();
+                    sent = true;
                 }
             }
             Err(frame) => {
@@ -424,6 +488,43 @@ async fn write_response<S: AsyncWrite + Unpin>(
         encode_last_chunk(&mut out, None);
     }
     write_last(stream, &out).await
+}
+
+/// The body's next frame if it is ready now, without waiting.
+fn poll_once(
+    body: &mut ProxyBody,
+) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, BodyError>>> {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    Pin::new(body).poll_frame(&mut cx)
+}
+
+/// The answer when a server's response failed before any of it reached the client (its
+/// framing broke, or it closed early): the connection closes after it, since the server's
+/// connection state is unknown.
+fn bad_gateway(e: &BodyError) -> Vec<u8> {
+    local_answer(
+        "502 Bad Gateway",
+        &format!("bad gateway: the server's response broke off: {e}\n"),
+    )
+}
+
+/// A 400 that ends the connection, for a request this loop refuses itself.
+fn bad_request(why: &str) -> Vec<u8> {
+    local_answer("400 Bad Request", why)
+}
+
+/// A complete text response that closes the connection.
+fn local_answer(status: &str, body: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160 + body.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_bytes());
+    out.extend_from_slice(b"\r\ncontent-type: text/plain; charset=utf-8\r\n");
+    out.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+    out.extend_from_slice(b"date: ");
+    with_date(|d| out.extend_from_slice(d));
+    out.extend_from_slice(b"\r\nconnection: close\r\n\r\n");
+    out.extend_from_slice(body.as_bytes());
+    out
 }
 
 /// A response's last bytes, flushed: a TLS stream may hold records back until asked (for

@@ -251,7 +251,14 @@ impl H1Conn {
                 Version::HTTP_10 => connection.is_some_and(|v| has_token(v, b"keep-alive")),
                 _ => !connection.is_some_and(|v| has_token(v, b"close")),
             };
-        *resp.headers_mut() = head.headers;
+        let mut headers = head.headers;
+        if headers.contains_key(header::TRANSFER_ENCODING) {
+            // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, which a proxy must
+            // then remove. Forwarding it would frame the client's copy of the body by the
+            // wrong length and split the response in two (response splitting).
+            headers.remove(header::CONTENT_LENGTH);
+        }
+        *resp.headers_mut() = headers;
         let upload = if uploading {
             Some(upload)
         } else {
@@ -618,17 +625,8 @@ fn response_framing(
     {
         return Ok(RespFraming::Empty);
     }
-    let mut te = h.get_all(header::TRANSFER_ENCODING).iter().peekable();
-    if te.peek().is_some() {
-        let last = te
-            .last()
-            .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
-            .map(<[u8]>::trim_ascii);
-        return Ok(match last {
-            Some(l) if l.eq_ignore_ascii_case(b"chunked") => RespFraming::Chunked(Chunk::Size),
-            // Another final coding: the body runs to the end of the connection.
-            _ => RespFraming::UntilClose,
-        });
+    if h.contains_key(header::TRANSFER_ENCODING) {
+        return transfer_coding_framing(h);
     }
     let mut length: Option<u64> = None;
     for v in h.get_all(header::CONTENT_LENGTH) {
@@ -648,6 +646,41 @@ fn response_framing(
         Some(0) => RespFraming::Empty,
         Some(n) => RespFraming::Length(n),
         None => RespFraming::UntilClose,
+    })
+}
+
+/// Framing by Transfer-Encoding (RFC 9112 §6.1, §6.3): chunked when it is the final coding,
+/// else the body runs to the end of the connection. Codings that no sender may use are
+/// refused (502) rather than guessed at, as HAProxy does: `identity` (removed from the
+/// registry in RFC 7230; a peer reading it as "no coding" would trust the Content-Length
+/// beside it), chunked applied twice or not last, and empty list members.
+fn transfer_coding_framing(h: &HeaderMap) -> io::Result<RespFraming> {
+    let mut chunked_at_end = false;
+    for v in h.get_all(header::TRANSFER_ENCODING) {
+        for coding in v.as_bytes().split(|&b| b == b',') {
+            // A coding may carry parameters (`gzip;q=1` is not valid here, but `;` is
+            // never part of a name), so compare the name alone.
+            let name = coding
+                .split(|&b| b == b';')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii();
+            if chunked_at_end {
+                return Err(bad("response Transfer-Encoding has a coding after chunked"));
+            }
+            if name.is_empty() {
+                return Err(bad("response Transfer-Encoding has an empty coding"));
+            }
+            if name.eq_ignore_ascii_case(b"identity") {
+                return Err(bad("response Transfer-Encoding: identity is not allowed"));
+            }
+            chunked_at_end = name.eq_ignore_ascii_case(b"chunked");
+        }
+    }
+    Ok(if chunked_at_end {
+        RespFraming::Chunked(Chunk::Size)
+    } else {
+        RespFraming::UntilClose
     })
 }
 

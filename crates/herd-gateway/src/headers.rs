@@ -225,6 +225,111 @@ pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
     })
 }
 
+/// Why a request's host is ambiguous or malformed; each is answered 400 (RFC 9112 §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostError {
+    /// More than one Host field line: routing by one and forwarding both would let a
+    /// server that reads the other bypass the route's rules.
+    Duplicate,
+    /// An HTTP/1.1 request with neither a Host header nor an absolute-form target.
+    Missing,
+    /// A Host value that is not `host[:port]`.
+    Invalid,
+    /// HTTP/2's `:authority` and `host` name different hosts (RFC 9113 §8.3.1).
+    Conflict,
+}
+
+impl HostError {
+    pub fn message(self) -> &'static str {
+        match self {
+            HostError::Duplicate => "bad request: more than one Host header\n",
+            HostError::Missing => "bad request: an HTTP/1.1 request needs a Host header\n",
+            HostError::Invalid => "bad request: the Host header is not a valid host[:port]\n",
+            HostError::Conflict => {
+                "bad request: the :authority and Host of the request name different hosts\n"
+            }
+        }
+    }
+}
+
+/// Settle which host a request is for, before anything routes or checks it, so that the
+/// gateway and the server can never read two different hosts from one request: exactly
+/// one Host, valid; an absolute-form target's authority replaces Host (RFC 9112 §3.2.2);
+/// HTTP/2's `:authority` and `host` must agree.
+pub fn settle_host(parts: &mut http::request::Parts) -> Result<(), HostError> {
+    let mut all = parts.headers.get_all(header::HOST).iter();
+    let host = all.next();
+    if all.next().is_some() {
+        return Err(HostError::Duplicate);
+    }
+    if let Some(h) = host {
+        if !valid_host(h.as_bytes()) {
+            return Err(HostError::Invalid);
+        }
+    }
+    let Some(authority) = parts.uri.authority() else {
+        return match (host, parts.version) {
+            (None, http::Version::HTTP_11) => Err(HostError::Missing),
+            _ => Ok(()),
+        };
+    };
+    if parts.version == http::Version::HTTP_2 {
+        return match host {
+            Some(h)
+                if !h
+                    .as_bytes()
+                    .eq_ignore_ascii_case(authority.as_str().as_bytes()) =>
+            {
+                Err(HostError::Conflict)
+            }
+            _ => Ok(()),
+        };
+    }
+    // HTTP/1.x absolute-form: the target's authority is the host, whatever Host says.
+    if authority.as_str().contains('@') {
+        return Err(HostError::Invalid);
+    }
+    if host.is_none_or(|h| h.as_bytes() != authority.as_str().as_bytes()) {
+        let v = HeaderValue::from_str(authority.as_str()).map_err(|_| HostError::Invalid)?;
+        parts.headers.insert(header::HOST, v);
+    }
+    Ok(())
+}
+
+/// RFC 9110 §7.2 / RFC 3986 §3.2.2: `uri-host [ ":" port ]`; empty is allowed (a target
+/// without authority). Only the characters a host can hold: no userinfo, path or spaces.
+fn valid_host(v: &[u8]) -> bool {
+    let (host, port) = match v.strip_prefix(b"[") {
+        Some(rest) => match rest.iter().position(|&b| b == b']') {
+            Some(end) => {
+                let literal = &rest[..end];
+                if literal.is_empty()
+                    || !literal
+                        .iter()
+                        .all(|&b| b.is_ascii_hexdigit() || b":.".contains(&b))
+                {
+                    return false;
+                }
+                match &rest[end + 1..] {
+                    [] => (&b""[..], None),
+                    [b':', port @ ..] => (&b""[..], Some(port)),
+                    _ => return false,
+                }
+            }
+            None => return false,
+        },
+        None => match v.iter().rposition(|&b| b == b':') {
+            Some(i) => (&v[..i], Some(&v[i + 1..])),
+            None => (v, None),
+        },
+    };
+    let host_ok = host
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b));
+    let port_ok = port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit));
+    host_ok && port_ok
+}
+
 /// Host of the request without the port: the Host header, else the URI's authority.
 pub fn request_host<'a>(h: &'a HeaderMap, uri: &'a http::Uri) -> Option<&'a str> {
     let raw = match h.get(header::HOST).and_then(|v| v.to_str().ok()) {
@@ -360,6 +465,47 @@ mod tests {
         assert_eq!(h[header::COOKIE], "a=1; b=2");
         edit_cookie(&mut h, "a", |v| Some(format!("x~{v}")));
         assert_eq!(h[header::COOKIE], "a=x~1; b=2");
+    }
+
+    fn parts(version: http::Version, uri: &str, hosts: &[&str]) -> http::request::Parts {
+        let mut req = http::Request::builder().version(version).uri(uri);
+        for h in hosts {
+            req = req.header(header::HOST, *h);
+        }
+        req.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn host_is_settled_before_routing() {
+        use http::Version;
+        let v11 = Version::HTTP_11;
+        let check = |v, uri, hosts: &[&str]| settle_host(&mut parts(v, uri, hosts));
+        assert_eq!(check(v11, "/", &["a"]), Ok(()));
+        assert_eq!(check(v11, "/", &["a:8080"]), Ok(()));
+        assert_eq!(check(v11, "/", &["[::1]:8080"]), Ok(()));
+        assert_eq!(check(v11, "/", &["a", "c"]), Err(HostError::Duplicate));
+        assert_eq!(check(v11, "/", &["a", "a"]), Err(HostError::Duplicate));
+        assert_eq!(check(v11, "/", &[]), Err(HostError::Missing));
+        assert_eq!(check(Version::HTTP_10, "/", &[]), Ok(()));
+        for bad in [
+            "a b", "a/b", "u@a", "a:x", "a:123456", "[::1", "[zz]", "a?b",
+        ] {
+            assert_eq!(check(v11, "/", &[bad]), Err(HostError::Invalid), "{bad}");
+        }
+        // Absolute-form: the target's authority wins and is what the server sees.
+        let mut p = parts(v11, "http://b.example/x", &["a.example"]);
+        assert_eq!(settle_host(&mut p), Ok(()));
+        assert_eq!(p.headers.get_all(header::HOST).iter().count(), 1);
+        assert_eq!(p.headers[header::HOST], "b.example");
+        let mut p = parts(v11, "http://b.example:81/x", &[]);
+        assert_eq!(settle_host(&mut p), Ok(()));
+        assert_eq!(p.headers[header::HOST], "b.example:81");
+        // HTTP/2: :authority and host must agree.
+        let v2 = Version::HTTP_2;
+        assert_eq!(check(v2, "https://a/", &["a"]), Ok(()));
+        assert_eq!(check(v2, "https://a/", &["A"]), Ok(()));
+        assert_eq!(check(v2, "https://a/", &[]), Ok(()));
+        assert_eq!(check(v2, "https://a/", &["c"]), Err(HostError::Conflict));
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod admin;
 mod body;
 mod clock;
 mod discovery;
+mod grpc;
 mod h1_server;
 mod h1_upstream;
 mod h2;

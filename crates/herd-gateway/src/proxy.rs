@@ -52,14 +52,40 @@ pub async fn handle(
     conn: Rc<ClientConn>,
     req: Request<UpstreamBody>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    let grpc = crate::grpc::is_grpc(req.headers());
+    let Ok(mut resp) = std::pin::pin!(route_and_forward(w, listener, conn, req)).await;
+    if grpc {
+        crate::grpc::localize(&mut resp);
+    }
+    Ok(resp)
+}
+
+async fn route_and_forward(
+    w: Rc<Worker>,
+    listener: usize,
+    conn: Rc<ClientConn>,
+    req: Request<UpstreamBody>,
+) -> Result<Response<ProxyBody>, Infallible> {
     let client = conn.client;
     let snap = w.shared.snapshot.load_full();
     let ls = &snap.listeners[listener];
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let host = headers::settle_host(&mut parts);
     let log = ls
         .access_log
         .as_ref()
         .map(|sink| LogRecord::new(sink, &ls.name, client, &parts));
+    if let Err(e) = host {
+        if let Some(stats) = w.shared.listener_stats.get(listener) {
+            stats.traffic.bad_host.inc();
+        }
+        let mut resp = local(StatusCode::BAD_REQUEST, e.message(), Done::local(log, None));
+        // The request's framing is not in doubt, but its meaning is: end the connection
+        // rather than read another request from a client that sends such things.
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(resp);
+    }
     if !snap
         .config
         .listeners

@@ -508,6 +508,8 @@ pub struct ListenerTrafficStats {
     pub per_ip_untracked: Counter,
     /// http: connections closed because a request head took over header_read_timeout.
     pub header_timeouts: Counter,
+    /// http: requests refused 400 for a missing, repeated, invalid or conflicting Host.
+    pub bad_host: Counter,
 }
 
 /// A connection's place in its IP's count, given back when the connection ends.
@@ -646,6 +648,12 @@ pub fn render_metrics(e: &mut TextEncoder, shared: &Shared, snap: &Snapshot) {
         "herd_listener_header_timeouts_total",
         "Connections closed because a request head was not complete header_read_timeout after its first byte (slowloris).",
         &|t| t.header_timeouts.get(),
+    );
+    listener_family(
+        e,
+        "herd_listener_bad_host_total",
+        "Requests refused with 400 for a missing, repeated, invalid or conflicting Host (RFC 9112 §3.2).",
+        &|t| t.bad_host.get(),
     );
     listener_family(
         e,
@@ -789,6 +797,7 @@ pub fn status_json(shared: &Shared, snap: &Snapshot) -> Value {
                 "denied": st.traffic.denied.get(),
                 "header_read_timeout_ms": l.traffic.header_read_timeout.as_millis() as u64,
                 "header_timeouts": st.traffic.header_timeouts.get(),
+                "bad_host": st.traffic.bad_host.get(),
             })
         })
         .collect();

@@ -83,6 +83,33 @@ fn response_framing_follows_rfc_9112() {
         RespFraming::UntilClose
     );
     assert_eq!(f(false, ok, &[]).unwrap(), RespFraming::UntilClose);
+    // Codings no sender may use are refused rather than guessed at (RFC 9112 §6.1).
+    for te in [
+        &[("transfer-encoding", "identity"), ("content-length", "3")][..],
+        &[("transfer-encoding", "identity")],
+        &[("transfer-encoding", "chunked, identity")],
+        &[("transfer-encoding", "chunked, gzip")],
+        &[
+            ("transfer-encoding", "chunked"),
+            ("transfer-encoding", "chunked"),
+        ],
+        &[("transfer-encoding", "chunked, chunked")],
+        &[("transfer-encoding", "gzip,,chunked")],
+    ] {
+        assert!(f(false, ok, te).is_err(), "{te:?}");
+    }
+    assert_eq!(
+        f(
+            false,
+            ok,
+            &[
+                ("transfer-encoding", "gzip"),
+                ("transfer-encoding", "chunked")
+            ]
+        )
+        .unwrap(),
+        RespFraming::Chunked(Chunk::Size)
+    );
 }
 
 #[test]
