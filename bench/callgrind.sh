@@ -22,6 +22,7 @@ prepare_proxy_work
 # nginx under valgrind: one process (no master), so the counts are the worker's.
 sed -i 's/^daemon off;/daemon off;\nmaster_process off;/' "$WORK/nginx-proxy.conf"
 
+require_free_ports 19101 19102 18100 18101 18102 18110 18111 18112 18120 18121 18122 18199
 nginx -c "$WORK/backend-nginx.conf" -p "$WORK" & PIDS+=($!)
 wait_port 127.0.0.1:19101
 

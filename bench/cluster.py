@@ -9,10 +9,11 @@
 Usage: bench/cluster.py HERD_BINARY WORK_DIR [--trials N] [--routable-trials M]
 Prints Markdown tables; stops every process it started.
 """
-from pyutil import wait_port
+from pyutil import require_free_ports, wait_port
 import base64, http.client, json, os, signal, socket, statistics, subprocess, sys, time
 
 HERD, WORK = sys.argv[1], sys.argv[2]
+require_free_ports([17410, 17411, 17412, 12410, 12411, 12412, 12420, 12421, 12422, 17430, 18130])
 os.makedirs(WORK, exist_ok=True)
 TRIALS = int(sys.argv[sys.argv.index("--trials") + 1]) if "--trials" in sys.argv else 5
 # A p99 needs many samples: registration -> routable is cheap to repeat.

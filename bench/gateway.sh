@@ -5,7 +5,9 @@
 #   bench/gateway.sh [--workers N] [--rounds R] [--duration SECONDS] [--scenarios a,b,...]
 #                    [--syscalls]
 #
-# Scenarios: ka64 ka256 (HTTP/1.1 keep-alive, small response, 64/256 connections), ka10k
+# Scenarios: ka64 ka256 (HTTP/1.1 keep-alive, small response, 64/256 connections),
+# default64 default256 (the same, with herd running its default config: nothing tuned but
+# the worker count), ka10k
 # (the same with as many connections as idle holds, about 10,000; not in the default list),
 # close
 # (a new connection per request), 1m (1 MiB responses), https (TLS termination, keep-alive),
@@ -22,7 +24,7 @@
 # writes raw results to $WORK/results.jsonl.
 source "$(dirname "$0")/lib.sh"
 
-WORKERS=1; ROUNDS=3; DURATION=10; SCENARIOS="ka64,ka256,close,1m,https,h2,tcp,idle"; SYSCALLS=0
+WORKERS=1; ROUNDS=3; DURATION=10; SCENARIOS="ka64,ka256,default256,close,1m,https,h2,tcp,idle"; SYSCALLS=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --workers) WORKERS=$2; shift 2 ;;
@@ -46,21 +48,23 @@ log "work dir $WORK; workers=$WORKERS rounds=$ROUNDS duration=${DURATION}s idle 
 prepare_proxy_work
 head -c 1048576 /dev/zero | tr '\0' 'x' > "$WORK/www/1m"
 
+require_free_ports 19101 19102 18100 18101 18102 18103 18110 18111 18112 18120 18121 18122 18198 18199
 nginx -c "$WORK/backend-nginx.conf" -p "$WORK" & PIDS+=($!); BACKEND_PID=$!
 wait_port 127.0.0.1:19101; wait_port 127.0.0.1:19102
 
 "$HERD" gateway -c "$WORK/herd.toml" > "$WORK/herd.out" 2> "$WORK/herd.err" & PIDS+=($!); HERD_PID=$!
+"$HERD" gateway -c "$WORK/herd-default.toml" > "$WORK/herd-default.out" 2> "$WORK/herd-default.err" & PIDS+=($!); HERD_DEFAULT_PID=$!
 haproxy -f "$WORK/haproxy.cfg" -db > "$WORK/haproxy.log" 2>&1 & PIDS+=($!); HAPROXY_PID=$!
 nginx -c "$WORK/nginx-proxy.conf" -p "$WORK" & PIDS+=($!); NGINX_PID=$!
-for p in 18100 18101 18102 18110 18111 18112 18120 18121 18122; do wait_port 127.0.0.1:$p; done
+for p in 18100 18101 18102 18103 18110 18111 18112 18120 18121 18122; do wait_port 127.0.0.1:$p; done
 
 # Ports: plain HTTP, HTTPS (h1 and h2), L4 TCP; "direct" is the backend itself.
 declare -A PORT=([herd]=18100 [haproxy]=18101 [nginx]=18102 [direct]=19101)
 declare -A TLS_PORT=([herd]=18110 [haproxy]=18111 [nginx]=18112)
 declare -A TCP_PORT=([herd]=18120 [haproxy]=18121 [nginx]=18122 [direct]=19101)
-proc_pids() {
+proc_pids() { # system [scenario]
   case "$1" in
-    herd) echo "$HERD_PID" ;;
+    herd) case "${2:-}" in default*) echo "$HERD_DEFAULT_PID" ;; *) echo "$HERD_PID" ;; esac ;;
     haproxy) echo "$HAPROXY_PID" ;;
     nginx) pids_of_group "$NGINX_PID" ;;
     direct) pids_of_group "$BACKEND_PID" ;;
@@ -105,13 +109,17 @@ run_load() { # system scenario round
   case "$sc" in
     ka64) ;;
     ka256) conns=256 ;;
+    # herd with its default config (port 18103) beside the same HAProxy and nginx.
+    default64|default256)
+      conns=${sc#default}
+      [ "$sys" = herd ] && url="http://127.0.0.1:18103/" ;;
     ka10k) conns=$IDLE_CONNS ;;
     close) extra=(-H "Connection: close") ;;
     1m) conns=16; url="http://127.0.0.1:${PORT[$sys]}/1m" ;;
     https) url="https://127.0.0.1:${TLS_PORT[$sys]}/" ;;
     tcp) url="http://127.0.0.1:${TCP_PORT[$sys]}/" ;;
   esac
-  local pids; pids=$(proc_pids "$sys")
+  local pids; pids=$(proc_pids "$sys" "$sc")
   local t0; t0=$(cpu_ticks $pids); local k0; k0=$(sys_ticks $pids)
   local line perf_pid="" perf_csv=""
   if [ "$SYSCALLS" = 1 ]; then

@@ -28,6 +28,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 MAXCONN=1000
 prepare_proxy_work
 
+require_free_ports 19101 19102 18100 18101 18102 18110 18111 18112 18120 18121 18122 18199
 nginx -c "$WORK/backend-nginx.conf" -p "$WORK" & PIDS+=($!)
 wait_port 127.0.0.1:19101; wait_port 127.0.0.1:19102
 "$HERD" gateway -c "$WORK/herd.toml" > "$WORK/herd.out" 2> "$WORK/herd.err" & PIDS+=($!); HERD_PID=$!

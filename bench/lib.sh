@@ -56,6 +56,19 @@ build_herd() {
   HERD="${CARGO_TARGET_DIR:-$ROOT/target}/release/herd"
 }
 
+# require_free_ports PORT... — refuse to run when anything already listens on a port the
+# benchmark needs (on 127.0.0.1): its numbers would be another process's, or a mix.
+require_free_ports() {
+  local p busy=()
+  for p in "$@"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then busy+=("$p"); fi
+  done
+  if [ ${#busy[@]} -gt 0 ]; then
+    log "refusing to run: port(s) ${busy[*]} on 127.0.0.1 already in use; stop what listens there (ss -ltnp) and retry"
+    exit 1
+  fi
+}
+
 # wait_port HOST:PORT — until something accepts there (10 s).
 wait_port() {
   local hp=$1 i
@@ -118,7 +131,7 @@ prepare_proxy_work() {
     -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" 2>/dev/null
   cat "$WORK/tls/cert.pem" "$WORK/tls/key.pem" > "$WORK/tls/combined.pem"
   local f
-  for f in backend-nginx.conf nginx-proxy.conf haproxy.cfg herd.toml; do
+  for f in backend-nginx.conf nginx-proxy.conf haproxy.cfg herd.toml herd-default.toml; do
     sed -e "s#__WORK__#$WORK#g" -e "s#__WORKERS__#$WORKERS#g" -e "s#__MAXCONN__#$MAXCONN#g" \
       "$BENCH_DIR/conf/$f" > "$WORK/$f"
   done

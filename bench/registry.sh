@@ -23,6 +23,7 @@ done
 
 ensure_packages wrk etcd
 build_herd
+require_free_ports 17400 17401 17402 17403 17404 12379 12380 12381 12382 12383 12384 12385 12386 12387 12388
 log "work dir $WORK"
 RESULTS="$WORK/registry.jsonl"
 : > "$RESULTS"

@@ -9,7 +9,7 @@ by = defaultdict(list)
 for r in rows:
     by[(r["scenario"], r["system"])].append(r)
 
-ORDER = ["ka64", "ka256", "ka10k", "close", "1m", "https", "h2", "tcp", "idle", "idle-tls", "idle-h2"]
+ORDER = ["ka64", "ka256", "default64", "default256", "ka10k", "close", "1m", "https", "h2", "tcp", "idle", "idle-tls", "idle-h2"]
 
 def stat(vals):
     vals = sorted(vals)

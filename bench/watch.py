@@ -7,10 +7,11 @@ event, which is the write's commit plus the delivery.
 Usage: bench/watch.py HERD_BINARY WORK_DIR [--writes N]
 Prints a Markdown table; stops every process it started.
 """
-from pyutil import wait_port
+from pyutil import require_free_ports, wait_port
 import base64, http.client, json, os, shutil, statistics, subprocess, sys, threading, time
 
 HERD, WORK = sys.argv[1], sys.argv[2]
+require_free_ports([17450, 12450, 12460])
 N = int(sys.argv[sys.argv.index("--writes") + 1]) if "--writes" in sys.argv else 2000
 procs = []
 

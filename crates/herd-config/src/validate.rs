@@ -680,7 +680,11 @@ fn validate_backend(c: &mut Checker, name: &str, b: RawBackend) -> Backend {
             UpstreamProtocol::Http1
         }
     };
-    let max_idle_per_server = b.max_idle_per_server.unwrap_or(64);
+    // High enough that a worker's pool is not the limit at the concurrency one server
+    // sees under load (at 64, 256 clients over 2 servers churned connections: 0.79x
+    // nginx's throughput and 1.59x HAProxy's p99, docs/BENCHMARKS.md); HAProxy keeps
+    // idle server connections without a cap. Idle ones still go after idle_timeout.
+    let max_idle_per_server = b.max_idle_per_server.unwrap_or(1024);
     let traffic = traffic::backend(c, &f, &b);
     let tls = tls::upstream(c, &f, b.tls.as_ref());
     Backend {

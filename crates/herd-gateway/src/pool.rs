@@ -100,7 +100,8 @@ impl Sender {
 
 struct Idle {
     sender: Sender,
-    since_ms: u64,
+    /// When it stops being worth reusing: checked in + the backend's idle_timeout.
+    expires_ms: u64,
 }
 
 #[derive(Default)]
@@ -141,15 +142,12 @@ impl Pool {
                 None => None,
             };
         }
-        let idle_timeout = backend.idle_timeout;
-        let oldest_ok = clock::now_ms().saturating_sub(idle_timeout.as_millis() as u64);
+        let now = clock::now_ms();
         loop {
             let mut idle = {
                 let mut map = self.idle.borrow_mut();
                 let list = map.get_mut(&key)?;
-                // Entries are pushed in time order: expired ones sit at the front.
-                let expired = list.iter().take_while(|i| i.since_ms < oldest_ok).count();
-                list.drain(..expired);
+                drain_expired(list, now);
                 list.pop()?
             };
             if idle.sender.usable().await {
@@ -158,7 +156,7 @@ impl Pool {
         }
     }
 
-    pub fn checkin(&self, key: u64, sender: Sender, max_idle: usize) {
+    pub fn checkin(&self, key: u64, sender: Sender, max_idle: usize, idle_timeout: Duration) {
         // An HTTP/2 connection stays in `h2` while open; a finished stream returns nothing.
         if max_idle == 0 || matches!(sender, Sender::H2(..)) {
             return;
@@ -171,9 +169,26 @@ impl Pool {
         }
         list.push(Idle {
             sender,
-            since_ms: clock::now_ms(),
+            expires_ms: clock::now_ms().saturating_add(idle_timeout.as_millis() as u64),
         });
     }
+
+    /// Close idle connections past their idle_timeout. Checkout skips them anyway; this
+    /// gives their descriptors (and the servers' connection slots) back when a server
+    /// gets no more requests, after a burst filled its pool.
+    pub fn sweep(&self, now_ms: u64) {
+        let mut map = self.idle.borrow_mut();
+        for list in map.values_mut() {
+            drain_expired(list, now_ms);
+        }
+        map.retain(|_, list| !list.is_empty());
+    }
+}
+
+/// Entries are pushed in time order, so the expired ones sit at the front.
+fn drain_expired(list: &mut Vec<Idle>, now_ms: u64) {
+    let expired = list.iter().take_while(|i| i.expires_ms <= now_ms).count();
+    list.drain(..expired);
 }
 
 /// Dial a server and start the connection task on this worker's event loop: HTTP/1.1, or

@@ -590,6 +590,7 @@ fn respond(
         sender,
         owner,
         max_idle: group.config.max_idle_per_server,
+        idle_timeout: group.config.idle_timeout,
         status,
         log,
     };
@@ -755,6 +756,7 @@ pub struct Done {
     /// Set when the connection is private to this client connection (PROXY header sent).
     owner: Option<Rc<ClientConn>>,
     max_idle: usize,
+    idle_timeout: Duration,
     status: u16,
     log: Option<LogRecord>,
 }
@@ -771,6 +773,7 @@ impl Done {
             sender: None,
             owner: None,
             max_idle: 0,
+            idle_timeout: Duration::ZERO,
             status: 0,
             log,
         }
@@ -791,7 +794,9 @@ impl Done {
                         *conn.private_upstream.borrow_mut() = Some((server.pool_key, s));
                     }
                     Some(_) => {}
-                    None => w.pool.checkin(server.pool_key, s, self.max_idle),
+                    None => w
+                        .pool
+                        .checkin(server.pool_key, s, self.max_idle, self.idle_timeout),
                 }
             }
         }

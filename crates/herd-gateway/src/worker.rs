@@ -143,12 +143,26 @@ async fn run(index: usize, shared: Arc<Shared>, sockets: ListenerSockets) {
             Err(e) => tracing::error!(error = %e, "cannot register listener"),
         }
     }
+    tokio::task::spawn_local(sweep_pool(worker.clone()));
     let mut stop = shared.shutdown.subscribe();
     let _ = stop.wait_for(|s| *s).await;
     // Accept loops have stopped; each HTTP connection finishes its in-flight request and
     // closes, TCP pairs run on. The process-wide drain timeout bounds this wait.
     while worker.connections.get() > 0 {
         worker.idle.notified().await;
+    }
+}
+
+/// Once a second, close this worker's pooled connections that idled past their timeout.
+async fn sweep_pool(w: Rc<Worker>) {
+    let mut stop = w.shared.shutdown.subscribe();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => w.pool.sweep(crate::clock::now_ms()),
+            _ = stop.wait_for(|s| *s) => return,
+        }
     }
 }
 

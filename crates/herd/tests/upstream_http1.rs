@@ -4,6 +4,7 @@
 //! server closes while they sit idle in the gateway's pool.
 
 mod common;
+mod raw_server;
 
 use common::*;
 use std::net::SocketAddr;
@@ -158,4 +159,35 @@ async fn connections_the_server_closed_while_idle_are_never_used() {
     assert_eq!(server.accepted.load(Ordering::SeqCst), 50);
     let status = gw.server_status(&c, "app", server.addr).await;
     assert_eq!(status["failures"], 0, "{status}");
+}
+
+/// A pooled connection that idles past the backend's idle_timeout is closed by the
+/// gateway even when no request comes to check it out: a burst must not leave the
+/// server's connection slots (and the gateway's descriptors) held for good.
+#[tokio::test]
+async fn idle_pooled_connections_are_closed_after_idle_timeout() {
+    let server = raw_server::RawServer::start(raw_server::Answer::Keep(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+    ))
+    .await;
+    let gw = Gateway::start(&format!(
+        "[[listeners]]\nname = \"web\"\nprotocol = \"http\"\nbind = \"127.0.0.1:0\"\n\n\
+         [[routes]]\nlistener = \"web\"\nbackend = \"app\"\n\n\
+         [backends.app]\nidle_timeout = \"1s\"\nservers = [ {{ addr = \"{}\" }} ]\n",
+        server.addr
+    ));
+    let client = client();
+    let r = get(&client, &gw.url("/")).await.unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "ok"));
+    assert_eq!(
+        server.closed(),
+        0,
+        "pooled, not closed, right after the response"
+    );
+    eventually(
+        "the idle pooled connection is closed",
+        std::time::Duration::from_secs(10),
+        || async { (server.closed() == 1).then_some(()) },
+    )
+    .await;
 }

@@ -34,6 +34,8 @@ struct Seen {
     bytes: Vec<u8>,
     /// Complete requests received: their raw text (head and body).
     requests: Vec<Vec<u8>>,
+    /// Connections the gateway closed.
+    closed: usize,
 }
 
 impl RawServer {
@@ -72,6 +74,11 @@ impl RawServer {
             .unwrap_or_default()
     }
 
+    /// How many connections the client side has closed so far.
+    pub fn closed(&self) -> usize {
+        self.seen.lock().map(|s| s.closed).unwrap_or_default()
+    }
+
     /// Let a `Paced` answer write its second part.
     pub fn release(&self) {
         self.release.notify_one();
@@ -98,7 +105,12 @@ async fn serve(
             }
             let mut b = [0u8; 8192];
             match stream.read(&mut b).await {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => {
+                    if let Ok(mut s) = seen.lock() {
+                        s.closed += 1;
+                    }
+                    return;
+                }
                 Ok(n) => {
                     buf.extend_from_slice(&b[..n]);
                     if let Ok(mut s) = seen.lock() {
