@@ -35,6 +35,12 @@ pub struct GatewaySettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Admin {
     pub listen: String,
+    /// The file holding the admin token (first line); relative to the config file.
+    pub token_file: Option<PathBuf>,
+    /// Reads (`/status`, `/metrics`) need the token too, not only state changes.
+    pub token_for_reads: bool,
+    /// Host names accepted in requests besides IP literals and `localhost`.
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

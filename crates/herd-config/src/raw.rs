@@ -39,6 +39,9 @@ pub struct RawGateway {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: String,
+    pub token_file: Option<String>,
+    pub token_for_reads: Option<bool>,
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

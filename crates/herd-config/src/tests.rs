@@ -652,3 +652,31 @@ fn rate_limit_slower_than_one_an_hour_is_refused() {
     let rl = cfg.routes[0].traffic.rate_limit.as_ref().unwrap();
     assert_eq!(rl.burst, 1);
 }
+
+#[test]
+fn admin_security_keys() {
+    let c = parse(
+        "[admin]\nlisten = \"127.0.0.1:9901\"\ntoken_file = \"admin.token\"\ntoken_for_reads = true\nallowed_hosts = [\"gw1.internal\"]\n\n\
+         [[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:0\"\n\n[[routes]]\nbackend = \"app\"\n\n\
+         [backends.app]\nservers = [ { addr = \"127.0.0.1:9\" } ]\n",
+        "/etc/herd/herd.toml",
+    )
+    .unwrap();
+    let admin = c.admin.unwrap();
+    assert_eq!(
+        admin.token_file.unwrap(),
+        std::path::PathBuf::from("/etc/herd/admin.token")
+    );
+    assert!(admin.token_for_reads);
+    assert_eq!(admin.allowed_hosts, vec!["gw1.internal".to_string()]);
+    let err = parse(
+        "[admin]\nlisten = \"127.0.0.1:9901\"\nallowed_hosts = [\"gw1:9901\"]\ntoken_file = \"\"\n\n\
+         [[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:0\"\n\n[[routes]]\nbackend = \"app\"\n\n\
+         [backends.app]\nservers = [ { addr = \"127.0.0.1:9\" } ]\n",
+        "/etc/herd/herd.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("admin.allowed_hosts[0]"), "{err}");
+    assert!(err.contains("admin.token_file"), "{err}");
+}

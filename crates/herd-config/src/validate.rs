@@ -110,7 +110,27 @@ pub(crate) fn validate(raw: FileConfig, c: &mut Checker) -> Config {
 
     let admin = raw.admin.map(|a| {
         check_host_port(c, "admin.listen", &a.listen);
-        Admin { listen: a.listen }
+        let allowed_hosts = a.allowed_hosts.unwrap_or_default();
+        for (i, h) in allowed_hosts.iter().enumerate() {
+            if h.is_empty() || h.contains([':', '/', ' ', '@']) {
+                c.fail(
+                    format!("admin.allowed_hosts[{i}]"),
+                    format!("\"{h}\" is not a host name; list names only, without port or scheme"),
+                );
+            }
+        }
+        if a.token_file.as_deref() == Some("") {
+            c.fail(
+                "admin.token_file",
+                "empty path; name the file that holds the token, or remove the key",
+            );
+        }
+        Admin {
+            listen: a.listen,
+            token_file: a.token_file.map(|f| c.base_dir.join(f)),
+            token_for_reads: a.token_for_reads.unwrap_or(false),
+            allowed_hosts,
+        }
     });
 
     let mut listeners = Vec::new();

@@ -3,6 +3,7 @@
 //!
 //! Runtime changes last until the next reload or restart: the file stays the source of truth.
 
+use crate::admin_auth;
 use crate::clock;
 use crate::metrics;
 use crate::snapshot::AdminState;
@@ -63,6 +64,31 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response<Full<Bytes>> {
 async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
+    let snap = shared.snapshot.load();
+    let token = shared.admin_token.load();
+    let (token_for_reads, allowed_hosts) =
+        snap.config.admin.as_ref().map_or((false, &[][..]), |a| {
+            (a.token_for_reads, &a.allowed_hosts[..])
+        });
+    let policy = admin_auth::Policy {
+        token: token.as_deref(),
+        token_for_reads,
+        allowed_hosts,
+    };
+    if let Err(admin_auth::Refused(status, why)) =
+        admin_auth::check(&method, &path, req.headers(), &policy)
+    {
+        tracing::warn!(%method, %path, status = status.as_u16(), reason = why, "admin call refused");
+        let mut r = error(status, why);
+        if status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"herd admin\""),
+            );
+        }
+        return r;
+    }
+    drop(snap);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (&method, segments.as_slice()) {
         (&Method::GET, ["healthz"]) => reply(StatusCode::OK, "text/plain", "ok\n"),

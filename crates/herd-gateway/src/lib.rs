@@ -9,6 +9,7 @@
 
 mod access_log;
 mod admin;
+mod admin_auth;
 mod body;
 mod clock;
 mod discovery;
@@ -114,6 +115,8 @@ pub struct Shared {
     /// Same order as the config's listeners, which only a restart changes.
     pub(crate) listener_stats: Vec<worker::ListenerStats>,
     pub(crate) admin_addr: Option<SocketAddr>,
+    /// The admin token, read at start and at every reload (so it can be rotated).
+    pub(crate) admin_token: arc_swap::ArcSwapOption<admin_auth::Token>,
     pub(crate) workers: usize,
 }
 
@@ -146,6 +149,7 @@ impl Shared {
             ));
         }
         let config = self.source.load()?;
+        let token = admin_token(&config)?;
         let current = self.snapshot.load_full();
         let old: Vec<_> = current
             .config
@@ -174,6 +178,7 @@ impl Shared {
         let config = self.with_discovered(config);
         let snap = Arc::new(Snapshot::build(config, revision, Some(&current))?);
         self.revision.store(revision, Ordering::Relaxed);
+        self.admin_token.store(token.map(Arc::new));
         self.restart_health_checks(&snap);
         self.snapshot.store(snap.clone());
         self.restart_discovery(&snap);
@@ -254,6 +259,14 @@ impl Shared {
     }
 }
 
+/// The admin token the configuration names, read now.
+fn admin_token(config: &Config) -> Result<Option<admin_auth::Token>, GatewayError> {
+    match &config.admin {
+        Some(a) => admin_auth::load_token(a.token_file.as_deref()).map_err(GatewayError::Reload),
+        None => Ok(None),
+    }
+}
+
 /// Where a started gateway listens: printed as the ready line, used by tests.
 #[derive(Clone, Debug)]
 pub struct Ready {
@@ -285,6 +298,7 @@ impl Ready {
 /// check health, reload on SIGHUP. `on_ready` is called once everything listens.
 pub fn run(source: ConfigSource, on_ready: impl FnOnce(&Ready)) -> Result<(), GatewayError> {
     let config = source.load()?;
+    let token = admin_token(&config)?;
     let snap = Snapshot::build(config, 1, None)?;
     let workers = snap.config.gateway.workers;
     let drain_timeout = snap.config.gateway.drain_timeout;
@@ -315,6 +329,14 @@ pub fn run(source: ConfigSource, on_ready: impl FnOnce(&Ready)) -> Result<(), Ga
         None => None,
     };
     let admin_addr = admin_socket.as_ref().and_then(|s| s.local_addr().ok());
+    if let Some(addr) = admin_addr.filter(|a| admin_auth::is_exposed(*a) && token.is_none()) {
+        tracing::warn!(
+            admin = %addr,
+            "the admin listener is reachable from other machines and has no token: anyone who \
+             can reach it can drain servers and reload the configuration; bind it to 127.0.0.1 \
+             or set [admin] token_file"
+        );
+    }
     let port = listener_addrs.first().map_or(0, |(_, a)| a.port());
     let process_id = ProcessId::new(port);
     let (shutdown, _) = watch::channel(false);
@@ -338,6 +360,7 @@ pub fn run(source: ConfigSource, on_ready: impl FnOnce(&Ready)) -> Result<(), Ga
             .collect(),
         listener_addrs: listener_addrs.clone(),
         admin_addr,
+        admin_token: arc_swap::ArcSwapOption::new(token.map(Arc::new)),
         workers,
     });
 
