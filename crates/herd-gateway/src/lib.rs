@@ -90,6 +90,17 @@ pub enum GatewayError {
     Reload(String),
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
+    /// The drain timeout passed with work still open: those clients were cut off, so the
+    /// stop was not clean and a supervisor should hear it.
+    #[error(
+        "drain timeout ({timeout:?}) cut {connections} client connection(s) with {requests} \
+         request(s) in flight to servers; raise gateway.drain_timeout if they need longer"
+    )]
+    DrainCut {
+        timeout: Duration,
+        connections: u64,
+        requests: u64,
+    },
 }
 
 /// State shared by the control runtime and every worker.
@@ -376,16 +387,54 @@ pub fn run(source: ConfigSource, on_ready: impl FnOnce(&Ready)) -> Result<(), Ga
     let _ = shared.shutdown.send(true);
     tracing::info!(?drain_timeout, "draining in-flight requests");
     let deadline = std::time::Instant::now() + drain_timeout;
+    let mut unfinished = Vec::new();
     for h in handles {
         while !h.is_finished() && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
         if h.is_finished() {
             let _ = h.join();
+        } else {
+            unfinished.push(h);
         }
     }
-    tracing::info!("gateway stopped");
-    Ok(())
+    drain_result(&shared, drain_timeout, unfinished)
+}
+
+/// What the drain left behind. Workers still running at the deadline hold client
+/// connections that returning now (and the process exiting) cuts off; count them for the
+/// error. A worker whose last connection closed just at the deadline has nothing left to
+/// cut, so that is a clean stop (its thread ends with the process).
+fn drain_result(
+    shared: &Shared,
+    drain_timeout: Duration,
+    unfinished: Vec<std::thread::JoinHandle<()>>,
+) -> Result<(), GatewayError> {
+    let connections = u64::try_from(shared.client_connections.get()).unwrap_or(0);
+    if unfinished.is_empty() || connections == 0 {
+        tracing::info!("gateway stopped");
+        return Ok(());
+    }
+    // Only the current snapshot's servers: a request to a server a reload removed still
+    // holds its client connection, which is counted above.
+    let snap = shared.snapshot.load();
+    let requests: u64 = snap
+        .groups
+        .values()
+        .flat_map(|g| g.servers.0.iter())
+        .map(|s| u64::from(s.load.in_flight()))
+        .sum();
+    tracing::error!(
+        connections,
+        requests,
+        ?drain_timeout,
+        "gateway stopped: drain timeout cut connections still in flight"
+    );
+    Err(GatewayError::DrainCut {
+        timeout: drain_timeout,
+        connections,
+        requests,
+    })
 }
 
 /// The signals the gateway acts on: SIGTERM and SIGINT drain and stop, SIGHUP reloads.
