@@ -178,3 +178,54 @@ async fn answer_and_die(mut stream: TcpStream, death: Death) {
         }
     }
 }
+
+/// A WebSocket echo server (tungstenite) on its own runtime: every text or binary message
+/// comes back.
+pub struct WsEcho {
+    pub addr: SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl WsEcho {
+    pub fn start() -> WsEcho {
+        use futures_util::{SinkExt, StreamExt};
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("ws runtime");
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind ws echo");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let addr = std_listener.local_addr().expect("ws echo address");
+        runtime.spawn(async move {
+            let listener = TcpListener::from_std(std_listener).expect("tokio listener");
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                        return;
+                    };
+                    while let Some(Ok(msg)) = ws.next().await {
+                        if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        WsEcho {
+            addr,
+            runtime: Some(runtime),
+        }
+    }
+}
+
+impl Drop for WsEcho {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
