@@ -87,7 +87,8 @@ impl Load {
     async fn wait_for(&self, n: usize, what: &str) {
         let target = self.done() + n;
         let what = format!(
-            "{what} ({} done so far, {} running clients)",
+            "{what} (waiting from {} done, with {} clients still running then; a client \
+             stops at its request cap or MAX_LOAD_TIME)",
             self.done(),
             self.tasks.iter().filter(|t| !t.is_finished()).count()
         );
