@@ -92,6 +92,18 @@ pub enum GatewayError {
     Reload(String),
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
+    /// The drain timeout passed with HTTP requests still open: those clients were cut off,
+    /// so the stop was not clean and a supervisor should hear it.
+    #[error(
+        "drain timeout ({timeout:?}) cut {connections} HTTP client connection(s) with \
+         {requests} request(s) in flight to servers; raise gateway.drain_timeout if they \
+         need longer"
+    )]
+    DrainCut {
+        timeout: Duration,
+        connections: u64,
+        requests: u64,
+    },
 }
 
 /// State shared by the control runtime and every worker.
@@ -400,16 +412,81 @@ pub fn run(source: ConfigSource, on_ready: impl FnOnce(&Ready)) -> Result<(), Ga
     let _ = shared.shutdown.send(true);
     tracing::info!(?drain_timeout, "draining in-flight requests");
     let deadline = std::time::Instant::now() + drain_timeout;
+    let mut unfinished = Vec::new();
     for h in handles {
         while !h.is_finished() && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
         if h.is_finished() {
             let _ = h.join();
+        } else {
+            unfinished.push(h);
         }
     }
-    tracing::info!("gateway stopped");
-    Ok(())
+    drain_result(&shared, drain_timeout, unfinished)
+}
+
+/// What the drain left behind. Workers still running at the deadline hold connections
+/// that returning now (and the process exiting) cuts off. HTTP connections still open are
+/// requests cut short (idle ones were closed at the signal): an unclean stop, returned as
+/// an error. TCP pairs have no request boundary, and the drain timeout is their documented
+/// end, so closing them is only logged.
+fn drain_result(
+    shared: &Shared,
+    drain_timeout: Duration,
+    unfinished: Vec<std::thread::JoinHandle<()>>,
+) -> Result<(), GatewayError> {
+    if unfinished.is_empty() {
+        tracing::info!("gateway stopped");
+        return Ok(());
+    }
+    let snap = shared.snapshot.load();
+    let listeners = &snap.config.listeners;
+    let (mut http, mut tcp_pairs) = (0u64, 0u64);
+    // listener_stats is indexed like the listeners, which a reload cannot change.
+    for (l, stats) in listeners.iter().zip(&shared.listener_stats) {
+        let open = u64::try_from(stats.active.load(Ordering::Relaxed)).unwrap_or(0);
+        match l.protocol {
+            herd_config::Protocol::Tcp => tcp_pairs += open,
+            herd_config::Protocol::Http | herd_config::Protocol::Https => http += open,
+        }
+    }
+    if tcp_pairs > 0 {
+        tracing::info!(
+            tcp_pairs,
+            "drain timeout reached: closing TCP pairs still relaying"
+        );
+    }
+    if http == 0 {
+        tracing::info!("gateway stopped");
+        return Ok(());
+    }
+    // Requests waiting on servers, not counting the backends of tcp listeners (their
+    // in-flight count is pairs). A backend shared by both kinds counts whole; one a reload
+    // removed is not counted (its clients are, in the connections above).
+    let tcp_backends: std::collections::HashSet<&str> = listeners
+        .iter()
+        .filter(|l| l.protocol == herd_config::Protocol::Tcp)
+        .filter_map(|l| l.backend.as_deref())
+        .collect();
+    let requests: u64 = snap
+        .groups
+        .iter()
+        .filter(|(name, _)| !tcp_backends.contains(name.as_str()))
+        .flat_map(|(_, g)| g.servers.0.iter())
+        .map(|s| u64::from(s.load.in_flight()))
+        .sum();
+    tracing::error!(
+        connections = http,
+        requests,
+        ?drain_timeout,
+        "gateway stopped: drain timeout cut HTTP connections with requests in flight"
+    );
+    Err(GatewayError::DrainCut {
+        timeout: drain_timeout,
+        connections: http,
+        requests,
+    })
 }
 
 /// The signals the gateway acts on: SIGTERM and SIGINT drain and stop, SIGHUP reloads.
