@@ -267,7 +267,9 @@ async fn forward(
             Ok(Ok((mut resp, sender))) => {
                 let owner = private.is_some().then(|| conn.clone());
                 // A 101 takes the server connection for the tunnel: it never returns to the pool.
-                let switched = upgrade.take().and_then(|u| u.splice(&mut resp));
+                let switched = upgrade
+                    .take()
+                    .and_then(|u| u.splice(&mut resp, crate::worker::TunnelGuard::new(w.clone())));
                 if let Some(t) = ticket.take() {
                     t.finish(resp.status().as_u16() < 500);
                 }

@@ -45,7 +45,11 @@ impl Upgrade {
 
     /// If the server switched protocols, start the tunnel (it runs once the 101 has
     /// reached the client) and return the protocol for the client's 101.
-    pub fn splice(self, resp: &mut http::Response<FromServer>) -> Option<HeaderValue> {
+    pub fn splice(
+        self,
+        resp: &mut http::Response<FromServer>,
+        guard: crate::worker::TunnelGuard,
+    ) -> Option<HeaderValue> {
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             return None;
         }
@@ -60,6 +64,7 @@ impl Upgrade {
         let (mut server, early) = body.take_upgraded()?.into_upgraded();
         let client = self.client;
         tokio::task::spawn_local(async move {
+            let _guard = guard;
             let mut client = match client.await {
                 Ok(c) => TokioIo::new(c),
                 Err(e) => {

@@ -409,3 +409,25 @@ pub(crate) fn count_header_timeout(w: &Worker, li: usize) {
         stats.traffic.header_timeouts.inc();
     }
 }
+
+/// An upgraded tunnel (WebSocket) counts as one of the worker's connections while it
+/// relays: its client connection's own count ended with the 101, and without this the
+/// drain on SIGTERM would not wait for it and the process would reset it at once.
+pub struct TunnelGuard(Rc<Worker>);
+
+impl TunnelGuard {
+    pub fn new(w: Rc<Worker>) -> Self {
+        w.connections.set(w.connections.get() + 1);
+        TunnelGuard(w)
+    }
+}
+
+impl Drop for TunnelGuard {
+    fn drop(&mut self) {
+        let n = self.0.connections.get().saturating_sub(1);
+        self.0.connections.set(n);
+        if n == 0 {
+            self.0.idle.notify_one();
+        }
+    }
+}

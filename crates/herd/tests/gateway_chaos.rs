@@ -486,7 +486,6 @@ name = \"raw\"\nprotocol = \"tcp\"\nbind = \"127.0.0.1:0\"\n\
 /// Today the tunnel is reset within milliseconds of the signal and the gateway exits 0: the
 /// spliced tunnel (upgrade.rs) holds no connection slot, so its worker stops at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known defect: SIGTERM resets WebSocket tunnels at once (tunnel holds no ConnSlot); fix in upgrade.rs/proxy.rs"]
 async fn sigterm_keeps_a_websocket_tunnel_relaying_through_the_drain() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
