@@ -1,6 +1,6 @@
 //! A worker's own keep-alive connections to servers. One pool per worker thread, used
 //! only from that thread's event loop: no locks, no atomics, no sharing (the measured
-//! design in ARCHITECTURE.md; hyper-util's shared pool cost about a fifth of throughput).
+//! thread-per-core design; hyper-util's shared pool cost about a fifth of throughput).
 //! HTTP/1.1 connections (our own client, h1_upstream.rs) carry one request at a time and
 //! wait idle in a list per server; an HTTP/2 connection (hyper's) multiplexes, so each
 //! server has one shared per worker.
