@@ -1,0 +1,378 @@
+//! The registry under faults, in network namespaces: real `herd server` processes, one
+//! per namespace, hit with kill -9, SIGSTOP/SIGCONT and nftables partitions while clients
+//! write, count, read, hold leases and watch. Each property comes from docs/registry.md's
+//! promises. Skipped with "skipped: <reason>" where the machine cannot build the lab
+//! (not root, no iproute2/nftables); see docs/RELIABILITY.md.
+
+mod faults;
+
+use faults::http::b64;
+use faults::netns::Lab;
+use faults::*;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+fn addrs(lab: &Lab) -> Vec<SocketAddr> {
+    lab.nodes.iter().map(|n| n.addr).collect()
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// Outcome of one client call that changes state.
+enum Outcome {
+    Acked(u64),
+    /// The change certainly did not happen (a failed compare).
+    Refused,
+    /// No answer, or an error that does not say whether the write was applied.
+    Unknown,
+}
+
+fn write_outcome(r: Result<faults::http::Resp, String>, what: &str) -> Outcome {
+    match r {
+        Ok(r) if r.status == 200 => match r.json()["revision"].as_u64() {
+            Some(rev) if r.json()["succeeded"] != false => Outcome::Acked(rev),
+            Some(_) => Outcome::Refused,
+            None => panic!("{what}: 200 without a revision: {}", r.text()),
+        },
+        // A 4xx for a well-formed request is a bug, not a fault outcome.
+        Ok(r) if (400..500).contains(&r.status) && r.status != 408 && r.status != 429 => {
+            panic!("{what}: {} {}", r.status, r.text())
+        }
+        _ => Outcome::Unknown,
+    }
+}
+
+// ------------------------------------------------------- 1. acknowledged writes survive
+
+#[test]
+fn kill9_of_leader_and_of_all_nodes_loses_no_acknowledged_write() {
+    let Some((mut lab, mut rng)) = lab("kill9", 3) else {
+        return;
+    };
+    start_cluster(&mut lab);
+    let addrs = addrs(&lab);
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let (mut kills, mut results) = (0, Vec::new());
+    thread::scope(|s| {
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let (addrs, stop) = (&addrs, &stop);
+                s.spawn(move || {
+                    let (mut acked, mut unknown) = (Vec::new(), 0u64);
+                    let mut node = w;
+                    for seq in 0..200_000u64 {
+                        if stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let key = format!("w/{w}/{seq:06}");
+                        let r = put(
+                            addrs[node % addrs.len()],
+                            &format!("/v1/kv/{key}"),
+                            format!("v{seq}").as_bytes(),
+                        );
+                        match write_outcome(r, &key) {
+                            Outcome::Acked(_) => acked.push(key),
+                            Outcome::Refused => unreachable!("a plain put has no compare"),
+                            Outcome::Unknown => {
+                                unknown += 1;
+                                node += 1;
+                                thread::sleep(Duration::from_millis(50));
+                            }
+                        }
+                    }
+                    (acked, unknown)
+                })
+            })
+            .collect();
+        let end = Instant::now() + secs(fault_seconds());
+        while Instant::now() < end {
+            thread::sleep(rng.ms(500, 1500));
+            let l = wait_leader(&lab, |_| true);
+            lab.nodes[l].kill9();
+            kills += 1;
+            thread::sleep(rng.ms(300, 1500));
+            lab.nodes[l].start(None);
+        }
+        // Then every node at once, writes still in flight.
+        thread::sleep(rng.ms(300, 1000));
+        for n in &mut lab.nodes {
+            n.kill9();
+        }
+        stop.store(true, Ordering::SeqCst);
+        results = writers
+            .into_iter()
+            .map(|w| w.join().expect("writer"))
+            .collect();
+    });
+    for n in &mut lab.nodes {
+        n.start(None);
+    }
+    let l = wait_leader(&lab, |_| true);
+    let mut present = BTreeMap::new();
+    for w in 0..4 {
+        present.extend(all_keys(lab.nodes[l].addr, &format!("w/{w}/")).expect("read back"));
+    }
+    let acked: Vec<&String> = results.iter().flat_map(|(a, _)| a).collect();
+    let unknown: u64 = results.iter().map(|(_, u)| u).sum();
+    let lost: Vec<&&String> = acked
+        .iter()
+        .filter(|k| !present.contains_key(**k))
+        .collect();
+    eprintln!(
+        "kill9: {} s, {kills} leader kills + 1 kill of all nodes, acknowledged {}, unknown {unknown}, present {}, lost {}",
+        started.elapsed().as_secs(),
+        acked.len(),
+        present.len(),
+        lost.len()
+    );
+    assert!(
+        acked.len() > 100,
+        "too few writes acknowledged to mean anything: {}",
+        acked.len()
+    );
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    for k in &acked {
+        let seq = k
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches('0');
+        let want = format!("v{}", if seq.is_empty() { "0" } else { seq });
+        assert_eq!(present[*k], want, "value of {k}");
+    }
+    // Each key was tried once, so a key present but not acknowledged is an unknown one.
+    assert!(
+        present.len() as u64 <= acked.len() as u64 + unknown,
+        "more keys ({}) than acknowledged ({}) + unknown ({unknown}) writes",
+        present.len(),
+        acked.len()
+    );
+}
+
+// ------------------------------------------------------- 2. CAS counter
+
+#[test]
+fn cas_counter_equals_acknowledged_increments_under_kill_pause_partition() {
+    let Some((mut lab, mut rng)) = lab("cas-counter", 3) else {
+        return;
+    };
+    start_cluster(&mut lab);
+    let addrs = addrs(&lab);
+    assert!(matches!(
+        write_outcome(put(addrs[0], "/v1/kv/counter", b"0"), "init"),
+        Outcome::Acked(_)
+    ));
+    let stop = AtomicBool::new(false);
+    let (acked, unknown, refused) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let mut faults_done = Vec::new();
+    thread::scope(|s| {
+        for c in 0..3usize {
+            let (addrs, stop, acked, unknown, refused) =
+                (&addrs, &stop, &acked, &unknown, &refused);
+            s.spawn(move || {
+                let mut node = c;
+                for _ in 0..100_000 {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let a = addrs[node % addrs.len()];
+                    let Ok(Some((v, rev))) = read_kv(a, "counter") else {
+                        node += 1;
+                        thread::sleep(Duration::from_millis(50));
+                        continue;
+                    };
+                    let v: u64 = v.parse().unwrap_or_else(|_| panic!("counter holds {v:?}"));
+                    let txn = json!({
+                        "compares": [{"key": "counter", "target": {"mod_revision": rev}, "op": "eq"}],
+                        "success": [{"put": {"key": "counter", "value": b64((v + 1).to_string().as_bytes())}}],
+                        "failure": []
+                    });
+                    match write_outcome(post(a, "/v1/txn", &txn.to_string()), "increment") {
+                        Outcome::Acked(_) => acked.fetch_add(1, Ordering::SeqCst),
+                        Outcome::Refused => refused.fetch_add(1, Ordering::SeqCst),
+                        Outcome::Unknown => {
+                            node += 1;
+                            unknown.fetch_add(1, Ordering::SeqCst)
+                        }
+                    };
+                }
+            });
+        }
+        let end = Instant::now() + secs(fault_seconds());
+        let mut k = 0;
+        while Instant::now() < end {
+            thread::sleep(rng.ms(300, 1000));
+            let l = wait_leader(&lab, |_| true);
+            // Round-robin from a random start, so a short run still sees all three.
+            let kind = (rng.below(3) + k) % 3;
+            k += 1;
+            match kind {
+                0 => {
+                    lab.nodes[l].kill9();
+                    thread::sleep(rng.ms(300, 1500));
+                    lab.nodes[l].start(None);
+                    faults_done.push("kill -9");
+                }
+                1 => {
+                    lab.nodes[l].pause();
+                    thread::sleep(rng.ms(1000, 3000));
+                    lab.nodes[l].resume();
+                    faults_done.push("SIGSTOP");
+                }
+                _ => {
+                    lab.partition(l);
+                    thread::sleep(rng.ms(1500, 4000));
+                    lab.heal(l);
+                    faults_done.push("partition");
+                }
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+    });
+    let l = wait_leader(&lab, |_| true);
+    let final_value: u64 = eventually("the counter", secs(10), || {
+        read_kv(lab.nodes[l].addr, "counter").ok().flatten()
+    })
+    .0
+    .parse()
+    .expect("counter is a number");
+    let (acked, unknown, refused) = (
+        acked.into_inner(),
+        unknown.into_inner(),
+        refused.into_inner(),
+    );
+    eprintln!(
+        "cas-counter: faults {faults_done:?}; acknowledged {acked}, refused {refused}, unknown {unknown}, final {final_value}"
+    );
+    assert!(acked > 20, "too few increments acknowledged: {acked}");
+    assert!(
+        acked <= final_value && final_value <= acked + unknown,
+        "final counter {final_value} outside [acknowledged {acked}, acknowledged + unknown {}]",
+        acked + unknown
+    );
+}
+
+// ------------------------------------------------------- 3. no stale linearizable read
+
+#[test]
+fn isolated_leader_never_serves_a_stale_linearizable_read() {
+    let Some((mut lab, mut rng)) = lab("stale-read", 3) else {
+        return;
+    };
+    start_cluster(&mut lab);
+    let addrs = addrs(&lab);
+    let floor = AtomicU64::new(0);
+    let isolated = AtomicUsize::new(usize::MAX);
+    let stop = AtomicBool::new(false);
+    let stale = Mutex::new(Vec::new());
+    let (reads_ok, reads_err, writes) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let rounds = 2;
+    thread::scope(|s| {
+        // One writer through whichever nodes are not isolated; `floor` is the highest
+        // revision acknowledged so far, published before a read that must see it starts.
+        {
+            let (addrs, floor, isolated, stop, writes) =
+                (&addrs, &floor, &isolated, &stop, &writes);
+            s.spawn(move || {
+                for i in 0..100_000u64 {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let mut node = i as usize % addrs.len();
+                    if node == isolated.load(Ordering::SeqCst) {
+                        node = (node + 1) % addrs.len();
+                    }
+                    let r = put(addrs[node], "/v1/kv/lin", i.to_string().as_bytes());
+                    match write_outcome(r, "put lin") {
+                        Outcome::Acked(rev) => {
+                            floor.fetch_max(rev, Ordering::SeqCst);
+                            writes.fetch_add(1, Ordering::SeqCst);
+                        }
+                        _ => thread::sleep(Duration::from_millis(50)),
+                    }
+                }
+            });
+        }
+        // Readers on every node, the isolated one included.
+        for r in 0..addrs.len() {
+            let (addrs, floor, stop, stale, reads_ok, reads_err) =
+                (&addrs, &floor, &stop, &stale, &reads_ok, &reads_err);
+            s.spawn(move || {
+                for _ in 0..100_000 {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let must_see = floor.load(Ordering::SeqCst);
+                    match read_kv(addrs[r], "lin") {
+                        Ok(Some((_, rev))) => {
+                            reads_ok.fetch_add(1, Ordering::SeqCst);
+                            if rev < must_see {
+                                stale
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .push(format!(
+                                    "node {}: mod_revision {rev} after {must_see} was acknowledged",
+                                    r + 1
+                                ));
+                            }
+                        }
+                        Ok(None) if must_see > 0 => {
+                            stale
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push(format!(
+                                "node {}: key missing after revision {must_see} was acknowledged",
+                                r + 1
+                            ));
+                        }
+                        _ => {
+                            reads_err.fetch_add(1, Ordering::SeqCst);
+                            thread::sleep(Duration::from_millis(20));
+                        }
+                    }
+                }
+            });
+        }
+        for _ in 0..rounds {
+            thread::sleep(secs(1));
+            let l = wait_leader(&lab, |_| true);
+            isolated.store(l, Ordering::SeqCst);
+            let before = writes.load(Ordering::SeqCst);
+            lab.partition(l);
+            let new_leader = wait_leader(&lab, |i| i != l);
+            thread::sleep(rng.ms(2000, 1000 * fault_seconds() / 2));
+            let during = writes.load(Ordering::SeqCst) - before;
+            lab.heal(l);
+            isolated.store(usize::MAX, Ordering::SeqCst);
+            eprintln!(
+                "stale-read: node {} isolated, node {} took over, {during} writes acknowledged meanwhile",
+                l + 1,
+                new_leader + 1
+            );
+            assert!(
+                during > 0,
+                "the majority made no progress while node {} was cut off",
+                l + 1
+            );
+        }
+        thread::sleep(secs(1));
+        stop.store(true, Ordering::SeqCst);
+    });
+    let stale = stale.into_inner().unwrap_or_else(|e| e.into_inner());
+    eprintln!(
+        "stale-read: {} writes, {} reads answered, {} refused or timed out, {} stale",
+        writes.into_inner(),
+        reads_ok.into_inner(),
+        reads_err.into_inner(),
+        stale.len()
+    );
+    assert!(stale.is_empty(), "stale linearizable reads: {stale:?}");
+}
