@@ -6,11 +6,11 @@
 
 mod faults;
 
-use faults::http::b64;
+use faults::http::{b64, Line, Watch};
 use faults::netns::Lab;
 use faults::*;
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -375,4 +375,151 @@ fn isolated_leader_never_serves_a_stale_linearizable_read() {
         stale.len()
     );
     assert!(stale.is_empty(), "stale linearizable reads: {stale:?}");
+}
+
+// ------------------------------------------------------- 5. watch resume across kills
+
+#[test]
+fn watch_resumes_across_node_kills_without_gap_or_duplicate() {
+    let Some((mut lab, mut rng)) = lab("watch-resume", 3) else {
+        return;
+    };
+    start_cluster(&mut lab);
+    let addrs = addrs(&lab);
+    let first = match write_outcome(put(addrs[0], "/v1/kv/wr/start", b"0"), "start") {
+        Outcome::Acked(rev) => rev,
+        _ => panic!("the first write was not acknowledged"),
+    };
+    let stop_writing = AtomicBool::new(false);
+    let watched = AtomicUsize::new(0);
+    let last_rev = AtomicU64::new(0);
+    let final_rev = AtomicU64::new(u64::MAX);
+    let acked: Mutex<Vec<(String, u64)>> = Mutex::new(Vec::new());
+    let (mut kills, mut events, mut resumes) = (0, Vec::new(), 0);
+    thread::scope(|s| {
+        {
+            let (addrs, stop, acked) = (&addrs, &stop_writing, &acked);
+            s.spawn(move || {
+                let mut node = 1;
+                for i in 0..100_000u64 {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let key = format!("wr/{i:06}");
+                    let r = put(addrs[node % addrs.len()], &format!("/v1/kv/{key}"), b"x");
+                    match write_outcome(r, &key) {
+                        Outcome::Acked(rev) => acked
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push((key, rev)),
+                        _ => {
+                            node += 1;
+                            thread::sleep(Duration::from_millis(50));
+                        }
+                    }
+                    thread::sleep(Duration::from_millis(5));
+                }
+            });
+        }
+        // The watcher: on each end of stream, resume on the next node from the last
+        // revision seen + 1, as docs/registry.md tells a client to.
+        let watcher = {
+            let (addrs, watched, last_rev, final_rev) = (&addrs, &watched, &last_rev, &final_rev);
+            s.spawn(move || {
+                let (mut seen, mut resumes) = (Vec::new(), 0u32);
+                let mut node = 0usize;
+                let give_up = Instant::now() + secs(60 + 4 * fault_seconds());
+                'outer: while Instant::now() < give_up {
+                    let from = last_rev.load(Ordering::SeqCst).max(first - 1) + 1;
+                    let i = node % addrs.len();
+                    watched.store(i, Ordering::SeqCst);
+                    let path = format!("/v1/watch/wr/?prefix&from_revision={from}");
+                    let mut w = match Watch::open(addrs[i], &path, REQ) {
+                        Ok(w) => w,
+                        Err(_) => {
+                            node += 1;
+                            thread::sleep(Duration::from_millis(100));
+                            continue;
+                        }
+                    };
+                    resumes += 1;
+                    loop {
+                        if last_rev.load(Ordering::SeqCst) >= final_rev.load(Ordering::SeqCst) {
+                            break 'outer;
+                        }
+                        match w.next(Duration::from_millis(500)) {
+                            Line::Json(v) if v["type"] == "progress" => {}
+                            Line::Json(v) => {
+                                let rev = v["revision"]
+                                    .as_u64()
+                                    .unwrap_or_else(|| panic!("watch line without revision: {v}"));
+                                let key = v["kv"]["key"].as_str().unwrap_or_default().to_string();
+                                seen.push((key, rev));
+                                last_rev.store(rev, Ordering::SeqCst);
+                            }
+                            Line::TimedOut => {}
+                            Line::Ended(_) => {
+                                node += 1;
+                                break;
+                            }
+                        }
+                    }
+                }
+                (seen, resumes)
+            })
+        };
+        let end = Instant::now() + secs(fault_seconds());
+        while Instant::now() < end {
+            thread::sleep(rng.ms(700, 1500));
+            // Kill the node being watched, so the stream breaks mid-flow.
+            let i = watched.load(Ordering::SeqCst);
+            lab.nodes[i].kill9();
+            kills += 1;
+            thread::sleep(rng.ms(300, 1200));
+            lab.nodes[i].start(None);
+        }
+        stop_writing.store(true, Ordering::SeqCst);
+        let l = wait_leader(&lab, |_| true);
+        let rev = eventually("the final revision", secs(10), || {
+            get(lab.nodes[l].addr, "/v1/kv/wr/?prefix&limit=1")
+                .ok()
+                .filter(|r| r.status == 200)
+                .and_then(|r| r.json()["revision"].as_u64())
+        });
+        final_rev.store(rev, Ordering::SeqCst);
+        (events, resumes) = watcher.join().expect("watcher");
+    });
+    let final_rev = final_rev.into_inner();
+    let acked = acked.into_inner().unwrap_or_else(|e| e.into_inner());
+    eprintln!(
+        "watch-resume: {kills} kills of the watched node, {resumes} watch connections, {} events, revisions {first}..={final_rev}, {} writes acknowledged",
+        events.len(),
+        acked.len()
+    );
+    // Only this test writes, each write one key under wr/: the events must be every
+    // revision from the first to the last exactly once, in order.
+    let revs: Vec<u64> = events.iter().map(|(_, r)| *r).collect();
+    let want: Vec<u64> = (first..=final_rev).collect();
+    if revs != want {
+        let got: BTreeSet<u64> = revs.iter().copied().collect();
+        let missing: Vec<u64> = want.iter().filter(|r| !got.contains(r)).copied().collect();
+        let dups = revs.len() - got.len();
+        panic!(
+            "watch events are not exactly revisions {first}..={final_rev}: {} events, missing {missing:?}, {dups} duplicates, out of order: {}",
+            revs.len(),
+            revs.windows(2).any(|w| w[0] >= w[1])
+        );
+    }
+    let by_rev: BTreeMap<u64, &str> = events.iter().map(|(k, r)| (*r, k.as_str())).collect();
+    for (key, rev) in &acked {
+        assert_eq!(
+            by_rev.get(rev),
+            Some(&key.as_str()),
+            "acknowledged write {key} at revision {rev}"
+        );
+    }
+    assert!(
+        kills > 0 && resumes as usize > kills,
+        "the watch never had to resume"
+    );
 }
