@@ -207,12 +207,12 @@ fn cas_counter_equals_acknowledged_increments_under_kill_pause_partition() {
             });
         }
         let end = Instant::now() + secs(fault_seconds());
-        let mut k = 0;
+        // Round-robin from a random start, so a short run still sees all three.
+        let (offset, mut k) = (rng.below(3), 0);
         while Instant::now() < end {
             thread::sleep(rng.ms(300, 1000));
             let l = wait_leader(&lab, |_| true);
-            // Round-robin from a random start, so a short run still sees all three.
-            let kind = (rng.below(3) + k) % 3;
+            let kind = (offset + k) % 3;
             k += 1;
             match kind {
                 0 => {

@@ -55,8 +55,14 @@ fn ci() -> bool {
 
 /// Why this machine cannot run the fault suite, or None when it can.
 fn unsupported() -> Option<String> {
-    let uid = run(&["id", "-u"]).unwrap_or_default();
-    if uid.trim() != "0" {
+    // The effective uid, from the kernel rather than a tool that may be missing too.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .unwrap_or_default();
+    if euid != "0" {
         return Some("not root (network namespaces and nftables need root)".into());
     }
     let mut missing = Vec::new();
