@@ -262,6 +262,15 @@ fn cas_counter_equals_acknowledged_increments_under_kill_pause_partition() {
 
 // ------------------------------------------------------- 3. no stale linearizable read
 
+/// Counts a stale read and keeps the first few for the failure message.
+fn note_stale(stale: &Mutex<(u64, Vec<String>)>, what: String) {
+    let mut s = stale.lock().unwrap_or_else(|e| e.into_inner());
+    s.0 += 1;
+    if s.1.len() < 10 {
+        s.1.push(what);
+    }
+}
+
 #[test]
 fn isolated_leader_never_serves_a_stale_linearizable_read() {
     let Some((mut lab, mut rng)) = lab("stale-read", 3) else {
@@ -272,9 +281,10 @@ fn isolated_leader_never_serves_a_stale_linearizable_read() {
     let floor = AtomicU64::new(0);
     let isolated = AtomicUsize::new(usize::MAX);
     let stop = AtomicBool::new(false);
-    let stale = Mutex::new(Vec::new());
+    let stale = Mutex::new((0u64, Vec::new()));
     let (reads_ok, reads_err, writes) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
-    let rounds = 2;
+    // Two isolations in CI; one more for every 4 s of HERD_FAULT_SECONDS beyond that.
+    let rounds = (fault_seconds() / 4).max(2);
     thread::scope(|s| {
         // One writer through whichever nodes are not isolated; `floor` is the highest
         // revision acknowledged so far, published before a read that must see it starts.
@@ -315,23 +325,23 @@ fn isolated_leader_never_serves_a_stale_linearizable_read() {
                         Ok(Some((_, rev))) => {
                             reads_ok.fetch_add(1, Ordering::SeqCst);
                             if rev < must_see {
-                                stale
-                                    .lock()
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .push(format!(
+                                note_stale(
+                                    stale,
+                                    format!(
                                     "node {}: mod_revision {rev} after {must_see} was acknowledged",
                                     r + 1
-                                ));
+                                ),
+                                );
                             }
                         }
                         Ok(None) if must_see > 0 => {
-                            stale
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .push(format!(
+                            note_stale(
+                                stale,
+                                format!(
                                 "node {}: key missing after revision {must_see} was acknowledged",
                                 r + 1
-                            ));
+                            ),
+                            );
                         }
                         _ => {
                             reads_err.fetch_add(1, Ordering::SeqCst);
@@ -348,7 +358,7 @@ fn isolated_leader_never_serves_a_stale_linearizable_read() {
             let before = writes.load(Ordering::SeqCst);
             lab.partition(l);
             let new_leader = wait_leader(&lab, |i| i != l);
-            thread::sleep(rng.ms(2000, 1000 * fault_seconds() / 2));
+            thread::sleep(rng.ms(2000, 4000));
             let during = writes.load(Ordering::SeqCst) - before;
             lab.heal(l);
             isolated.store(usize::MAX, Ordering::SeqCst);
@@ -372,9 +382,13 @@ fn isolated_leader_never_serves_a_stale_linearizable_read() {
         writes.into_inner(),
         reads_ok.into_inner(),
         reads_err.into_inner(),
-        stale.len()
+        stale.0
     );
-    assert!(stale.is_empty(), "stale linearizable reads: {stale:?}");
+    assert_eq!(
+        stale.0, 0,
+        "stale linearizable reads, the first: {:?}",
+        stale.1
+    );
 }
 
 // ------------------------------------------------------- 5. watch resume across kills
@@ -518,8 +532,5 @@ fn watch_resumes_across_node_kills_without_gap_or_duplicate() {
             "acknowledged write {key} at revision {rev}"
         );
     }
-    assert!(
-        kills > 0 && resumes as usize > kills,
-        "the watch never had to resume"
-    );
+    assert!(kills > 0 && resumes >= 2, "the watch never had to resume");
 }
