@@ -8,7 +8,9 @@
 //!   target instead (and no additional record);
 //! - `A`/`AAAA`/`SRV <id>.<service>.instance.herd.`: that one instance;
 //! - a name under `herd.` that names nothing: NXDOMAIN (NOERROR with no answer when the name
-//!   exists but has no record of the type asked), with a synthetic SOA for negative caching;
+//!   exists but has no record of the type asked, and for the names that exist only above
+//!   others: `herd.`, `service.herd.`, `instance.herd.`, `<service>.instance.herd.`), with a
+//!   synthetic SOA for negative caching (RFC 2308); `SOA herd.` answers that SOA;
 //!   a name outside `herd.`: REFUSED; names are case-insensitive.
 //!
 //! Reads are served from this node's applied state without a read barrier (serializable): a
@@ -129,7 +131,16 @@ impl<C: Catalog> Responder<C> {
             return resp;
         }
         resp.metadata.authoritative = true;
+        if labels.len() == 1 && matches!(query.query_type(), RecordType::SOA | RecordType::ANY) {
+            resp.add_answer(self.soa());
+            return resp;
+        }
         match self.lookup(&labels) {
+            None if self.exists_without_records(&labels) => {
+                // An empty non-terminal (RFC 8020: NXDOMAIN would say nothing exists
+                // below it, and resolvers may cache that): NOERROR, no data, the SOA.
+                resp.add_authority(self.soa());
+            }
             None => {
                 resp.metadata.response_code = ResponseCode::NXDomain;
                 resp.add_authority(self.soa());
@@ -181,6 +192,21 @@ impl<C: Catalog> Responder<C> {
                 (!found.is_empty()).then_some(found)
             }),
             _ => None,
+        }
+    }
+
+    /// Names that exist only because names exist below them: the zone's apex `herd.`,
+    /// `service.herd.` and `instance.herd.`, and `<service>.instance.herd.` while the
+    /// service has instances.
+    fn exists_without_records(&self, labels: &[String]) -> bool {
+        match labels {
+            [_herd] => true,
+            [kind, _herd] => matches!(kind.as_str(), "service" | "instance"),
+            [service, kind, _herd] if kind == "instance" => {
+                catalog::validate_name(service).is_ok()
+                    && !self.catalog.instances(service).is_empty()
+            }
+            _ => false,
         }
     }
 
@@ -561,6 +587,42 @@ mod tests {
     }
 
     #[test]
+    fn names_above_others_exist_and_the_apex_has_an_soa() {
+        let r = responder();
+        let m = ask(&r, "herd.", RecordType::SOA);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(m.answers.len(), 1);
+        assert_eq!(m.answers[0].record_type(), RecordType::SOA);
+        for name in [
+            "herd.",
+            "service.herd.",
+            "instance.herd.",
+            "web.instance.herd.",
+            "SERVICE.herd.",
+        ] {
+            let m = ask(&r, name, RecordType::A);
+            assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{name}");
+            assert!(m.answers.is_empty(), "{name}");
+            assert_eq!(
+                m.authorities.len(),
+                1,
+                "{name}: the SOA for negative caching"
+            );
+            assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
+        }
+        for name in [
+            "nope.herd.",
+            "x.service.herd.",
+            "nope.instance.herd.",
+            "a.b.herd.",
+        ] {
+            let m = ask(&r, name, RecordType::A);
+            assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{name}");
+            assert_eq!(m.authorities[0].record_type(), RecordType::SOA, "{name}");
+        }
+    }
+
+    #[test]
     fn a_records_rotate_by_one_per_answer() {
         let r = responder();
         let m = ask(&r, "web.service.herd.", RecordType::A);
@@ -715,8 +777,6 @@ mod tests {
         let r = responder();
         for name in [
             "nope.service.herd.",
-            "herd.",
-            "service.herd.",
             "web.herd.",
             "a.web.other.herd.",
             "bad!name.service.herd.",
