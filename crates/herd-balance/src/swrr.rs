@@ -33,21 +33,30 @@ impl Swrr {
         }
     }
 
-    #[cfg(test)]
-    pub(crate) fn sequence(&self) -> &[u32] {
-        &self.seq
-    }
-
-    /// The server whose turn it is, or, when that one is ineligible, the next eligible server in
-    /// the sequence (it takes the turn; the cursor does not skip ahead for it).
+    /// The server whose turn it is. An ineligible server's turn is skipped — the cursor
+    /// moves on to the next turn in the period — so its share spreads over the eligible
+    /// servers in proportion to their weights, as nginx's SWRR over usable peers does.
+    /// (Handing the turn to the next eligible entry instead gave one neighbour the whole
+    /// share: 2:1 over three equal servers with one out.) Bounded: one period at most, and
+    /// after [`QUICK_WALK`] skips it checks that anything is eligible at all.
     pub(crate) fn pick(&self, ok: impl Fn(usize) -> bool, any: impl Fn() -> bool) -> Option<usize> {
-        if self.seq.is_empty() {
+        let len = self.seq.len();
+        if len == 0 {
             return None;
         }
-        // Relaxed: the cursor only spreads turns; wrapping at usize::MAX merely restarts the
-        // period one slot off.
-        let start = self.cursor.fetch_add(1, Ordering::Relaxed) % self.seq.len();
-        first_eligible(&self.seq, start, ok, any)
+        for skipped in 0..len {
+            if skipped == QUICK_WALK && !any() {
+                return None;
+            }
+            // Relaxed: the cursor only spreads turns; wrapping at usize::MAX merely restarts
+            // the period one slot off.
+            let turn = self.cursor.fetch_add(1, Ordering::Relaxed) % len;
+            let s = self.seq[turn] as usize;
+            if ok(s) {
+                return Some(s);
+            }
+        }
+        None
     }
 }
 

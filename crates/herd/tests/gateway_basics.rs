@@ -261,3 +261,44 @@ passive = { consecutive_failures = 1, cooldown = "1m" }
         m.body
     );
 }
+
+/// Round robin over three equal servers with one drained, in maintenance or ejected:
+/// the other two share its turns evenly, as nginx's smooth weighted round robin over
+/// usable peers does (before, the one after it in the sequence took them all: 2:1).
+#[tokio::test]
+async fn round_robin_spreads_a_missing_servers_share_evenly() {
+    let (a, b, c) = (
+        Backend::start("a"),
+        Backend::start("b"),
+        Backend::start("c"),
+    );
+    let gw = Gateway::start(&format!(
+        "[[listeners]]\nname = \"web\"\nprotocol = \"http\"\nbind = \"127.0.0.1:0\"\n\n\
+         [[routes]]\nlistener = \"web\"\nbackend = \"app\"\n\n\
+         [backends.app]\npolicy = \"round_robin\"\n{}\n",
+        servers(&[(&a, 1), (&b, 1), (&c, 1)])
+    ));
+    let client = client();
+    for action in ["maint", "drain"] {
+        let r = post(
+            &client,
+            &gw.admin_url(&format!("/backends/app/servers/{}/{action}", a.addr)),
+            "",
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        let counts = tally(&client, &gw.url("/"), 300).await;
+        assert_eq!(counts.get("a"), None, "{action}: {counts:?}");
+        assert_eq!(counts.get("b"), Some(&150), "{action}: {counts:?}");
+        assert_eq!(counts.get("c"), Some(&150), "{action}: {counts:?}");
+        let r = post(
+            &client,
+            &gw.admin_url(&format!("/backends/app/servers/{}/enable", a.addr)),
+            "",
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 200);
+    }
+}

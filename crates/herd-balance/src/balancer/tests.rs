@@ -82,14 +82,20 @@ fn round_robin_exact_shares() {
 }
 
 #[test]
-fn round_robin_gives_ineligible_turns_to_the_next_in_sequence() {
+fn round_robin_spreads_ineligible_turns_by_weight() {
     let b = Balancer::new(Policy::RoundRobin, &[5, 1, 1]);
     let l = loads(3);
     l[0].set_usable(false);
-    // Sequence a a b a c a a: a's turns go to b, except the one right before c.
-    assert_eq!(counts(&b, &l, 7, 0), [0, 5, 2]);
+    // Sequence a a b a c a a with a out: its turns are skipped, b and c share 1:1 (not
+    // b taking a's turns).
+    assert_eq!(counts(&b, &l, 70, 0), [0, 35, 35]);
     l[0].set_usable(true);
+    let b = Balancer::new(Policy::RoundRobin, &[5, 1, 1]);
     assert_eq!(counts(&b, &l, 7, 0), [5, 1, 1]);
+    // Three equal servers with one out: 1:1, not 2:1.
+    let b = Balancer::new(Policy::RoundRobin, &[1, 1, 1]);
+    l[1].set_usable(false);
+    assert_eq!(counts(&b, &l, 300, 0), [150, 0, 150]);
 }
 
 #[test]
@@ -155,8 +161,8 @@ fn exclude_and_drain_hold_for_every_policy() {
 #[test]
 fn shorter_loads_make_the_rest_ineligible() {
     let b = Balancer::new(Policy::RoundRobin, &[1, 1, 1]);
-    // Sequence a b c: c's turn goes to the next entry, a.
-    assert_eq!(counts(&b, &loads(2), 6, 0), [4, 2, 0]);
+    // Sequence a b c with c out of range: its turn is skipped.
+    assert_eq!(counts(&b, &loads(2), 6, 0), [3, 3, 0]);
 }
 
 #[test]

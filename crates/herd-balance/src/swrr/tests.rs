@@ -67,16 +67,40 @@ fn more_servers_than_cap_get_one_slot_each() {
     assert_eq!(seq[7], 7);
 }
 
+fn tally(s: &Swrr, n: usize, ok: impl Fn(usize) -> bool) -> Vec<usize> {
+    let mut counts = vec![0; 8];
+    for _ in 0..n {
+        counts[s.pick(&ok, || true).unwrap()] += 1;
+    }
+    counts
+}
+
 #[test]
-fn pick_walks_to_next_eligible() {
+fn a_missing_servers_share_spreads_by_weight() {
+    // Three equal servers, b out: a and c alternate (the old walk gave c two turns in three).
+    let s = Swrr::new(&[1, 1, 1]);
+    assert_eq!(&tally(&s, 300, |i| i != 1)[..3], [150, 0, 150]);
+    // Four equal, b out: 1:1:1.
+    let s = Swrr::new(&[1, 1, 1, 1]);
+    assert_eq!(&tally(&s, 300, |i| i != 1)[..4], [100, 0, 100, 100]);
+    // 5:1:1 with a out: b and c share evenly; with b out, a and c keep 5:1.
     let s = Swrr::new(&[5, 1, 1]);
-    assert_eq!(names(s.sequence()), "aabacaa");
-    // a ineligible: its turns go to the next eligible entry in the sequence.
-    let got: String = (0..7)
-        .map(|_| (b'a' + s.pick(|i| i != 0, || true).unwrap() as u8) as char)
-        .collect();
-    assert_eq!(got, "bbbccbb");
+    assert_eq!(&tally(&s, 70, |i| i != 0)[..3], [0, 35, 35]);
+    let s = Swrr::new(&[5, 1, 1]);
+    assert_eq!(&tally(&s, 60, |i| i != 1)[..3], [50, 0, 10]);
+    // Nothing eligible: None, after a bounded walk.
+    let s = Swrr::new(&[5, 1, 1]);
     assert_eq!(s.pick(|_| false, || false), None);
+    assert_eq!(s.pick(|_| false, || true), None);
+}
+
+#[test]
+fn all_eligible_follows_the_sequence() {
+    let s = Swrr::new(&[5, 1, 1]);
+    let got: String = (0..7)
+        .map(|_| (b'a' + s.pick(|_| true, || true).unwrap() as u8) as char)
+        .collect();
+    assert_eq!(got, "aabacaa");
 }
 
 #[test]
