@@ -1,12 +1,13 @@
 //! `herd kv|lease|svc|lock|election|id|cluster ...`: the registry API from the shell.
 //! Each command is one API call (watch: a stream); answers print as JSON.
 
+use crate::exit::{out, Usage};
+use crate::keep;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 use herd_api::{RegistryClient, WatchItem};
 use http::Method;
-use std::io::Write;
 
 #[derive(Args)]
 pub struct Target {
@@ -66,23 +67,42 @@ pub enum Kv {
 
 #[derive(Subcommand)]
 pub enum Lease {
-    Grant { ttl_s: f64 },
-    Keepalive { id: u64 },
-    Revoke { id: u64 },
+    Grant {
+        ttl_s: f64,
+    },
+    /// Renew a lease every third of its TTL until Ctrl-C or SIGTERM (the lease is left to
+    /// expire on its own then); one JSON line per renewal.
+    Keepalive {
+        id: u64,
+        /// Renew once and exit.
+        #[arg(long)]
+        once: bool,
+    },
+    Revoke {
+        id: u64,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum Svc {
-    /// Register an instance on a new lease (keep it alive with `herd lease keepalive`).
+    /// Register an instance on a new lease and stay in the foreground keeping it alive;
+    /// Ctrl-C or SIGTERM deregisters it. With --detach, register and exit instead.
     Register {
         service: String,
         id: String,
-        /// host:port the instance serves on.
+        /// host:port the instance serves on (IPv6 in brackets).
         addr: String,
         #[arg(long, default_value_t = 1)]
         weight: u32,
-        #[arg(long, default_value_t = 10.0)]
-        ttl_s: f64,
+        /// Lease TTL in seconds (default 10): how long the instance outlives this command
+        /// when it is killed without a chance to deregister.
+        #[arg(long, visible_alias = "ttl")]
+        ttl_s: Option<f64>,
+        /// Register and exit, for scripts that renew the lease themselves (`herd lease
+        /// keepalive`); needs an explicit --ttl, after which the instance vanishes unless
+        /// renewed.
+        #[arg(long, requires = "ttl_s")]
+        detach: bool,
     },
     Deregister {
         service: String,
@@ -226,14 +246,27 @@ impl Servers {
                         .ok()
                         .and_then(|v| v["error"].as_str().map(str::to_string))
                         .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-                    bail!("registry at {server} answered {}: {msg}", status.as_u16());
+                    return Err(herd_api::ApiError::Status {
+                        addr: server.clone(),
+                        status: status.as_u16(),
+                        message: msg,
+                    }
+                    .into());
                 }
-                Err(e) => last = Some(format!("{server}: {e}")),
+                Err(e) => {
+                    last = Some(herd_api::ApiError::Unreachable {
+                        addr: server.clone(),
+                        reason: e.to_string(),
+                    })
+                }
             }
         }
-        bail!(
-            "no registry node answered ({}); check --server",
-            last.unwrap_or_else(|| "no address given".into())
+        Err(
+            anyhow::Error::from(last.unwrap_or(herd_api::ApiError::Unreachable {
+                addr: String::new(),
+                reason: "no address given".into(),
+            }))
+            .context("no registry node answered; check --server"),
         )
     }
 }
@@ -290,7 +323,7 @@ async fn election(c: &RegistryClient, long: &Servers, cmd: Election) -> anyhow::
                     let line: Vec<u8> = buf.drain(..=pos).collect();
                     let line = String::from_utf8_lossy(&line);
                     if !line.trim().is_empty() {
-                        println!("{}", line.trim());
+                        out(&format!("{}\n", line.trim()))?;
                     }
                 }
             }
@@ -316,10 +349,10 @@ async fn election(c: &RegistryClient, long: &Servers, cmd: Election) -> anyhow::
     print_json(&answer.body)
 }
 
-fn print_json(body: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn print_json(body: &[u8]) -> anyhow::Result<()> {
     let v: serde_json::Value =
         serde_json::from_slice(body).context("registry answered non-JSON")?;
-    println!("{}", serde_json::to_string_pretty(&v)?);
+    out(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
     Ok(())
 }
 
@@ -347,10 +380,12 @@ async fn dispatch(c: &RegistryClient, long: &Servers, call: Call) -> anyhow::Res
             if json {
                 return print_json(&a.body);
             }
-            std::io::stdout().write_all(&a.body)?;
+            let mut o = std::io::stdout().lock();
+            std::io::Write::write_all(&mut o, &a.body)?;
             if !a.body.ends_with(b"\n") {
-                println!();
+                std::io::Write::write_all(&mut o, b"\n")?;
             }
+            std::io::Write::flush(&mut o)?;
             return Ok(());
         }
         Call::Kv(Kv::Put {
@@ -406,7 +441,7 @@ async fn dispatch(c: &RegistryClient, long: &Servers, call: Call) -> anyhow::Res
                     match item {
                         WatchItem::Event(e) => {
                             from = e.revision + 1;
-                            println!("{}", serde_json::to_string(&e)?);
+                            out(&format!("{}\n", serde_json::to_string(&e)?))?;
                         }
                         WatchItem::Progress(r) => from = from.max(r + 1),
                         WatchItem::Error(e) => bail!("watch ended: {e}"),
@@ -426,9 +461,8 @@ async fn dispatch(c: &RegistryClient, long: &Servers, call: Call) -> anyhow::Res
             )
             .await?
         }
-        Call::Lease(Lease::Keepalive { id }) => {
-            c.call(Method::POST, &format!("/v1/lease/{id}/keepalive"), empty())
-                .await?
+        Call::Lease(Lease::Keepalive { id, once }) => {
+            return keep::lease_keepalive(c, id, once).await;
         }
         Call::Lease(Lease::Revoke { id }) => {
             c.call(Method::DELETE, &format!("/v1/lease/{id}"), empty())
@@ -440,16 +474,30 @@ async fn dispatch(c: &RegistryClient, long: &Servers, call: Call) -> anyhow::Res
             addr,
             weight,
             ttl_s,
+            detach,
         }) => {
-            let (host, port) = addr
-                .rsplit_once(':')
-                .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
-                .with_context(|| format!("\"{addr}\" is not host:port"))?;
+            let (host, port) = keep::parse_instance_addr(&addr)?;
+            let ttl_s = ttl_s.unwrap_or(keep::DEFAULT_TTL_S);
+            if !(ttl_s.is_finite() && ttl_s > 0.0) {
+                return Err(Usage(format!(
+                    "--ttl {ttl_s} must be a positive number of seconds"
+                ))
+                .into());
+            }
             let body = serde_json::json!({"address": host, "port": port, "weight": weight, "ttl_s": ttl_s});
+            let r = keep::Registration {
+                service,
+                id,
+                body,
+                ttl_s,
+            };
+            if !detach {
+                return keep::register_foreground(c, r).await;
+            }
             c.call(
                 Method::PUT,
-                &format!("/v1/services/{service}/instances/{id}"),
-                body.to_string(),
+                &format!("/v1/services/{}/instances/{}", r.service, r.id),
+                r.body.to_string(),
             )
             .await?
         }

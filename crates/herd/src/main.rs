@@ -4,6 +4,8 @@
 
 mod client;
 mod demo;
+mod exit;
+mod keep;
 mod up;
 
 // Every request allocates a little (hyper's header maps, body channels, timers); mimalloc's
@@ -243,10 +245,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("herd: {e:#}");
-            ExitCode::from(2)
-        }
+        Err(e) => exit::report(e),
     }
 }
 
