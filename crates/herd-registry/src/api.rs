@@ -63,7 +63,9 @@ impl From<NodeError> for ApiError {
         let status = match e {
             NodeError::NoLeader => StatusCode::SERVICE_UNAVAILABLE,
             NodeError::Forward { .. } => StatusCode::BAD_GATEWAY,
-            NodeError::Raft(_) | NodeError::Remote(_) => StatusCode::SERVICE_UNAVAILABLE,
+            NodeError::Raft(_) | NodeError::Remote(_) | NodeError::NoQuorum(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         };
         ApiError(status, e.to_string())
     }

@@ -57,7 +57,13 @@ pub enum NodeError {
     Raft(String),
     #[error("{0}")]
     Remote(String),
+    #[error("this node could not confirm its leadership with a quorum within {0:?}; retry on another node")]
+    NoQuorum(Duration),
 }
+
+/// How long a leader waits for a quorum to confirm it before refusing a lease operation:
+/// a few heartbeats, and below the one-second timeouts clients typically use.
+const CONFIRM_TIMEOUT: Duration = Duration::from_millis(800);
 
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -231,8 +237,39 @@ impl RegistryNode {
         (((self.id & 0xFF) << 56) | (ms << 16) | seq).max(1)
     }
 
+    /// Confirms with a quorum, now, that this node is still the leader (one heartbeat
+    /// round, no log entry). A leader that was paused or cut off still believes it leads
+    /// and its lease clock is stale; only a confirmed leader may renew or expire leases.
+    pub async fn confirm_leader(&self) -> Result<(), NodeError> {
+        match tokio::time::timeout(CONFIRM_TIMEOUT, self.raft.ensure_linearizable()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(
+                _,
+            )))) => Err(NodeError::NoLeader),
+            Ok(Err(e)) => Err(NodeError::Raft(e.to_string())),
+            Err(_) => Err(NodeError::NoQuorum(CONFIRM_TIMEOUT)),
+        }
+    }
+
+    /// Propose on this node only: a command that must not outlive this node's leadership
+    /// (an expiry decided from this leader's clock) is dropped, never forwarded, when the
+    /// node turns out not to lead.
+    async fn propose_as_leader(&self, cmd: Command) -> Result<Response, NodeError> {
+        match self.batcher.propose(cmd).await {
+            Proposed::Applied(resp) => {
+                self.counters.writes.fetch_add(1, Ordering::Relaxed);
+                Ok(resp)
+            }
+            Proposed::Forward(_) => Err(NodeError::NoLeader),
+            Proposed::Failed(e) => Err(NodeError::Raft(e)),
+        }
+    }
+
+    /// Renews lease `id` on the leader's clock once its leadership is confirmed; `None` when
+    /// the lease is unknown or already expired.
     pub async fn keep_alive(&self, id: u64) -> Result<Option<u64>, NodeError> {
         if self.is_leader() {
+            self.confirm_leader().await?;
             let known = self
                 .state
                 .applied
@@ -286,46 +323,63 @@ impl RegistryNode {
 }
 
 /// The leader's lease duty: expire leases whose owners stopped heartbeating, and give
-/// every lease a full TTL when leadership is gained (so a leader change never expires a
-/// lease early).
+/// every lease a full TTL each time this node starts a term as leader (so a leader change
+/// never expires a lease early). An expiry is proposed only after a quorum confirms this
+/// node still leads, and only on this node: a leader that was paused or cut off longer than
+/// a TTL wakes with every deadline past, and must not revoke leases the new leader has
+/// been renewing meanwhile.
 pub fn spawn_lease_keeper(node: Arc<RegistryNode>) {
     tokio::spawn(async move {
-        let mut was_leader = false;
+        let mut led_term: Option<u64> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let leader = node.is_leader();
-            if leader && !was_leader {
-                let leases = node
-                    .state
-                    .applied
-                    .read()
-                    .map(|a| a.store.leases())
-                    .unwrap_or_default();
-                if let Ok(mut clock) = node.leases.lock() {
-                    let now = now_ms();
-                    *clock = LeaseClock::new();
-                    for l in leases {
-                        clock.grant(l.id, l.ttl_ms, now);
-                    }
-                }
-                tracing::info!(node = node.id, "became leader; lease deadlines reset");
-            }
-            was_leader = leader;
+            let (leader, term) = {
+                let m = node.raft.metrics();
+                let m = m.borrow();
+                (m.current_leader == Some(node.id), m.current_term)
+            };
             if !leader {
+                led_term = None;
                 continue;
+            }
+            if led_term != Some(term) {
+                reset_lease_clock(&node);
+                led_term = Some(term);
+                tracing::info!(node = node.id, term, "leading; lease deadlines reset");
             }
             let expired = node
                 .leases
                 .lock()
                 .map(|c| c.expired(now_ms()))
                 .unwrap_or_default();
+            if expired.is_empty() {
+                continue;
+            }
+            if let Err(e) = node.confirm_leader().await {
+                tracing::warn!(
+                    node = node.id,
+                    error = %e,
+                    leases = expired.len(),
+                    "leases look expired but leadership is not confirmed; not revoking"
+                );
+                continue;
+            }
+            // Confirmed in the same term we reset in: the deadlines are this term's own.
+            if node.raft.metrics().borrow().current_term != term {
+                continue;
+            }
             for id in expired {
-                if let Ok(mut c) = node.leases.lock() {
-                    c.remove(id);
-                }
-                match node.write(Command::LeaseRevoke { id }).await {
-                    Ok(_) => tracing::info!(lease = id, "lease expired and revoked"),
+                // An expired lease stays on the clock (keep-alives of it fail) until its
+                // revoke is applied, so a lost proposal is proposed again on the next tick.
+                match node.propose_as_leader(Command::LeaseRevoke { id }).await {
+                    Ok(_) => {
+                        if let Ok(mut c) = node.leases.lock() {
+                            c.remove(id);
+                        }
+                        tracing::info!(lease = id, "lease expired and revoked")
+                    }
                     Err(e) => {
                         tracing::warn!(lease = id, error = %e, "could not revoke expired lease")
                     }
@@ -333,4 +387,20 @@ pub fn spawn_lease_keeper(node: Arc<RegistryNode>) {
             }
         }
     });
+}
+
+fn reset_lease_clock(node: &RegistryNode) {
+    let leases = node
+        .state
+        .applied
+        .read()
+        .map(|a| a.store.leases())
+        .unwrap_or_default();
+    if let Ok(mut clock) = node.leases.lock() {
+        let now = now_ms();
+        *clock = LeaseClock::new();
+        for l in leases {
+            clock.grant(l.id, l.ttl_ms, now);
+        }
+    }
 }

@@ -107,7 +107,6 @@ fn check_survivors(lab: &Lab, avoid: usize, when: &str, h: &Held) -> Vec<String>
 }
 
 #[test]
-#[ignore = "fails until issue 12 defect 4 (lease revoke after a leader pause or partition) is fixed; run with --ignored"]
 fn leases_and_locks_survive_leader_pause_and_partition_longer_than_ttl() {
     let Some((mut lab, mut rng)) = lab("leases", 3) else {
         return;
