@@ -83,6 +83,8 @@ pub enum InstanceError {
     Id(NameError),
     #[error("address is empty")]
     EmptyAddress,
+    #[error("address: {0}")]
+    Address(AddressError),
     #[error("port 0 is not a reachable port")]
     ZeroPort,
 }
@@ -94,6 +96,7 @@ impl Instance {
         if self.address.is_empty() {
             return Err(InstanceError::EmptyAddress);
         }
+        check_address(&self.address).map_err(InstanceError::Address)?;
         if self.port == 0 {
             return Err(InstanceError::ZeroPort);
         }
@@ -110,6 +113,52 @@ impl Instance {
         // Strings, integers, a list and a string map: serde_json cannot fail on this shape.
         serde_json::to_vec(self).expect("instance serialization is infallible")
     }
+}
+
+/// Why an instance's address cannot be connected to.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error("\"{0}\" is not an IPv4 address (four numbers 0-255)")]
+    Ipv4(String),
+    #[error("\"{0}\" is not an IPv6 address")]
+    Ipv6(String),
+    #[error(
+        "\"{0}\" is neither an IP address nor a DNS name (letters, digits and '-', labels of \
+         1-63 characters, 253 at most)"
+    )]
+    Name(String),
+}
+
+/// An instance address is an IPv4 address, an IPv6 address (without brackets) or a DNS
+/// name: what a gateway can connect to. Digits and dots alone are read as IPv4, so
+/// `999.1.1.1` is refused rather than looked up as a name.
+pub fn check_address(host: &str) -> Result<(), AddressError> {
+    if host.contains(':') {
+        return host
+            .parse::<std::net::Ipv6Addr>()
+            .map(drop)
+            .map_err(|_| AddressError::Ipv6(host.to_string()));
+    }
+    if host.bytes().any(|b| b.is_ascii_digit())
+        && host.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+    {
+        return host
+            .parse::<std::net::Ipv4Addr>()
+            .map(drop)
+            .map_err(|_| AddressError::Ipv4(host.to_string()));
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+        return Err(AddressError::Name(host.to_string()));
+    }
+    Ok(())
 }
 
 /// `services/<service>/<id>`.

@@ -267,6 +267,71 @@ pub enum CommandError {
     StaleIndex { index: u64, last_applied: u64 },
 }
 
+impl Command {
+    /// The refusals that need no state: key and value sizes, transaction lengths, lease ids
+    /// and TTLs. The store makes the same checks when it applies a command; making them
+    /// before proposing keeps a command that is bound to be refused out of the log (no
+    /// replication, no fsync on every node).
+    pub fn check_shape(&self) -> Result<(), CommandError> {
+        match self {
+            Command::Put { key, value, .. } => {
+                check_key(key)?;
+                check_value(value)
+            }
+            Command::Delete { key, prefix } => check_delete(key, *prefix),
+            Command::Txn(txn) => {
+                for len in [txn.compares.len(), txn.success.len(), txn.failure.len()] {
+                    if len > MAX_TXN_OPS {
+                        return Err(CommandError::TooManyOps { len });
+                    }
+                }
+                for op in txn.success.iter().chain(&txn.failure) {
+                    match op {
+                        Op::Put { key, value, .. } => {
+                            check_key(key)?;
+                            check_value(value)?;
+                        }
+                        Op::Delete { key, prefix } => check_delete(key, *prefix)?,
+                        Op::Get { .. } => {}
+                    }
+                }
+                Ok(())
+            }
+            Command::LeaseGrant { id, ttl_ms } => {
+                if *id == 0 {
+                    Err(CommandError::InvalidLeaseId)
+                } else if *ttl_ms == 0 {
+                    Err(CommandError::InvalidTtl)
+                } else {
+                    Ok(())
+                }
+            }
+            Command::LeaseRevoke { .. } | Command::Compact { .. } => Ok(()),
+            Command::Batch(cmds) => {
+                for c in cmds {
+                    if matches!(c, Command::Batch(_)) {
+                        return Err(CommandError::NestedBatch);
+                    }
+                    c.check_shape()?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Checks the key of a delete: an empty prefix is allowed (it names every key).
+pub(crate) fn check_delete(key: &str, prefix: bool) -> Result<(), CommandError> {
+    if prefix {
+        if key.len() > MAX_KEY_BYTES {
+            return Err(CommandError::KeyTooLarge { len: key.len() });
+        }
+        Ok(())
+    } else {
+        check_key(key)
+    }
+}
+
 /// Checks a key that a command would write or delete.
 pub(crate) fn check_key(key: &str) -> Result<(), CommandError> {
     if key.is_empty() {

@@ -6,8 +6,8 @@ use std::ops::Bound;
 use serde::{Deserialize, Serialize};
 
 use crate::command::{
-    check_key, check_value, Command, CommandError, Compare, CompareOp, CompareTarget, Event,
-    EventKind, KeyValue, Op, OpResult, Outcome, Response, Txn, MAX_KEY_BYTES, MAX_TXN_OPS,
+    check_delete, check_key, check_value, Command, CommandError, Compare, CompareOp, CompareTarget,
+    Event, EventKind, KeyValue, Op, OpResult, Outcome, Response, Txn, MAX_TXN_OPS,
 };
 use crate::history::{Compacted, History, DEFAULT_HISTORY_REVISIONS};
 
@@ -307,6 +307,26 @@ impl Store {
         }
     }
 
+    /// The refusals that depend on state this store is sure of: a put on, or a revoke of,
+    /// a lease it does not hold. Call it only on a store that has applied everything
+    /// committed before the command (a leader that has applied an entry of its own term):
+    /// a lagging store would refuse a lease that exists.
+    pub fn precheck(&self, cmd: &Command) -> Result<(), CommandError> {
+        cmd.check_shape()?;
+        match cmd {
+            Command::Put {
+                lease: Some(id), ..
+            }
+            | Command::LeaseRevoke { id }
+                if !self.leases.contains_key(id) =>
+            {
+                Err(CommandError::LeaseNotFound { id: *id })
+            }
+            Command::Batch(cmds) => cmds.iter().try_for_each(|c| self.precheck(c)),
+            _ => Ok(()),
+        }
+    }
+
     fn check_put(&self, key: &str, value: &[u8], lease: Option<u64>) -> Result<(), CommandError> {
         check_key(key)?;
         check_value(value)?;
@@ -450,18 +470,6 @@ impl Store {
             .range::<_, str>((Bound::Included(prefix), Bound::Unbounded))
             .take_while(move |(k, _)| k.starts_with(prefix))
             .map(|(_, kv)| kv)
-    }
-}
-
-fn check_delete(key: &str, prefix: bool) -> Result<(), CommandError> {
-    if prefix {
-        // An empty prefix is allowed: it names every key.
-        if key.len() > MAX_KEY_BYTES {
-            return Err(CommandError::KeyTooLarge { len: key.len() });
-        }
-        Ok(())
-    } else {
-        check_key(key)
     }
 }
 

@@ -63,9 +63,11 @@ impl From<NodeError> for ApiError {
         let status = match e {
             NodeError::NoLeader => StatusCode::SERVICE_UNAVAILABLE,
             NodeError::Forward { .. } => StatusCode::BAD_GATEWAY,
-            NodeError::Raft(_) | NodeError::Remote(_) | NodeError::NoQuorum(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            NodeError::Raft(_) | NodeError::NoQuorum(_) => StatusCode::SERVICE_UNAVAILABLE,
+            NodeError::Remote { status, .. } => StatusCode::from_u16(status)
+                .ok()
+                .filter(|s| s.is_client_error() || s.is_server_error())
+                .unwrap_or(StatusCode::BAD_GATEWAY),
         };
         ApiError(status, e.to_string())
     }
@@ -164,7 +166,52 @@ pub fn router(node: Shared) -> Router {
             )
         })
         .layer(axum::middleware::from_fn_with_state(node.clone(), auth))
+        .layer(axum::middleware::from_fn(json_errors))
         .with_state(node)
+}
+
+/// Every error answer is `{"error": "..."}`, also those axum writes itself: a 405 for a
+/// method a path does not take (naming the ones it does), and the plain-text rejections of
+/// a path or query it cannot decode (a key that is not UTF-8).
+async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    // axum adds the Allow header after this layer has seen the answer, so name it instead.
+    let message = if status == StatusCode::METHOD_NOT_ALLOWED {
+        format!(
+            "{method} is not allowed on {path}; the Allow header lists the methods it takes \
+             (see docs/registry.md)"
+        )
+    } else if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_string()
+    } else {
+        text
+    };
+    let body = serde_json::to_vec(&json!({ "error": message })).unwrap_or_default();
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 async fn auth(

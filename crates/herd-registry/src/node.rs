@@ -55,8 +55,10 @@ pub enum NodeError {
     },
     #[error("raft: {0}")]
     Raft(String),
-    #[error("{0}")]
-    Remote(String),
+    /// The leader answered this status and message (from its `{"error": ...}`); a
+    /// follower passes both on unchanged, so a client sees what the leader said.
+    #[error("{message}")]
+    Remote { status: u16, message: String },
     #[error("this node could not confirm its leadership with a quorum within {0:?}; retry on another node")]
     NoQuorum(Duration),
 }
@@ -103,6 +105,9 @@ impl RegistryNode {
     /// Propose a command; on a follower, send it to the leader.
     pub async fn write(&self, cmd: Command) -> Result<Response, NodeError> {
         let started = std::time::Instant::now();
+        if let Some(refused) = self.precheck(&cmd) {
+            return Ok(refused);
+        }
         let lease_grant = match &cmd {
             Command::LeaseGrant { id, ttl_ms } => Some((*id, *ttl_ms)),
             Command::LeaseRevoke { id } => {
@@ -133,6 +138,30 @@ impl RegistryNode {
             }
         }
         Ok(resp)
+    }
+
+    /// A command bound to be refused, answered without entering the log. Shapes are checked
+    /// on every node; lease existence only on a leader that has applied an entry of its own
+    /// term (so everything committed before it), since a lagging store would refuse a lease
+    /// that exists.
+    fn precheck(&self, cmd: &Command) -> Option<Response> {
+        let caught_up = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            m.current_leader == Some(self.id)
+                && m.last_applied
+                    .is_some_and(|l| l.leader_id.term == m.current_term)
+        };
+        let applied = self.state.applied.read().ok()?;
+        let refusal = if caught_up {
+            applied.store.precheck(cmd)
+        } else {
+            cmd.check_shape()
+        };
+        refusal.err().map(|e| Response {
+            revision: applied.store.revision(),
+            outcome: herd_registry_core::Outcome::Rejected(e),
+        })
     }
 
     async fn forward<Req: Serialize, Resp: DeserializeOwned>(
@@ -181,9 +210,14 @@ impl RegistryNode {
             .map_err(|e| err(e.to_string()))?
             .to_bytes();
         if !status.is_success() {
-            return Err(NodeError::Remote(
-                String::from_utf8_lossy(&body).into_owned(),
-            ));
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            return Err(NodeError::Remote {
+                status: status.as_u16(),
+                message,
+            });
         }
         serde_json::from_slice(&body).map_err(|e| err(format!("bad answer: {e}")))
     }

@@ -59,40 +59,24 @@ pub fn parse_instance_addr(addr: &str) -> Result<(String, u16), Usage> {
     if port == 0 {
         return Err(bad("port 0 cannot be connected to"));
     }
-    if let Some(inner) = host.strip_prefix('[') {
-        let inner = inner
-            .strip_suffix(']')
-            .ok_or_else(|| bad("unbalanced '[' around an IPv6 address"))?;
-        inner
-            .parse::<std::net::Ipv6Addr>()
-            .map_err(|_| bad(&format!("\"{inner}\" is not an IPv6 address")))?;
-        return Ok((inner.to_string(), port));
-    }
-    if host.contains(':') {
-        return Err(bad("an IPv6 address needs brackets"));
-    }
     if host.is_empty() {
         return Err(bad("no host"));
     }
-    if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        host.parse::<std::net::Ipv4Addr>()
-            .map_err(|_| bad(&format!("\"{host}\" is not an IPv4 address")))?;
-        return Ok((host.to_string(), port));
-    }
-    let name = host.strip_suffix('.').unwrap_or(host);
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    let host = match host.strip_prefix('[') {
+        Some(inner) => {
+            let inner = inner
+                .strip_suffix(']')
+                .ok_or_else(|| bad("unbalanced '[' around an IPv6 address"))?;
+            inner
+                .parse::<std::net::Ipv6Addr>()
+                .map_err(|_| bad(&format!("\"{inner}\" in brackets is not an IPv6 address")))?;
+            inner
+        }
+        None if host.contains(':') => return Err(bad("an IPv6 address needs brackets")),
+        None => host,
     };
-    if name.len() > 253 || !name.split('.').all(label_ok) {
-        return Err(bad(&format!(
-            "\"{host}\" is neither an IP address nor a DNS name (letters, digits, '-', \
-             labels of 1-63 characters)"
-        )));
-    }
+    // The registry makes the same check; making it here names the mistake before sending.
+    herd_registry_core::catalog::check_address(host).map_err(|e| bad(&e.to_string()))?;
     Ok((host.to_string(), port))
 }
 

@@ -108,3 +108,41 @@ fn instance_validation() {
         Err(InstanceError::Service(NameError::InvalidChar { ch: '/' }))
     );
 }
+
+#[test]
+fn instance_addresses_are_ip_addresses_or_dns_names() {
+    for ok in [
+        "10.0.0.7",
+        "0.0.0.0",
+        "255.255.255.255",
+        "2001:db8::7",
+        "::1",
+        "web-1.internal",
+        "web-1.internal.",
+        "localhost",
+        "123abc",
+    ] {
+        assert_eq!(check_address(ok), Ok(()), "{ok}");
+    }
+    let cases = [
+        ("999.1.1.1", AddressError::Ipv4("999.1.1.1".into())),
+        ("1.2.3", AddressError::Ipv4("1.2.3".into())),
+        ("1.2.3.4.", AddressError::Ipv4("1.2.3.4.".into())),
+        ("[2001:db8::7]", AddressError::Ipv6("[2001:db8::7]".into())),
+        (
+            "2001:db8::7:9000:1:2:3:4",
+            AddressError::Ipv6("2001:db8::7:9000:1:2:3:4".into()),
+        ),
+        ("-web", AddressError::Name("-web".into())),
+        ("we b", AddressError::Name("we b".into())),
+        ("a..b", AddressError::Name("a..b".into())),
+        (".", AddressError::Name(".".into())),
+    ];
+    for (bad, want) in cases {
+        assert_eq!(check_address(bad), Err(want), "{bad}");
+    }
+    assert_eq!(
+        check_address(&"a".repeat(64)),
+        Err(AddressError::Name("a".repeat(64)))
+    );
+}

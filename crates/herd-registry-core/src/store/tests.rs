@@ -619,3 +619,111 @@ fn a_batch_applies_like_consecutive_entries_with_one_revision_each() {
         Outcome::Rejected(CommandError::StaleIndex { .. })
     ));
 }
+
+/// Everything `precheck` refuses, the store refuses the same way when applying; what it
+/// passes is left to the store (a compare, a lease in a transaction's branch).
+#[test]
+fn precheck_refuses_what_apply_would_refuse_without_changing_anything() {
+    let mut log = Log::new();
+    log.apply(Command::LeaseGrant {
+        id: 7,
+        ttl_ms: 1000,
+    });
+    let big_key = "k".repeat(MAX_KEY_BYTES + 1);
+    let op_put = |key: &str| Op::Put {
+        key: key.into(),
+        value: b"v".to_vec(),
+        lease: None,
+    };
+    let cases: Vec<(Command, CommandError)> = vec![
+        (
+            put(&big_key, "v", None),
+            CommandError::KeyTooLarge {
+                len: MAX_KEY_BYTES + 1,
+            },
+        ),
+        (put("", "v", None), CommandError::EmptyKey),
+        (
+            Command::Put {
+                key: "k".into(),
+                value: vec![0; MAX_VALUE_BYTES + 1],
+                lease: None,
+                cas_mod_revision: None,
+            },
+            CommandError::ValueTooLarge {
+                len: MAX_VALUE_BYTES + 1,
+            },
+        ),
+        (
+            put("k", "v", Some(8)),
+            CommandError::LeaseNotFound { id: 8 },
+        ),
+        (
+            Command::LeaseRevoke { id: 8 },
+            CommandError::LeaseNotFound { id: 8 },
+        ),
+        (
+            Command::LeaseGrant { id: 0, ttl_ms: 5 },
+            CommandError::InvalidLeaseId,
+        ),
+        (
+            Command::LeaseGrant { id: 9, ttl_ms: 0 },
+            CommandError::InvalidTtl,
+        ),
+        (
+            Command::Txn(Txn {
+                success: (0..MAX_TXN_OPS + 1)
+                    .map(|i| op_put(&format!("k{i}")))
+                    .collect(),
+                ..Txn::default()
+            }),
+            CommandError::TooManyOps {
+                len: MAX_TXN_OPS + 1,
+            },
+        ),
+        (
+            // The failure branch counts too, though the compares might never choose it.
+            Command::Txn(Txn {
+                failure: vec![op_put(&big_key)],
+                ..Txn::default()
+            }),
+            CommandError::KeyTooLarge {
+                len: MAX_KEY_BYTES + 1,
+            },
+        ),
+        (
+            Command::Delete {
+                key: big_key.clone(),
+                prefix: true,
+            },
+            CommandError::KeyTooLarge {
+                len: MAX_KEY_BYTES + 1,
+            },
+        ),
+    ];
+    for (cmd, want) in cases {
+        assert_eq!(log.store.precheck(&cmd), Err(want.clone()), "{cmd:?}");
+        let before = log.store.revision();
+        let (resp, events) = log.apply(cmd.clone());
+        if !matches!(cmd, Command::Txn(ref t) if t.failure.len() == 1) {
+            assert_eq!(resp.error(), Some(&want), "apply agrees: {cmd:?}");
+        }
+        assert!(events.is_empty());
+        assert_eq!(log.store.revision(), before);
+    }
+    for fine in [
+        put("k", "v", Some(7)),
+        put("k", "v", None),
+        Command::LeaseRevoke { id: 7 },
+        Command::Delete {
+            key: String::new(),
+            prefix: true,
+        },
+        Command::Txn(Txn {
+            success: (0..MAX_TXN_OPS).map(|i| op_put(&format!("k{i}"))).collect(),
+            ..Txn::default()
+        }),
+    ] {
+        assert_eq!(log.store.precheck(&fine), Ok(()), "{fine:?}");
+    }
+}
