@@ -11,6 +11,7 @@ mod duration;
 mod model;
 pub mod raw;
 mod size;
+mod structure;
 pub mod traffic;
 mod validate;
 
@@ -49,10 +50,13 @@ impl fmt::Display for ConfigError {
 pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     let raw: raw::FileConfig = toml::from_str(text).map_err(|e| ConfigError {
         file: file.to_string(),
-        problems: vec![Problem {
-            field: String::new(),
-            reason: toml_reason(&e, text),
-        }],
+        problems: structure::every_problem(text, &e)
+            .into_iter()
+            .map(|reason| Problem {
+                field: String::new(),
+                reason,
+            })
+            .collect(),
     })?;
     let mut checker = validate::Checker {
         base_dir: std::path::Path::new(file)
@@ -69,23 +73,6 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             file: file.to_string(),
             problems: checker.problems,
         })
-    }
-}
-
-/// toml's message already names the key; add the line and column so it reads like a compiler's.
-fn toml_reason(e: &toml::de::Error, text: &str) -> String {
-    let msg = e.message().trim_end().to_string();
-    match e.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let col = before
-                .rfind('\n')
-                .map_or(before.len(), |p| before.len() - p - 1)
-                + 1;
-            format!("line {line}, column {col}: {msg}")
-        }
-        None => msg,
     }
 }
 

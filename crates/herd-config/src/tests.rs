@@ -110,6 +110,43 @@ fn unknown_key_is_an_error_with_line() {
     assert!(text.contains("bindd"), "{text}");
 }
 
+/// Every unknown key and wrong type is listed, each at its own line, not only the first;
+/// a required key of the wrong type is reported as that, not also as missing.
+#[test]
+fn every_structural_problem_is_listed_with_its_line() {
+    let text = "[admin]\nlisten = \"127.0.0.1:9901\"\nbogus = 1\n\n\
+                [[listeners]]\nname = \"web\"\nbind = 8080\ncolor = \"red\"\n\n\
+                [[routes]]\nbackend = \"app\"\nweight = \"x\"\n\n\
+                [backends.app]\nservers = [ { addr = \"10.0.0.1:9000\", weight = \"heavy\" } ]\n";
+    let p = problems(text);
+    let lines: Vec<&str> = p
+        .iter()
+        .map(|(_, r)| r.split(':').next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "line 3, column 1",
+            "line 7, column 8",
+            "line 8, column 1",
+            "line 12, column 1",
+            "line 15, column 48"
+        ],
+        "{p:#?}"
+    );
+    for (i, word) in ["bogus", "8080", "color", "weight", "heavy"].iter().enumerate() {
+        assert!(p[i].1.contains(word), "{}: {}", word, p[i].1);
+    }
+    assert!(!p.iter().any(|(_, r)| r.contains("missing field")), "{p:#?}");
+
+    // A syntax error is reported alone: what follows it cannot be read.
+    let p = problems("[admin]\nlisten = \"127.0.0.1:9901\nbogus = 1\n[[listeners]]\ncolor = 2\n");
+    assert_eq!(p.len(), 1, "{p:#?}");
+    // A genuinely missing key is still reported.
+    let p = problems("[[listeners]]\nname = \"web\"\n");
+    assert!(p.iter().any(|(_, r)| r.contains("missing field")), "{p:#?}");
+}
+
 #[test]
 fn route_to_missing_backend_and_bad_regex() {
     let p = problems(

@@ -74,6 +74,43 @@ pub fn report(e: anyhow::Error) -> ExitCode {
             }
         })
         .unwrap_or(USAGE);
-    let _ = writeln!(std::io::stderr(), "herd: {e:#}");
+    let _ = writeln!(std::io::stderr(), "herd: {}", one_line(&e));
     ExitCode::from(code)
+}
+
+/// The error and its causes joined by ": ", leaving out a cause whose text is already
+/// there: many errors name their source in their own message, and `{:#}` would print it
+/// twice ("...: Address already in use (os error 98): Address already in use (os error 98)").
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "Address already in use");
+        let e = anyhow::Error::new(io)
+            .context("cannot listen on 127.0.0.1:7401: Address already in use")
+            .context("herd up");
+        assert_eq!(
+            one_line(&e),
+            "herd up: cannot listen on 127.0.0.1:7401: Address already in use"
+        );
+        let e = anyhow::anyhow!("timed out").context("registry at 127.0.0.1:1");
+        assert_eq!(one_line(&e), "registry at 127.0.0.1:1: timed out");
+    }
 }

@@ -48,7 +48,9 @@ pub fn run(opts: UpOptions) -> anyhow::Result<()> {
         Ok(Err(e)) => anyhow::bail!("registry did not start: {e}"),
         Err(_) => anyhow::bail!("registry did not start"),
     };
-    println!("{}", ready.to_json());
+    // The registry's ready line waits for the gateway's: "up" means both serve, and a busy
+    // gateway port must not follow a line that told a supervisor we were ready.
+    let registry_ready = ready.to_json();
     let registry = ready.addr.to_string();
     let text = gateway_toml(&registry, &opts.listen, &opts.admin, &opts.service);
     let source = herd_gateway::ConfigSource::Text {
@@ -57,6 +59,9 @@ pub fn run(opts: UpOptions) -> anyhow::Result<()> {
     };
     let service = opts.service.clone();
     herd_gateway::run(source, |gw| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{registry_ready}");
+        drop(out);
         crate::print_ready(gw);
         let web = gw
             .listeners
@@ -72,8 +77,8 @@ pub fn run(opts: UpOptions) -> anyhow::Result<()> {
              herd svc ls {service} --server {registry}\n  \
              curl http://{admin}/status                          # gateway state\n  \
              curl http://{registry}/status                       # registry node state\n\n\
-             Instances live on a lease (10 s by default): keep them alive with\n  \
-             herd lease keepalive <lease> --server {registry}\n\nCtrl-C stops both.\n",
+             `herd svc register` stays in the foreground keeping its instance alive (on a\n\
+             10 s lease); Ctrl-C there deregisters it.\n\nCtrl-C here stops both.\n",
             opts.data_dir.display()
         );
     })?;
