@@ -113,6 +113,9 @@ pub struct Listener {
     /// Expect a PROXY protocol v1 or v2 header first on every connection (from an
     /// upstream load balancer) and take the client's address from it.
     pub accept_proxy_protocol: bool,
+    /// Start even when another process already listens on `bind`, sharing the port with it
+    /// (the kernel splits new connections between the two): for zero-downtime upgrades.
+    pub reuse_port: bool,
     /// Open connections allowed on this listener (all workers together); over it, new
     /// connections are closed at once and counted.
     pub max_connections: Option<u64>,

@@ -57,6 +57,9 @@ pub struct RawListener {
     /// tcp listeners: the backend group every connection goes to.
     pub backend: Option<String>,
     pub accept_proxy_protocol: Option<bool>,
+    /// Share the port with another process already listening on it (SO_REUSEPORT), as
+    /// during a zero-downtime upgrade; off, such a port is refused at startup.
+    pub reuse_port: Option<bool>,
     pub max_connections: Option<i64>,
     /// Traffic control (see `RawRoute` for the same keys on a route).
     pub allow: Option<Vec<String>>,

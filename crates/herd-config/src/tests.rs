@@ -134,10 +134,16 @@ fn every_structural_problem_is_listed_with_its_line() {
         ],
         "{p:#?}"
     );
-    for (i, word) in ["bogus", "8080", "color", "weight", "heavy"].iter().enumerate() {
+    for (i, word) in ["bogus", "8080", "color", "weight", "heavy"]
+        .iter()
+        .enumerate()
+    {
         assert!(p[i].1.contains(word), "{}: {}", word, p[i].1);
     }
-    assert!(!p.iter().any(|(_, r)| r.contains("missing field")), "{p:#?}");
+    assert!(
+        !p.iter().any(|(_, r)| r.contains("missing field")),
+        "{p:#?}"
+    );
 
     // A syntax error is reported alone: what follows it cannot be read.
     let p = problems("[admin]\nlisten = \"127.0.0.1:9901\nbogus = 1\n[[listeners]]\ncolor = 2\n");

@@ -223,12 +223,14 @@ pub(crate) fn validate(raw: FileConfig, c: &mut Checker) -> Config {
             access_log,
             backend: l.backend,
             accept_proxy_protocol: l.accept_proxy_protocol.unwrap_or(false),
+            reuse_port: l.reuse_port.unwrap_or(false),
             max_connections,
             traffic,
             certificates,
             sni_routes,
         });
     }
+    check_overlapping_binds(c, &listeners, admin.as_ref().map(|a| a.listen.as_str()));
     if listeners.is_empty() {
         c.fail(
             "listeners",
@@ -352,6 +354,56 @@ fn check_tcp_backend(
                  backend, or limit the listener with max_connections / max_conns_per_ip"
             ),
         );
+    }
+}
+
+/// Two sockets of one gateway on one port would both bind (SO_REUSEPORT) and the kernel
+/// would split connections between listeners with different rules. Port 0 picks a free
+/// port each time; a name (not an IP) is compared as written.
+fn check_overlapping_binds(c: &mut Checker, listeners: &[Listener], admin: Option<&str>) {
+    let mut seen: Vec<(String, &str, &str, u16)> = Vec::new();
+    let binds = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            (
+                format!("listeners[{i}].bind"),
+                format!("listener \"{}\"", l.name),
+                l.bind.as_str(),
+            )
+        })
+        .chain(admin.map(|a| {
+            (
+                "admin.listen".to_string(),
+                "the admin listener".to_string(),
+                a,
+            )
+        }));
+    for (field, who, bind) in binds {
+        let Some((host, port)) = bind.rsplit_once(':') else {
+            continue;
+        };
+        let Ok(port) = port.parse::<u16>() else {
+            continue;
+        };
+        if port == 0 {
+            continue;
+        }
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let wildcard = |h: &str| h == "0.0.0.0" || h == "::" || h.is_empty();
+        if let Some((other, other_bind, _, _)) = seen
+            .iter()
+            .find(|(_, _, h, p)| *p == port && (*h == host || wildcard(h) || wildcard(host)))
+        {
+            c.fail(
+                field.clone(),
+                format!(
+                    "\"{bind}\" overlaps {other} (\"{other_bind}\"): both would take connections \
+                     for port {port}; give each listener its own port"
+                ),
+            );
+        }
+        seen.push((who, bind, host, port));
     }
 }
 

@@ -82,7 +82,7 @@ pub enum GatewayError {
     Config(#[from] herd_config::ConfigError),
     #[error("{0}")]
     Build(#[from] snapshot::BuildError),
-    #[error("cannot listen on {addr} ({what}): {source}; is another process using it?")]
+    #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         what: String,
         addr: String,
@@ -318,11 +318,12 @@ pub fn run(source: ConfigSource, on_ready: impl FnOnce(&Ready)) -> Result<(), Ga
     let mut per_worker: Vec<worker::ListenerSockets> = (0..workers).map(|_| Vec::new()).collect();
     let mut listener_addrs = Vec::new();
     for l in &snap.config.listeners {
-        let (addr, sockets) = bind_listener(&l.bind, workers).map_err(|e| GatewayError::Bind {
-            what: format!("listener {}", l.name),
-            addr: l.bind.clone(),
-            source: e,
-        })?;
+        let (addr, sockets) =
+            bind_listener(&l.bind, workers, l.reuse_port).map_err(|e| GatewayError::Bind {
+                what: format!("listener {}", l.name),
+                addr: l.bind.clone(),
+                source: e,
+            })?;
         listener_addrs.push((l.name.clone(), addr));
         for (w, s) in sockets.into_iter().enumerate() {
             per_worker[w].push(s);
@@ -335,7 +336,7 @@ pub fn run(source: ConfigSource, on_ready: impl FnOnce(&Ready)) -> Result<(), Ga
                 .map_err(|e| GatewayError::Bind {
                     what: "admin".into(),
                     addr: a.listen.clone(),
-                    source: e,
+                    source: explain_in_use(e, "; stop it or choose another admin.listen"),
                 })?,
         ),
         None => None,
@@ -531,15 +532,23 @@ async fn wait_for_signals(shared: &Arc<Shared>, signals: Signals) {
 /// (SO_REUSEPORT: the kernel spreads connections, no shared accept queue). With port 0
 /// the first bind picks the port and the workers share that socket, because a second
 /// reuseport bind to port 0 would get a different port.
+///
+/// SO_REUSEPORT would also let us join another process's listening socket, the kernel then
+/// splitting connections between two programs; unless `share` (the listener's
+/// `reuse_port`), a plain bind first proves nobody else listens there.
 fn bind_listener(
     bind: &str,
     workers: usize,
+    share: bool,
 ) -> std::io::Result<(SocketAddr, Vec<std::net::TcpListener>)> {
     use std::net::ToSocketAddrs;
     let addr = bind
         .to_socket_addrs()?
         .next()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))?;
+    if addr.port() != 0 && !share {
+        probe_unshared(addr)?;
+    }
     let first = reuseport_socket(addr)?;
     let bound = first.local_addr()?;
     let mut sockets = vec![first];
@@ -552,6 +561,33 @@ fn bind_listener(
         sockets.push(s);
     }
     Ok((bound, sockets))
+}
+
+/// Binds (without listening, without SO_REUSEPORT) and lets go: fails with AddrInUse when
+/// any other socket listens on `addr`, as Linux refuses that bind even with SO_REUSEADDR.
+fn probe_unshared(addr: SocketAddr) -> std::io::Result<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into()).map_err(|e| {
+        explain_in_use(
+            e,
+            "; stop it, or set reuse_port = true on this listener to share the port with it \
+             (the kernel then splits connections between the two, e.g. during an upgrade)",
+        )
+    })
+}
+
+/// An AddrInUse that says what it means and what to do.
+fn explain_in_use(e: std::io::Error, fix: &str) -> std::io::Error {
+    if e.kind() == std::io::ErrorKind::AddrInUse {
+        std::io::Error::new(
+            e.kind(),
+            format!("{e}: another process already listens there{fix}"),
+        )
+    } else {
+        e
+    }
 }
 
 fn reuseport_socket(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
