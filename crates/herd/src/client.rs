@@ -1,7 +1,7 @@
 //! `herd kv|lease|svc|lock|election|id|cluster ...`: the registry API from the shell.
 //! Each command is one API call (watch: a stream); answers print as JSON.
 
-use crate::exit::{out, Usage};
+use crate::exit::{out, print_json, Usage};
 use crate::keep;
 use anyhow::{bail, Context};
 use bytes::Bytes;
@@ -347,13 +347,6 @@ async fn election(c: &RegistryClient, long: &Servers, cmd: Election) -> anyhow::
         }
     };
     print_json(&answer.body)
-}
-
-pub(crate) fn print_json(body: &[u8]) -> anyhow::Result<()> {
-    let v: serde_json::Value =
-        serde_json::from_slice(body).context("registry answered non-JSON")?;
-    out(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
-    Ok(())
 }
 
 fn enc(s: &str) -> String {

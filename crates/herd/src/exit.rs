@@ -1,6 +1,7 @@
-//! Exit codes, so a script can tell "not there" from "cannot reach the registry", and
-//! stdout writes that end quietly when the reader went away (`herd svc ls | head -1`).
-//! The codes are documented in docs/registry.md ("Exit codes").
+//! What the CLI prints and how it exits: exit codes, so a script can tell "not there"
+//! from "cannot reach the registry", and stdout writes that end quietly when the reader
+//! went away (`herd svc ls | head -1`). The codes are documented in docs/registry.md
+//! ("Exit codes").
 
 use herd_api::ApiError;
 use std::io::Write;
@@ -35,6 +36,14 @@ pub fn out(s: &str) -> std::io::Result<()> {
     let mut o = std::io::stdout().lock();
     o.write_all(s.as_bytes())?;
     o.flush()
+}
+
+/// A registry answer, pretty-printed to stdout.
+pub fn print_json(body: &[u8]) -> anyhow::Result<()> {
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| anyhow::anyhow!("registry answered non-JSON: {e}"))?;
+    out(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
+    Ok(())
 }
 
 fn api_code(e: &ApiError) -> u8 {

@@ -10,7 +10,7 @@ use http::Method;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::exit::{out, Usage};
+use crate::exit::{out, print_json, Usage};
 
 /// Default lease TTL of a registration, seconds.
 pub const DEFAULT_TTL_S: f64 = 10.0;
@@ -110,7 +110,7 @@ impl Registration {
 pub async fn register_foreground(c: &RegistryClient, r: Registration) -> anyhow::Result<()> {
     let mut interrupt = Interrupt::new()?;
     let (mut lease, body) = r.put(c).await?;
-    crate::client::print_json(&body)?;
+    print_json(&body)?;
     let every = renew_every(r.ttl_s);
     eprintln!(
         "herd: {}/{} registered on lease {lease} (ttl {}s), renewing every {:.1}s; \
