@@ -4,7 +4,9 @@
 //!
 //! It must not know the gateway or the agent: they are clients of its API like any other.
 //! The state machine's logic lives in `herd-registry-core` (pure, deterministic); this crate
-//! is the I/O around it.
+//! is the I/O around it, on two floors: `raft/` (the node, peers, the write-ahead log, the
+//! state machine, batching) at the bottom, and `api/` (HTTP) and `dns/` on it, never
+//! importing each other (tests/layers.rs checks it). This file starts and stops a node.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 // openraft's storage traits fix StorageError (large) as the error type; boxing it at our
@@ -12,27 +14,16 @@
 #![allow(clippy::result_large_err)]
 
 mod api;
-mod batch;
-mod cluster;
-mod coord;
 mod dns;
-mod election;
-mod log_store;
-mod metrics;
-mod network;
-mod node;
-mod state_machine;
-mod types;
-mod wal;
-mod watch;
+mod raft;
 
-use node::RegistryNode;
+use raft::node::RegistryNode;
+use raft::types::{Node, NodeId};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use types::{Node, NodeId};
 
 /// Bytes of snapshot per InstallSnapshot request (raw on the wire, see `network`).
 const SNAPSHOT_CHUNK_BYTES: u64 = 4 << 20;
@@ -40,8 +31,9 @@ const SNAPSHOT_CHUNK_BYTES: u64 = 4 << 20;
 // What peers send must fit what peers accept: a snapshot chunk with its header, and an
 // AppendEntries batch or a single entry (at most a client request, re-encoded as JSON).
 const _: () = assert!((SNAPSHOT_CHUNK_BYTES as usize) + (64 << 10) < api::MAX_RAFT_BODY_BYTES);
-const _: () =
-    assert!(log_store::MAX_APPEND_BYTES + 2 * api::MAX_REQUEST_BYTES < api::MAX_RAFT_BODY_BYTES);
+const _: () = assert!(
+    raft::log_store::MAX_APPEND_BYTES + 2 * api::MAX_REQUEST_BYTES < api::MAX_RAFT_BODY_BYTES
+);
 
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
@@ -163,14 +155,14 @@ async fn serve(
     };
     write_node_file(&node_path, &node_file)?;
 
-    let log_store = log_store::LogStore::open(&dir).map_err(|e| data_err(&dir, e))?;
+    let log_store = raft::log_store::LogStore::open(&dir).map_err(|e| data_err(&dir, e))?;
     let log_handle = log_store.clone();
-    let sm = state_machine::StateMachine::open(dir.clone()).map_err(|e| data_err(&dir, e))?;
+    let sm = raft::state_machine::StateMachine::open(dir.clone()).map_err(|e| data_err(&dir, e))?;
     let shared = sm.shared.clone();
     let config = openraft::Config {
         cluster_name: "herd".into(),
         // openraft 0.9 also uses the heartbeat interval as the timeout of every
-        // AppendEntries, so it must fit one batch (log_store::MAX_APPEND_BYTES, or one
+        // AppendEntries, so it must fit one batch (raft::log_store::MAX_APPEND_BYTES, or one
         // value of 1 MiB) being sent, decoded and fsynced by the follower: 100 ms did not
         // in debug builds. 150 ms does.
         heartbeat_interval: 150,
@@ -191,8 +183,8 @@ async fn serve(
     .validate()
     .map_err(|e| RegistryError::Raft(e.to_string()))?;
     let process_id = herd_telemetry::ProcessId::new(addr.port()).to_string();
-    let network = network::Network {
-        client: network::http_client(),
+    let network = raft::network::Network {
+        client: raft::network::http_client(),
         token: opts.token.clone(),
     };
     let raft = openraft::Raft::new(node_file.id, Arc::new(config), network, log_store, sm)
@@ -240,7 +232,7 @@ async fn serve(
         node_file.member = true;
         write_node_file(&node_path, &node_file)?;
     }
-    node::spawn_lease_keeper(node.clone());
+    raft::node::spawn_lease_keeper(node.clone());
     if let Some(sockets) = dns_sockets {
         dns::spawn(node.clone(), sockets, stop_tx.subscribe());
     }
@@ -296,7 +288,7 @@ async fn call_json(
     token: Option<&str>,
 ) -> Result<serde_json::Value, String> {
     use http_body_util::BodyExt;
-    let client = network::http_client();
+    let client = raft::network::http_client();
     let mut b = http::Request::post(format!("http://{via}{path}"))
         .header(http::header::CONTENT_TYPE, "application/json");
     if let Some(t) = token {

@@ -6,7 +6,7 @@
 //! command keeps its own revision and its own answer, so clients see exactly what they
 //! would have seen had the entries been consecutive.
 
-use crate::types::{Node, NodeId, Raft};
+use crate::raft::types::{Node, NodeId, Raft};
 use herd_registry_core::{Command, Op, Outcome, Response};
 use openraft::error::{ClientWriteError, ForwardToLeader, RaftError};
 use tokio::sync::{mpsc, oneshot};
@@ -113,7 +113,7 @@ async fn propose(raft: &Raft, mut batch: Vec<Waiter>) {
 }
 
 type WriteResult = Result<
-    openraft::raft::ClientWriteResponse<crate::types::TypeConfig>,
+    openraft::raft::ClientWriteResponse<crate::raft::types::TypeConfig>,
     RaftError<NodeId, ClientWriteError<NodeId, Node>>,
 >;
 

@@ -17,8 +17,8 @@
 //! The committed log id is only a hint (openraft recomputes it from a quorum): it rides
 //! along as a WAL marker with the next append instead of costing a write of its own.
 
-use crate::types::{NodeId, TypeConfig};
-use crate::wal::{self, Wal, WalError};
+use crate::raft::types::{NodeId, TypeConfig};
+use crate::raft::wal::{self, Wal, WalError};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
     Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError, Vote,
@@ -392,8 +392,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 /// herd before the WAL kept the log in a redb file; its contents move over once.
 mod migrate {
     use super::{read_meta, write_meta, LogStoreError, Meta, SEGMENT_BYTES};
-    use crate::types::NodeId;
-    use crate::wal::Wal;
+    use crate::raft::types::NodeId;
+    use crate::raft::wal::Wal;
     use openraft::{LogId, Vote};
     use redb::{Database, ReadableTable, TableDefinition};
     use std::path::Path;

@@ -4,7 +4,7 @@
 //! Snapshot chunks are the exception: their bytes travel raw after a small JSON header
 //! ([`encode_snapshot_chunk`]), since JSON would spell each byte as a number.
 
-use crate::types::{Node, NodeId, TypeConfig};
+use crate::raft::types::{Node, NodeId, TypeConfig};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};

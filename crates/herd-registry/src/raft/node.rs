@@ -1,10 +1,10 @@
 //! One registry node: Raft, its storage, leases, and the operations the API offers, with
 //! writes and linearizable reads forwarded to the leader when this node is not it.
 
-use crate::batch::Proposed;
-use crate::network::{http_client, HttpClient};
-use crate::state_machine::SharedState;
-use crate::types::{Node, NodeId, Raft};
+use crate::raft::batch::Proposed;
+use crate::raft::network::{http_client, HttpClient};
+use crate::raft::state_machine::SharedState;
+use crate::raft::types::{Node, NodeId, Raft};
 use bytes::Bytes;
 use herd_registry_core::{Command, LeaseClock, Response};
 use http_body_util::{BodyExt, Full};
@@ -27,10 +27,10 @@ pub struct RegistryNode {
     pub started: std::time::Instant,
     pub counters: Counters,
     pub committed: Arc<AtomicU64>,
-    pub log: crate::log_store::LogStore,
-    pub ids: crate::coord::IdGenerator,
+    pub log: crate::raft::log_store::LogStore,
+    pub ids: crate::raft::ids::IdGenerator,
     lease_seq: AtomicU64,
-    batcher: crate::batch::Batcher,
+    batcher: crate::raft::batch::Batcher,
 }
 
 #[derive(Default)]
@@ -81,7 +81,7 @@ impl RegistryNode {
         state: Arc<SharedState>,
         token: Option<String>,
         process_id: String,
-        log: crate::log_store::LogStore,
+        log: crate::raft::log_store::LogStore,
     ) -> RegistryNode {
         RegistryNode {
             id,
@@ -95,9 +95,9 @@ impl RegistryNode {
             counters: Counters::default(),
             committed: log.committed.clone(),
             log,
-            ids: crate::coord::IdGenerator::new(id),
+            ids: crate::raft::ids::IdGenerator::new(id),
             lease_seq: AtomicU64::new(0),
-            batcher: crate::batch::Batcher::start(raft.clone()),
+            batcher: crate::raft::batch::Batcher::start(raft.clone()),
             raft,
         }
     }
@@ -332,6 +332,17 @@ impl RegistryNode {
         let (leader, addr) = self.leader().ok_or(NodeError::NoLeader)?;
         self.post(leader, &addr, &format!("/raft/keepalive/{id}"), &())
             .await
+    }
+
+    /// This node's Raft role, as /status and /metrics name it.
+    pub fn role(&self) -> &'static str {
+        match self.raft.metrics().borrow().state {
+            openraft::ServerState::Leader => "leader",
+            openraft::ServerState::Follower => "follower",
+            openraft::ServerState::Learner => "learner",
+            openraft::ServerState::Candidate => "candidate",
+            openraft::ServerState::Shutdown => "shutdown",
+        }
     }
 
     pub fn is_leader(&self) -> bool {

@@ -7,7 +7,7 @@
 //! written to a temporary file, fsynced and renamed, so a crash leaves the old one or the
 //! new one, never half of either.
 
-use crate::types::{Node, NodeId, Reply, TypeConfig};
+use crate::raft::types::{Node, NodeId, Reply, TypeConfig};
 use herd_registry_core::{Event, Store};
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{

@@ -1,5 +1,5 @@
 use super::*;
-use crate::state_machine::StateMachine;
+use crate::raft::state_machine::StateMachine;
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::{CommittedLeaderId, EntryPayload};
 use std::sync::atomic::AtomicUsize;

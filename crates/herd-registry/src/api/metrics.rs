@@ -1,7 +1,6 @@
 //! /metrics for a registry node, Prometheus text.
 
-use crate::api::role;
-use crate::node::RegistryNode;
+use crate::raft::node::RegistryNode;
 use herd_telemetry::{MetricKind, TextEncoder};
 use std::sync::atomic::Ordering;
 
@@ -22,7 +21,7 @@ pub fn render(node: &RegistryNode) -> String {
     gauge(
         "herd_registry_is_leader",
         "1 if this node is the Raft leader.",
-        i64::from(role(node) == "leader"),
+        i64::from(node.role() == "leader"),
     );
     gauge(
         "herd_registry_term",

@@ -7,42 +7,21 @@
 //! history was compacted meanwhile, the stream says so in a final error line instead of
 //! skipping.
 
-use crate::api::{event_json, ApiError};
-use crate::node::RegistryNode;
+use crate::api::body::{json_line, ChannelBody};
+use crate::api::error::{internal, ApiError};
+use crate::api::kv::event_json;
+use crate::raft::node::RegistryNode;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use herd_registry_core::Event;
-use http_body::Frame;
 use serde_json::json;
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
-
-struct ChannelBody(mpsc::Receiver<Bytes>);
-
-impl http_body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = Infallible;
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
-    }
-}
-
-fn line(v: serde_json::Value) -> Bytes {
-    let mut s = v.to_string();
-    s.push('\n');
-    Bytes::from(s)
-}
 
 fn matches(e: &Event, key: &str, prefix: bool) -> bool {
     if prefix {
@@ -71,12 +50,11 @@ pub async fn watch(
     };
     let mut live = node.state.events.subscribe();
     let (history, covered) = {
-        let a = node.state.applied.read().map_err(|_| {
-            ApiError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "state lock poisoned".into(),
-            )
-        })?;
+        let a = node
+            .state
+            .applied
+            .read()
+            .map_err(|_| internal("state lock poisoned"))?;
         let current = a.store.revision();
         let start = if from == 0 { current + 1 } else { from };
         // The watermark: every revision at or below it is either in `history` or was not
@@ -103,7 +81,7 @@ pub async fn watch(
         let mut last = covered;
         let mut ok = true;
         for e in &history {
-            ok &= tx.send(line(event_json(e))).await.is_ok();
+            ok &= tx.send(json_line(&event_json(e))).await.is_ok();
         }
         let mut progress = tokio::time::interval(Duration::from_secs(15));
         progress.tick().await;
@@ -112,7 +90,7 @@ pub async fn watch(
                 r = live.recv() => match r {
                     Ok(batch) => {
                         for e in batch.iter().filter(|e| e.revision > last) {
-                            if matches(e, &key, prefix) && tx.send(line(event_json(e))).await.is_err() {
+                            if matches(e, &key, prefix) && tx.send(json_line(&event_json(e))).await.is_err() {
                                 ok = false;
                                 break;
                             }
@@ -128,12 +106,12 @@ pub async fn watch(
                         match caught_up {
                             Some((Ok(events), rev)) => {
                                 for e in &events {
-                                    ok &= tx.send(line(event_json(e))).await.is_ok();
+                                    ok &= tx.send(json_line(&event_json(e))).await.is_ok();
                                 }
                                 last = last.max(rev);
                             }
                             Some((Err(c), _)) => {
-                                let _ = tx.send(line(json!({
+                                let _ = tx.send(json_line(&json!({
                                     "error": format!("watcher fell behind and revision {} was compacted (history starts at {}); resume from a fresh read", last + 1, c.compacted_revision + 1),
                                 }))).await;
                                 ok = false;
@@ -145,7 +123,7 @@ pub async fn watch(
                 },
                 _ = progress.tick() => {
                     // Tells the client the stream is alive and how far it has seen.
-                    ok = tx.send(line(json!({"type": "progress", "revision": last}))).await.is_ok();
+                    ok = tx.send(json_line(&json!({"type": "progress", "revision": last}))).await.is_ok();
                 }
                 _ = tx.closed() => ok = false,
             }

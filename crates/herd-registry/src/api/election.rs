@@ -3,9 +3,11 @@
 //! lease; the leader is the candidate with the lowest create revision, which is also its
 //! fencing token. Leadership ends when the key goes: resign, lease revoked or expired.
 
-use crate::api::{ApiError, RequestBody};
-use crate::coord::{bad, grant, parse, ttl_ms, wait_for_turn, waiters_read, TurnError};
-use crate::node::RegistryNode;
+use crate::api::body::{json_line, parse_json, ChannelBody, Empty, RequestBody};
+use crate::api::error::{bad, internal, ApiError};
+use crate::api::lease::{grant, ttl_ms};
+use crate::api::lock::{wait_for_turn, waiters_read, TurnError};
+use crate::raft::node::RegistryNode;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -14,14 +16,10 @@ use herd_registry_core::catalog::validate_name;
 use herd_registry_core::{
     Command, Compare, CompareOp, CompareTarget, KeyValue, Op, Outcome, Txn, MAX_VALUE_BYTES,
 };
-use http_body::Frame;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
@@ -40,10 +38,6 @@ fn prefix(name: &str) -> Result<String, ApiError> {
 
 fn candidate_key(name: &str, lease: u64) -> Result<String, ApiError> {
     Ok(format!("{}{lease:016x}", prefix(name)?))
-}
-
-fn internal(msg: impl Into<String>) -> ApiError {
-    ApiError(StatusCode::INTERNAL_SERVER_ERROR, msg.into())
 }
 
 /// `{"key","value","lease","revision"}`: the revision is the fencing token.
@@ -137,8 +131,9 @@ pub async fn campaign(
     Path(name): Path<String>,
     RequestBody(body): RequestBody,
 ) -> ApiResult {
-    let req: Campaign = parse(
+    let req: Campaign = parse_json(
         &body,
+        Empty::AsObject,
         r#"{"value": "<e.g. 10.0.0.7:9000>", "lease": <id, optional>, "ttl_s": 10, "timeout_s": 30}"#,
     )?;
     let prefix = prefix(&name)?;
@@ -259,23 +254,8 @@ pub async fn leader(
     }
 }
 
-struct ChannelBody(mpsc::Receiver<Bytes>);
-
-impl http_body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = Infallible;
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
-    }
-}
-
 fn line(leader: Option<&KeyValue>) -> Bytes {
-    let mut s = json!({"leader": leader.map(leader_json)}).to_string();
-    s.push('\n');
-    Bytes::from(s)
+    json_line(&json!({"leader": leader.map(leader_json)}))
 }
 
 async fn watch(node: Shared, prefix: String) -> ApiResult {
@@ -346,7 +326,11 @@ pub async fn proclaim(
     Path(name): Path<String>,
     RequestBody(body): RequestBody,
 ) -> ApiResult {
-    let req: Proclaim = parse(&body, r#"{"lease": <the leader's lease>, "value": "..."}"#)?;
+    let req: Proclaim = parse_json(
+        &body,
+        Empty::AsObject,
+        r#"{"lease": <the leader's lease>, "value": "..."}"#,
+    )?;
     let prefix = prefix(&name)?;
     let key = candidate_key(&name, req.lease)?;
     check_value(&req.value)?;

@@ -1,9 +1,10 @@
 //! Membership: nodes join as learners, catch up (from a snapshot if the log was
 //! compacted), then become voters; any node accepts the call and forwards it to the leader.
 
-use crate::api::{ApiError, RequestBody};
-use crate::node::{NodeError, RegistryNode};
-use crate::types::{Node, NodeId};
+use crate::api::body::{parse_json, Empty, RequestBody};
+use crate::api::error::ApiError;
+use crate::raft::node::{NodeError, RegistryNode};
+use crate::raft::types::{Node, NodeId};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -50,12 +51,11 @@ pub async fn add_member(
     State(node): State<Arc<RegistryNode>>,
     RequestBody(body): RequestBody,
 ) -> Result<Response, ApiError> {
-    let req: JoinRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("invalid JSON body ({e}); expected {{\"addr\": \"host:port\", \"id\": N (optional)}}"),
-        )
-    })?;
+    let req: JoinRequest = parse_json(
+        &body,
+        Empty::Refuse,
+        r#"{"addr": "host:port", "id": N (optional)}"#,
+    )?;
     if req
         .addr
         .rsplit_once(':')

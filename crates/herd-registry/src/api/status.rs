@@ -1,0 +1,63 @@
+//! A node's own state: `/status`, `/metrics` and `GET /v1/cluster`.
+
+use crate::api::error::{ok, ApiResult};
+use crate::raft::node::RegistryNode;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+type Shared = Arc<RegistryNode>;
+
+pub async fn cluster(State(node): State<Shared>) -> ApiResult {
+    let leader = node.leader().map(|(id, _)| id);
+    let members: Vec<Value> = node
+        .members()
+        .into_iter()
+        .map(|(id, (addr, voter))| {
+            let role = if Some(id) == leader {
+                "leader"
+            } else if voter {
+                "follower"
+            } else {
+                "learner"
+            };
+            json!({"id": id, "addr": addr, "role": role})
+        })
+        .collect();
+    ok(json!({"leader": leader, "members": members}))
+}
+
+pub async fn status(State(node): State<Shared>) -> ApiResult {
+    let m = node.raft.metrics().borrow().clone();
+    let (revision, keys, leases) = node
+        .state
+        .applied
+        .read()
+        .map(|a| (a.store.revision(), a.store.len(), a.store.leases().len()))
+        .unwrap_or_default();
+    ok(json!({
+        "role_name": "server",
+        "id": node.id,
+        "addr": node.addr,
+        "process_id": node.process_id,
+        "role": node.role(),
+        "term": m.current_term,
+        "leader": m.current_leader,
+        "commit_index": node.committed.load(Ordering::Relaxed),
+        "last_log_index": m.last_log_index,
+        "applied_index": m.last_applied.map_or(0, |l| l.index),
+        "snapshot_index": m.snapshot.map(|l| l.index),
+        "purged_index": m.purged.map(|l| l.index),
+        "log_entries": node.log.file_entries(),
+        "revision": revision,
+        "keys": keys,
+        "leases": leases,
+        "uptime_s": node.started.elapsed().as_secs(),
+    }))
+}
+
+pub async fn metrics(State(node): State<Shared>) -> Response {
+    crate::api::metrics::render(&node).into_response()
+}
