@@ -9,7 +9,7 @@
 //! (400, 431) for malformed input.
 
 use crate::body::{BodyError, ProxyBody, UpstreamBody};
-use crate::h1_upstream::{encode_last_chunk, header_map, write_field};
+use crate::h1_codec::{encode_last_chunk, header_map, write_field};
 use crate::proxy;
 use crate::stream::Prefixed;
 use crate::worker::{
@@ -233,7 +233,7 @@ async fn exchange<S: AsyncWrite + Unpin>(
     let closing = resp
         .headers()
         .get(header::CONNECTION)
-        .is_some_and(|v| crate::h1_upstream::has_token(v.as_bytes(), b"close"));
+        .is_some_and(|v| crate::h1_codec::has_token(v.as_bytes(), b"close"));
     let keep_alive = keep_alive && !closing && !*stop.borrow();
     std::pin::pin!(write_response(stream, resp, head_request, keep_alive)).await?;
     Ok(keep_alive)
@@ -318,7 +318,7 @@ fn parse_request(buf: &mut BytesMut) -> Result<Option<Next>, ()> {
             // A body, or a protocol step, that hyper handles.
             hand_off = true;
         }
-        if name == header::CONNECTION && crate::h1_upstream::has_token(h.value, b"close") {
+        if name == header::CONNECTION && crate::h1_codec::has_token(h.value, b"close") {
             keep_alive = false;
         }
         let start = h.value.as_ptr() as usize - base;

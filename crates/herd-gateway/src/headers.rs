@@ -353,6 +353,14 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
+/// `https://host/path?query` for a request that came over plain HTTP (`redirect_https`).
+/// The port is dropped: the https side is assumed on 443. None without a host.
+pub fn https_location(parts: &http::request::Parts) -> Option<HeaderValue> {
+    let host = request_host(&parts.headers, &parts.uri)?;
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    HeaderValue::from_str(&format!("https://{host}{pq}")).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,9 +11,11 @@ mod access_log;
 mod admin;
 mod admin_auth;
 mod body;
+mod certs;
 mod clock;
 mod discovery;
 mod grpc;
+mod h1_codec;
 mod h1_server;
 mod h1_upstream;
 mod h2;
@@ -32,10 +34,11 @@ mod tcp;
 mod tls;
 mod traffic;
 mod upgrade;
+mod upstream_h2;
 mod upstream_tls;
 mod worker;
 
-pub use tls::check_certificates;
+pub use snapshot::check_certificates;
 
 use arc_swap::ArcSwap;
 use herd_config::Config;

@@ -75,7 +75,7 @@ impl Sender {
                 }
             },
             Sender::H2(mut s, authority, scheme) => {
-                let req = crate::h2::upstream_request(req, &authority, &scheme);
+                let req = crate::upstream_h2::upstream_request(req, &authority, &scheme);
                 match s.try_send_request(req).await {
                     Ok(resp) => Ok((
                         resp.map(FromServer::Hyper),
@@ -244,7 +244,7 @@ async fn connect_h2<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (sender, conn) = http2::Builder::new(crate::h2::LocalExec)
+    let (sender, conn) = http2::Builder::new(crate::upstream_h2::LocalExec)
         .timer(TokioTimer::new())
         // Finds a dead server on an otherwise quiet connection.
         .keep_alive_interval(Duration::from_secs(30))

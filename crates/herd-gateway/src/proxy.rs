@@ -724,7 +724,7 @@ fn redirect_https(
     log: Option<LogRecord>,
 ) -> Response<ProxyBody> {
     let done = Done::local(log, Some(route.label.clone()));
-    let Some(location) = crate::tls::https_location(parts) else {
+    let Some(location) = crate::headers::https_location(parts) else {
         route.responses.record(400);
         return local(
             StatusCode::BAD_REQUEST,

@@ -242,8 +242,8 @@ pub enum BuildError {
     },
     #[error("listeners.{listener}.access_log: {reason}")]
     AccessLog { listener: String, reason: String },
-    #[error("{field}: {reason}")]
-    Certificate { field: String, reason: String },
+    #[error("{0}")]
+    Certificate(#[from] crate::certs::CertError),
 }
 
 fn resolve(backend: &str, addr: &str) -> Result<SocketAddr, BuildError> {
@@ -332,7 +332,7 @@ impl Snapshot {
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for (li, l) in config.listeners.iter().enumerate() {
             let tls = match l.protocol {
-                herd_config::Protocol::Https => Some(crate::tls::server_config(
+                herd_config::Protocol::Https => Some(crate::certs::server_config(
                     &format!("listeners[{li}]"),
                     &l.certificates,
                 )?),
@@ -469,4 +469,20 @@ fn new_server(backend: &Backend, addr: &str, weight: u32) -> Result<ServerState,
         tcp_bytes_sent: Counter::new(),
         tcp_bytes_received: Counter::new(),
     })
+}
+
+/// Read every https listener's certificates and every backend's CA bundle as a start or
+/// reload would (`herd check`).
+pub fn check_certificates(config: &herd_config::Config) -> Result<(), BuildError> {
+    for (i, l) in config.listeners.iter().enumerate() {
+        if l.protocol == herd_config::Protocol::Https {
+            crate::certs::server_config(&format!("listeners[{i}]"), &l.certificates)?;
+        }
+    }
+    for (name, b) in &config.backends {
+        if let Some(t) = &b.tls {
+            crate::upstream_tls::BackendTls::build(name, t, b.protocol)?;
+        }
+    }
+    Ok(())
 }

@@ -4,7 +4,7 @@
 //! checks, so a new upstream connection costs a handshake and nothing more (sessions are
 //! resumed from the configuration's cache).
 
-use crate::snapshot::BuildError;
+use crate::certs::CertError;
 use herd_config::{UpstreamProtocol, UpstreamTls};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -33,9 +33,9 @@ impl BackendTls {
         name: &str,
         settings: &UpstreamTls,
         protocol: UpstreamProtocol,
-    ) -> Result<BackendTls, BuildError> {
+    ) -> Result<BackendTls, CertError> {
         let field = format!("backends.{name}.tls");
-        let fail = |key: &str, reason: String| BuildError::Certificate {
+        let fail = |key: &str, reason: String| CertError {
             field: format!("{field}{key}"),
             reason,
         };
