@@ -1,12 +1,12 @@
-//! Bodies that stream through the gateway without being buffered, and the completion
-//! record that fires when a response body ends: it returns the upstream connection to the
-//! worker's pool (only if the body was read to the end), ends the in-flight count and
-//! writes the access log line.
+//! Request bodies on their way to a server, streamed without being buffered: the client's
+//! own, cut off past `max_body_size`, or none.
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// Why a request body stopped: the client's stream failed, or it passed max_body_size.
@@ -16,7 +16,7 @@ pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 /// max_body_size when it has one), or nothing (a replayed request).
 pub enum UpstreamBody {
     Client(Incoming),
-    Limited(crate::traffic::LimitedBody),
+    Limited(LimitedBody),
     Empty,
 }
 
@@ -52,138 +52,61 @@ impl Body for UpstreamBody {
     }
 }
 
-/// A server's response body: from our HTTP/1.1 client, or hyper's HTTP/2 one.
-pub enum FromServer {
-    H1(crate::h1_upstream::H1Body),
-    Hyper(Incoming),
+// ---------------------------------------------------------------- request body limit
+
+/// The client's request body, cut off once it passes the limit: the upstream request
+/// fails (its connection is dropped, the server never sees a complete body) and `exceeded`
+/// tells the proxy to answer 413 if no response has gone out yet.
+pub struct LimitedBody {
+    inner: Incoming,
+    remaining: u64,
+    exceeded: Arc<AtomicBool>,
 }
 
-impl FromServer {
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        match self {
-            FromServer::H1(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            FromServer::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-        }
-    }
-    fn is_end_stream(&self) -> bool {
-        match self {
-            FromServer::H1(b) => b.is_end_stream(),
-            FromServer::Hyper(b) => b.is_end_stream(),
-        }
-    }
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            FromServer::H1(b) => b.size_hint(),
-            FromServer::Hyper(b) => b.size_hint(),
-        }
-    }
-}
-
-/// The response body sent to the client.
-pub struct ProxyBody {
-    inner: Inner,
-    bytes: u64,
-    finished: bool,
-    on_done: Option<crate::proxy::Done>,
-}
-
-enum Inner {
-    Upstream(FromServer),
-    Full(Option<Bytes>),
-}
-
-impl ProxyBody {
-    pub fn upstream(body: FromServer, done: crate::proxy::Done) -> ProxyBody {
-        ProxyBody {
-            inner: Inner::Upstream(body),
-            bytes: 0,
-            finished: false,
-            on_done: Some(done),
-        }
-    }
-    pub fn full(data: impl Into<Bytes>, done: Option<crate::proxy::Done>) -> ProxyBody {
-        let data = data.into();
-        ProxyBody {
-            bytes: 0,
-            finished: false,
-            inner: Inner::Full((!data.is_empty()).then_some(data)),
-            on_done: done,
-        }
-    }
-    /// The text of a response the gateway made itself, taken out (the body is then
-    /// empty); None for a server's body.
-    pub fn take_local(&mut self) -> Option<Bytes> {
-        match &mut self.inner {
-            Inner::Full(data) => Some(data.take().unwrap_or_default()),
-            Inner::Upstream(_) => None,
-        }
-    }
-
-    fn finish(&mut self) {
-        self.finished = true;
-        self.settle(true);
-    }
-
-    /// Fire the completion record; a finished HTTP/1.1 body hands its server connection
-    /// back with it, to be pooled.
-    fn settle(&mut self, finished: bool) {
-        let Some(mut d) = self.on_done.take() else {
-            return;
+impl LimitedBody {
+    pub fn new(inner: Incoming, limit: u64) -> (LimitedBody, Arc<AtomicBool>) {
+        let flag = Arc::new(AtomicBool::new(false));
+        let body = LimitedBody {
+            inner,
+            remaining: limit,
+            exceeded: flag.clone(),
         };
-        if finished {
-            if let Inner::Upstream(FromServer::H1(b)) = &mut self.inner {
-                if let Some(conn) = b.take_reusable() {
-                    d.give_back(crate::pool::Sender::H1(conn));
-                }
-            }
-        }
-        d.complete(self.bytes, finished);
+        (body, flag)
     }
 }
 
-impl Drop for ProxyBody {
-    fn drop(&mut self) {
-        // hyper stops polling a body that reports end-of-stream, so "finished" also
-        // covers a body whose last byte arrived without a final poll.
-        let finished = self.finished || self.is_end_stream();
-        self.settle(finished);
-    }
-}
+#[derive(Debug, thiserror::Error)]
+#[error("request body exceeds max_body_size")]
+pub struct BodyTooLarge;
 
-impl Body for ProxyBody {
+impl Body for LimitedBody {
     type Data = Bytes;
-    type Error = BodyError;
+    type Error = crate::body::BodyError;
 
     fn poll_frame(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let this = self.get_mut();
-        let polled = match &mut this.inner {
-            Inner::Upstream(b) => b.poll(cx),
-            Inner::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-        };
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(d) = frame.data_ref() {
-                    this.bytes += d.len() as u64;
-                }
-            }
-            Poll::Ready(None) => this.finish(),
-            Poll::Ready(Some(Err(_))) | Poll::Pending => {}
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.exceeded.load(Ordering::Relaxed) {
+            return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
         }
-        polled
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(d) = frame.data_ref() {
+                let n = d.len() as u64;
+                if n > self.remaining {
+                    self.exceeded.store(true, Ordering::Relaxed);
+                    return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
+                }
+                self.remaining -= n;
+            }
+        }
+        polled.map(|o| o.map(|r| r.map_err(Into::into)))
     }
     fn is_end_stream(&self) -> bool {
-        match &self.inner {
-            Inner::Upstream(b) => b.is_end_stream(),
-            Inner::Full(d) => d.is_none(),
-        }
+        self.inner.is_end_stream()
     }
     fn size_hint(&self) -> SizeHint {
-        match &self.inner {
-            Inner::Upstream(b) => b.size_hint(),
-            Inner::Full(d) => SizeHint::with_exact(d.as_ref().map_or(0, |d| d.len() as u64)),
-        }
+        self.inner.size_hint()
     }
 }

@@ -8,13 +8,13 @@
 //! the rest of the connection: one implementation of the rarer cases, and its errors
 //! (400, 431) for malformed input.
 
-use crate::body::{BodyError, ProxyBody, UpstreamBody};
+use crate::body::{BodyError, UpstreamBody};
+use crate::context::{count_header_timeout, ClientConn, ConnSlot, HttpTimeouts, Worker};
 use crate::h1_codec::{encode_last_chunk, header_map, write_field};
 use crate::proxy;
+use crate::respond::ProxyBody;
+use crate::session::serve_hyper;
 use crate::stream::Prefixed;
-use crate::worker::{
-    count_header_timeout, serve_hyper, ClientConn, ConnSlot, HttpTimeouts, Worker,
-};
 use bytes::BytesMut;
 use http::header::{self, HeaderName};
 use http::{Method, Request, Response, StatusCode, Uri, Version};

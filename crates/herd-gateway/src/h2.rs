@@ -4,10 +4,10 @@
 //! our own loop, which keeps them (no peek: a syscall less per connection).
 //! Every HTTP/2 stream goes through the same proxy path as an HTTP/1.1 request.
 
+use crate::context::{ClientConn, ConnSlot, HttpTimeouts, Worker};
 use crate::proxy;
 use crate::stream::Prefixed;
 use crate::upstream_h2::LocalExec;
-use crate::worker::{ClientConn, ConnSlot, HttpTimeouts, Worker};
 use bytes::BytesMut;
 use http::Version;
 use hyper::service::service_fn;
@@ -39,7 +39,7 @@ pub async fn serve_plain(
     let h2 = match std::pin::pin!(sniffed).await {
         Ok(Ok(h2)) => h2,
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
-            crate::worker::count_header_timeout(&w, li);
+            crate::context::count_header_timeout(&w, li);
             return;
         }
         // Silent past the idle timeout, or gone: what hyper's header timeout would do.

@@ -10,9 +10,11 @@
 mod access_log;
 mod admin;
 mod admin_auth;
+mod admit;
 mod body;
 mod certs;
 mod clock;
+mod context;
 mod discovery;
 mod grpc;
 mod h1_codec;
@@ -26,13 +28,16 @@ mod metrics;
 mod pool;
 mod proxy;
 pub mod proxy_protocol;
+pub mod respond;
+mod session;
 mod snapshot;
-pub mod sni;
+mod sni;
 mod sticky;
 mod stream;
 mod tcp;
 mod tls;
 mod traffic;
+mod traffic_report;
 mod upgrade;
 mod upstream_h2;
 mod upstream_tls;
@@ -128,7 +133,7 @@ pub struct Shared {
     discovery_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub(crate) listener_addrs: Vec<(String, SocketAddr)>,
     /// Same order as the config's listeners, which only a restart changes.
-    pub(crate) listener_stats: Vec<worker::ListenerStats>,
+    pub(crate) listener_stats: Vec<context::ListenerStats>,
     pub(crate) admin_addr: Option<SocketAddr>,
     /// The admin token, read at start and at every reload (so it can be rotated).
     pub(crate) admin_token: arc_swap::ArcSwapOption<admin_auth::Token>,
@@ -372,7 +377,7 @@ pub fn run(source: ConfigSource, on_ready: impl FnOnce(&Ready)) -> Result<(), Ga
         discovery_tasks: Mutex::new(Vec::new()),
         listener_stats: listener_addrs
             .iter()
-            .map(|_| worker::ListenerStats::default())
+            .map(|_| context::ListenerStats::default())
             .collect(),
         listener_addrs: listener_addrs.clone(),
         admin_addr,

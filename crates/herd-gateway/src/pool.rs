@@ -5,16 +5,21 @@
 //! wait idle in a list per server; an HTTP/2 connection (hyper's) multiplexes, so each
 //! server has one shared per worker.
 
-use crate::body::{FromServer, UpstreamBody};
+use crate::body::{BodyError, UpstreamBody};
 use crate::clock;
 use crate::h1_upstream::{self, H1Conn, Io};
 use crate::snapshot::{Group, ServerState};
+use bytes::Bytes;
 use herd_config::{Backend, UpstreamProtocol};
 use http::uri::Scheme;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -266,4 +271,34 @@ where
         );
     }
     Ok(Sender::H2(sender, authority, scheme))
+}
+
+/// A server's response body: from our HTTP/1.1 client, or hyper's HTTP/2 one.
+pub enum FromServer {
+    H1(crate::h1_upstream::H1Body),
+    Hyper(Incoming),
+}
+
+impl FromServer {
+    pub(crate) fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self {
+            FromServer::H1(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            FromServer::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+    pub(crate) fn is_end_stream(&self) -> bool {
+        match self {
+            FromServer::H1(b) => b.is_end_stream(),
+            FromServer::Hyper(b) => b.is_end_stream(),
+        }
+    }
+    pub(crate) fn size_hint(&self) -> SizeHint {
+        match self {
+            FromServer::H1(b) => b.size_hint(),
+            FromServer::Hyper(b) => b.size_hint(),
+        }
+    }
 }

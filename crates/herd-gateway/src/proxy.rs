@@ -1,16 +1,18 @@
 //! One request through the gateway, in named phases: route → persistence → pick →
 //! connection → send (with bounded failover) → response edits → completion.
 
-use crate::access_log::AccessLogSink;
-use crate::body::{FromServer, ProxyBody, UpstreamBody};
+use crate::admit::{pick, BreakerTicket, MAX_ATTEMPTS};
+use crate::body::UpstreamBody;
 use crate::clock;
+use crate::context::{ClientConn, Worker};
 use crate::headers;
+use crate::pool::FromServer;
 use crate::pool::{self, SendError, Sender};
 use crate::proxy_protocol;
+use crate::respond::{Done, InFlight, LogRecord, ProxyBody};
 use crate::snapshot::{Group, RouteState, ServerState};
-use crate::traffic::{BreakerTicket, ConnLimit, Refusal, SlotFailure};
-use crate::worker::{ClientConn, Worker};
-use herd_balance::{hash64, PickContext};
+use crate::traffic::{ip_key, Refusal, SlotFailure};
+use herd_balance::hash64;
 use herd_config::{Fallback, Persistence, Policy, RequestView};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
@@ -21,9 +23,6 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Retries are bounded by config (0-10), so attempts fit in a fixed array: no allocation.
-pub(crate) const MAX_ATTEMPTS: usize = 11;
 
 struct View<'a>(&'a http::request::Parts);
 
@@ -185,7 +184,7 @@ async fn forward(
     });
     let (body, too_large) = match (route.traffic.as_ref().and_then(|g| g.max_body), body) {
         (Some(max), UpstreamBody::Client(body)) => {
-            let (limited, flag) = crate::traffic::LimitedBody::new(body, max);
+            let (limited, flag) = crate::body::LimitedBody::new(body, max);
             (UpstreamBody::Limited(limited), Some(flag))
         }
         (_, body) => (body, None),
@@ -205,7 +204,7 @@ async fn forward(
             Some(limit) => {
                 // Boxed, like the connect below: a rare path whose state would otherwise
                 // size every request's future, and so every idle client connection.
-                match Box::pin(crate::traffic::pick_with_slot(
+                match Box::pin(crate::admit::pick_with_slot(
                     w,
                     &group,
                     limit,
@@ -269,7 +268,7 @@ async fn forward(
                 // A 101 takes the server connection for the tunnel: it never returns to the pool.
                 let switched = upgrade
                     .take()
-                    .and_then(|u| u.splice(&mut resp, crate::worker::TunnelGuard::new(w.clone())));
+                    .and_then(|u| u.splice(&mut resp, crate::context::TunnelGuard::new(w.clone())));
                 if let Some(t) = ticket.take() {
                     t.finish(resp.status().as_u16() < 500);
                 }
@@ -356,10 +355,6 @@ async fn forward(
     fail(&route, failure, log)
 }
 
-/// Counts a request against its server from send until the response body ends. A guard,
-/// because the client may hang up and drop the request future at any await.
-pub struct InFlight(Option<Arc<ServerState>>, Option<Arc<ConnLimit>>);
-
 /// This client connection's own upstream connection to `server`, if it has a usable one.
 async fn take_private(conn: &ClientConn, server: u64) -> Option<Sender> {
     let (id, mut sender) = conn.private_upstream.borrow_mut().take()?;
@@ -367,31 +362,6 @@ async fn take_private(conn: &ClientConn, server: u64) -> Option<Sender> {
         return None;
     }
     Some(sender)
-}
-
-impl InFlight {
-    pub(crate) fn begin(server: &Arc<ServerState>) -> InFlight {
-        server.load.inc_in_flight();
-        InFlight(Some(server.clone()), None)
-    }
-    /// A slot already taken under `max_conns_per_server`; giving it back wakes the queue.
-    pub(crate) fn adopt(server: &Arc<ServerState>, limit: Arc<ConnLimit>) -> InFlight {
-        InFlight(Some(server.clone()), Some(limit))
-    }
-    fn server(&self) -> Option<&Arc<ServerState>> {
-        self.0.as_ref()
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if let Some(s) = self.0.take() {
-            s.load.dec_in_flight();
-            if let Some(limit) = self.1.take() {
-                limit.released();
-            }
-        }
-    }
 }
 
 fn rebuild(replay: Option<&(Method, Uri, HeaderMap)>) -> Option<Request<UpstreamBody>> {
@@ -408,29 +378,6 @@ fn is_idempotent(m: &Method) -> bool {
         *m,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     )
-}
-
-pub(crate) fn pick(
-    w: &Worker,
-    group: &Group,
-    pinned: Option<usize>,
-    key: Option<u64>,
-    tried: &[usize],
-) -> Option<usize> {
-    if let Some(p) = pinned {
-        if !tried.contains(&p) {
-            return Some(p);
-        }
-    }
-    let balancer = group.balancer.load();
-    let mut rng = w.rng.borrow_mut();
-    let mut ctx = PickContext {
-        key,
-        rng: &mut rng,
-        now_nanos: clock::now_nanos(),
-        exclude: tried,
-    };
-    balancer.pick(&group.servers, &mut ctx)
 }
 
 pub(crate) fn passive_failure(group: &Group, server: &ServerState) {
@@ -470,17 +417,6 @@ fn sticky_lookup(group: &Group, h: &mut HeaderMap, ip: IpAddr, now_ms: u64) -> O
         }
     };
     group.servers.0[idx].serves_pinned(now_ms).then_some(idx)
-}
-
-/// The source_ip policy's key: an IPv4 client hashes the same over IPv4 and dual-stack.
-pub(crate) fn ip_key(ip: IpAddr) -> u64 {
-    match ip {
-        IpAddr::V4(v4) => hash64(&v4.octets()),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => hash64(&v4.octets()),
-            None => hash64(&v6.octets()),
-        },
-    }
 }
 
 fn hash_key(policy: &Policy, parts: &http::request::Parts, ip: IpAddr) -> Option<u64> {
@@ -747,122 +683,6 @@ fn local(status: StatusCode, body: impl Into<bytes::Bytes>, mut done: Done) -> R
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
-}
-
-/// What happens when a response body is finished or abandoned.
-pub struct Done {
-    worker: Option<Rc<Worker>>,
-    server: Option<Arc<ServerState>>,
-    in_flight: Option<InFlight>,
-    sender: Option<Sender>,
-    /// Set when the connection is private to this client connection (PROXY header sent).
-    owner: Option<Rc<ClientConn>>,
-    max_idle: usize,
-    idle_timeout: Duration,
-    status: u16,
-    log: Option<LogRecord>,
-}
-
-impl Done {
-    fn local(mut log: Option<LogRecord>, route: Option<String>) -> Done {
-        if let Some(l) = &mut log {
-            l.route = route;
-        }
-        Done {
-            worker: None,
-            server: None,
-            in_flight: None,
-            sender: None,
-            owner: None,
-            max_idle: 0,
-            idle_timeout: Duration::ZERO,
-            status: 0,
-            log,
-        }
-    }
-
-    /// The server connection, handed back by a response body that ended cleanly.
-    pub fn give_back(&mut self, sender: Sender) {
-        self.sender = Some(sender);
-    }
-
-    pub fn complete(&mut self, body_bytes: u64, finished: bool) {
-        self.in_flight = None;
-        if let Some(server) = &self.server {
-            // An abandoned body leaves unread bytes on the connection: never reuse it.
-            if let (true, Some(w), Some(s)) = (finished, &self.worker, self.sender.take()) {
-                match &self.owner {
-                    Some(conn) if !s.is_closed() && self.max_idle > 0 => {
-                        *conn.private_upstream.borrow_mut() = Some((server.pool_key, s));
-                    }
-                    Some(_) => {}
-                    None => w
-                        .pool
-                        .checkin(server.pool_key, s, self.max_idle, self.idle_timeout),
-                }
-            }
-        }
-        if let Some(log) = self.log.take() {
-            log.write(self.status, self.server.as_deref(), body_bytes, finished);
-        }
-    }
-}
-
-/// Fields of an access-log line that must be captured before the request is consumed.
-pub struct LogRecord {
-    sink: Arc<AccessLogSink>,
-    start_nanos: u64,
-    unix_ms: u64,
-    listener: String,
-    client: SocketAddr,
-    method: Method,
-    target: String,
-    host: Option<String>,
-    route: Option<String>,
-}
-
-impl LogRecord {
-    fn new(
-        sink: &Arc<AccessLogSink>,
-        listener: &str,
-        client: SocketAddr,
-        parts: &http::request::Parts,
-    ) -> LogRecord {
-        LogRecord {
-            sink: sink.clone(),
-            start_nanos: clock::now_nanos(),
-            unix_ms: clock::unix_ms(),
-            listener: listener.to_string(),
-            client,
-            method: parts.method.clone(),
-            target: parts
-                .uri
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_string(),
-            host: headers::request_host(&parts.headers, &parts.uri).map(str::to_string),
-            route: None,
-        }
-    }
-
-    fn write(self, status: u16, server: Option<&ServerState>, bytes: u64, finished: bool) {
-        let duration_ms = clock::now_nanos().saturating_sub(self.start_nanos) as f64 / 1e6;
-        let line = serde_json::json!({
-            "ts_ms": self.unix_ms,
-            "listener": self.listener,
-            "client": self.client.to_string(),
-            "method": self.method.as_str(),
-            "target": self.target,
-            "host": self.host,
-            "route": self.route,
-            "server": server.map(|s| s.addr.as_str()),
-            "status": status,
-            "bytes": bytes,
-            "duration_ms": (duration_ms * 1000.0).round() / 1000.0,
-            "complete": finished,
-        });
-        self.sink.write(format!("{line}\n"));
-    }
 }
 
 /// A request refused before any server saw it (ACL, time window, rate limit, body size).

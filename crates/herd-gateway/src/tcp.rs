@@ -6,12 +6,13 @@
 //! picks the backend; the bytes read are replayed to the server, so TLS ends there.
 
 use crate::clock;
-use crate::proxy::{self, InFlight};
+use crate::context::{ConnSlot, Worker};
+use crate::proxy;
 use crate::proxy_protocol::{self, Header};
+use crate::respond::InFlight;
 use crate::snapshot::{Group, ServerState};
 use crate::sni::Scan;
 use crate::stream::Metered;
-use crate::worker::{self, ConnSlot, Worker};
 use herd_config::Persistence;
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -50,14 +51,14 @@ pub async fn serve(
         )
     };
     let (client, destination, mut early) = if accept_proxy {
-        match worker::accept_proxy_header(&w, li, &mut stream, peer, local).await {
+        match crate::session::accept_proxy_header(&w, li, &mut stream, peer, local).await {
             Some(x) => x,
             None => return,
         }
     } else {
         (peer, local, Vec::new())
     };
-    if !crate::traffic::tcp_permits(&w.shared, li, client.ip()) {
+    if !crate::admit::tcp_permits(&w.shared, li, client.ip()) {
         return;
     }
     if by_sni {
@@ -180,12 +181,12 @@ async fn connect(
         let idx = group.servers.0.iter().position(|s| s.id == id)?;
         group.servers.0[idx].serves_pinned(now_ms).then_some(idx)
     });
-    let key =
-        matches!(cfg.policy, herd_config::Policy::SourceIp).then(|| proxy::ip_key(client.ip()));
+    let key = matches!(cfg.policy, herd_config::Policy::SourceIp)
+        .then(|| crate::traffic::ip_key(client.ip()));
     let max_attempts = (1 + cfg.retries as usize).min(MAX_ATTEMPTS);
     let mut tried = [usize::MAX; MAX_ATTEMPTS];
     for attempt in 0..max_attempts {
-        let Some(idx) = proxy::pick(w, group, pinned, key, &tried[..attempt]) else {
+        let Some(idx) = crate::admit::pick(w, group, pinned, key, &tried[..attempt]) else {
             if attempt == 0 {
                 group.no_server.inc();
             }

@@ -4,8 +4,9 @@
 //! SNI: exact names first, then wildcards, else the listener's first certificate. ALPN
 //! offers h2 and http/1.1; the answer picks the HTTP server for the connection.
 
+use crate::context::{ClientConn, ConnSlot, Worker};
+use crate::session::client_conn;
 use crate::stream::Prefixed;
-use crate::worker::{client_conn, ClientConn, ConnSlot, Worker};
 use bytes::BytesMut;
 use rustls::ServerConfig;
 use std::net::SocketAddr;
@@ -90,7 +91,7 @@ async fn handshake<I>(
         Box::pin(crate::h2::serve_h2(w, li, stream, conn, slot)).await;
     } else {
         // Our HTTP/1.1 loop, as for plain clients; it hands what it does not serve to hyper.
-        let timeouts = crate::worker::HttpTimeouts::of(&w, li);
+        let timeouts = crate::context::HttpTimeouts::of(&w, li);
         let serve = crate::h1_server::serve(w, li, stream, BytesMut::new(), conn, slot, timeouts);
         std::pin::pin!(serve).await;
     }

@@ -7,28 +7,19 @@
 //! `None` and the request path checks one `Option`.
 
 use crate::clock;
-use crate::proxy::{ip_key, InFlight};
-use crate::snapshot::{Group, Snapshot};
-use crate::worker::Worker;
 use crate::Shared;
-use bytes::Bytes;
 use herd_balance::{
-    hash64, Admission, BreakerParams, BreakerState, CircuitBreaker, KeyedAcquire, KeyedCounter,
-    RateBucket, RateDecision, RateParams, RateTable,
+    hash64, Admission, BreakerParams, BreakerState, CircuitBreaker, KeyedCounter, RateBucket,
+    RateDecision, RateParams, RateTable,
 };
 use herd_config::traffic::{IpAcl, RateKey, TimeWindow};
 use herd_config::{Listener, Route};
-use herd_telemetry::{Counter, MetricKind, TextEncoder};
+use herd_telemetry::Counter;
 use http::StatusCode;
-use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use serde_json::{json, Value};
 use std::net::IpAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
-use std::time::Duration;
 use tokio::sync::Notify;
 
 /// Buckets per route with a keyed rate limit: 16 bytes each, so 256 KiB per route, however
@@ -39,13 +30,6 @@ pub const RATE_TABLE_SLOTS: usize = 16_384;
 /// Client IPs with open connections tracked per listener with `max_conns_per_ip`: 8 bytes
 /// each, 512 KiB per listener.
 pub const PER_IP_TABLE_SLOTS: usize = 65_536;
-
-/// How often a queued request looks again even without a wake-up (a reload starts a new
-/// queue; slots freed by requests of the old snapshot wake the old one).
-const QUEUE_RECHECK: Duration = Duration::from_millis(100);
-
-/// Servers skipped as full in one pick: beyond this the group counts as full.
-const MAX_FULL_SKIPS: usize = 64;
 
 // ---------------------------------------------------------------- route rules
 
@@ -77,7 +61,7 @@ impl Refusal {
     }
 }
 
-enum Rate {
+pub(crate) enum Rate {
     /// One bucket for the route: a single atomic shared by every worker.
     Route(RateBucket),
     Keyed(RateTable),
@@ -85,9 +69,9 @@ enum Rate {
 
 /// A route's own rules (and its listener's body limit), built with the snapshot.
 pub struct RouteGuard {
-    acl: IpAcl,
-    hours: Option<TimeWindow>,
-    rate: Option<(Rate, RateParams, RateKey)>,
+    pub(crate) acl: IpAcl,
+    pub(crate) hours: Option<TimeWindow>,
+    pub(crate) rate: Option<(Rate, RateParams, RateKey)>,
     /// Route's max_body_size, else the listener's.
     pub max_body: Option<u64>,
     pub rate_limited: Counter,
@@ -182,7 +166,7 @@ impl RouteGuard {
         Ok(())
     }
 
-    fn describe(&self) -> Value {
+    pub(crate) fn describe(&self) -> Value {
         json!({
             "rate_limit": self.rate.as_ref().map(|(_, p, k)| json!({
                 "key": k.describe(),
@@ -203,74 +187,15 @@ pub fn listener_permits(listener: &Listener, ip: IpAddr) -> bool {
     acl.is_empty() || acl.permits(ip)
 }
 
-// ---------------------------------------------------------------- request body limit
-
-/// The client's request body, cut off once it passes the limit: the upstream request
-/// fails (its connection is dropped, the server never sees a complete body) and `exceeded`
-/// tells the proxy to answer 413 if no response has gone out yet.
-pub struct LimitedBody {
-    inner: Incoming,
-    remaining: u64,
-    exceeded: Arc<AtomicBool>,
-}
-
-impl LimitedBody {
-    pub fn new(inner: Incoming, limit: u64) -> (LimitedBody, Arc<AtomicBool>) {
-        let flag = Arc::new(AtomicBool::new(false));
-        let body = LimitedBody {
-            inner,
-            remaining: limit,
-            exceeded: flag.clone(),
-        };
-        (body, flag)
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("request body exceeds max_body_size")]
-pub struct BodyTooLarge;
-
-impl Body for LimitedBody {
-    type Data = Bytes;
-    type Error = crate::body::BodyError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        if self.exceeded.load(Ordering::Relaxed) {
-            return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
-        }
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(d) = frame.data_ref() {
-                let n = d.len() as u64;
-                if n > self.remaining {
-                    self.exceeded.store(true, Ordering::Relaxed);
-                    return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
-                }
-                self.remaining -= n;
-            }
-        }
-        polled.map(|o| o.map(|r| r.map_err(Into::into)))
-    }
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 // ---------------------------------------------------------------- circuit breaker
 
 /// A backend group's breaker with its counters; carried across reloads while its settings
 /// stay the same.
 pub struct GroupBreaker {
     pub settings: herd_config::traffic::CircuitBreaker,
-    breaker: CircuitBreaker,
+    pub(crate) breaker: CircuitBreaker,
     /// Transitions into closed, open, half-open.
-    transitions: [Counter; 3],
+    pub(crate) transitions: [Counter; 3],
     pub rejected: Counter,
 }
 
@@ -322,43 +247,14 @@ impl GroupBreaker {
     }
 }
 
-/// The breaker's verdict for one request, to be given its outcome. Dropped without one
-/// (client gone, request refused for its own fault) it records nothing.
-pub struct BreakerTicket {
-    group: Arc<Group>,
-    admission: Admission,
-}
-
-impl BreakerTicket {
-    /// None: no breaker. Err: open, fail fast.
-    pub fn admit(group: &Arc<Group>) -> Result<Option<BreakerTicket>, ()> {
-        let Some(b) = &group.breaker else {
-            return Ok(None);
-        };
-        match b.admit(&group.config.name) {
-            Admission::Reject => Err(()),
-            admission => Ok(Some(BreakerTicket {
-                group: group.clone(),
-                admission,
-            })),
-        }
-    }
-
-    pub fn finish(self, success: bool) {
-        if let Some(b) = &self.group.breaker {
-            b.record(&self.group.config.name, self.admission, success);
-        }
-    }
-}
-
 // ---------------------------------------------------------------- per-server limit + queue
 
 /// `max_conns_per_server` and its queue, per backend group (all workers together).
 pub struct ConnLimit {
     pub max: u32,
     pub queue: Option<herd_config::traffic::ConnQueue>,
-    waiting: AtomicU32,
-    notify: Notify,
+    pub(crate) waiting: AtomicU32,
+    pub(crate) notify: Notify,
     pub timeouts: Counter,
     pub full: Counter,
 }
@@ -397,109 +293,13 @@ pub enum SlotFailure {
     QueueTimeout,
 }
 
-enum TryPick {
-    Got(usize, InFlight),
-    NoServer,
-    AllFull,
-}
-
-fn try_pick(
-    w: &Worker,
-    group: &Group,
-    limit: &Arc<ConnLimit>,
-    pinned: Option<usize>,
-    key: Option<u64>,
-    tried: &[usize],
-) -> TryPick {
-    let mut exclude = [usize::MAX; crate::proxy::MAX_ATTEMPTS + MAX_FULL_SKIPS];
-    exclude[..tried.len()].copy_from_slice(tried);
-    let mut n = tried.len();
-    loop {
-        let Some(idx) = crate::proxy::pick(w, group, pinned, key, &exclude[..n]) else {
-            return if n > tried.len() {
-                TryPick::AllFull
-            } else {
-                TryPick::NoServer
-            };
-        };
-        let server = &group.servers.0[idx];
-        if server.load.try_inc_in_flight_below(limit.max) {
-            return TryPick::Got(idx, InFlight::adopt(server, limit.clone()));
-        }
-        if n == exclude.len() {
-            return TryPick::AllFull;
-        }
-        exclude[n] = idx;
-        n += 1;
-    }
-}
-
-/// Pick a server with a free slot, waiting in the group's queue when all are full.
-pub async fn pick_with_slot(
-    w: &Worker,
-    group: &Group,
-    limit: &Arc<ConnLimit>,
-    pinned: Option<usize>,
-    key: Option<u64>,
-    tried: &[usize],
-) -> Result<(usize, InFlight), SlotFailure> {
-    // Nobody waiting: take a slot now if there is one (waiting requests go first).
-    if limit.waiting() == 0 {
-        match try_pick(w, group, limit, pinned, key, tried) {
-            TryPick::Got(i, f) => return Ok((i, f)),
-            TryPick::NoServer => return Err(SlotFailure::NoServer),
-            TryPick::AllFull => {}
-        }
-    }
-    let Some(queue) = &limit.queue else {
-        limit.full.inc();
-        return Err(SlotFailure::QueueFull);
-    };
-    let entered = limit
-        .waiting
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-            (n < queue.max).then_some(n + 1)
-        })
-        .is_ok();
-    if !entered {
-        limit.full.inc();
-        return Err(SlotFailure::QueueFull);
-    }
-    struct Leave<'a>(&'a ConnLimit);
-    impl Drop for Leave<'_> {
-        fn drop(&mut self) {
-            self.0.waiting.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-    let _leave = Leave(limit);
-    let deadline = tokio::time::Instant::now() + queue.timeout;
-    loop {
-        let notified = limit.notify.notified();
-        tokio::pin!(notified);
-        // Registered before looking, so a slot freed in between still wakes us.
-        notified.as_mut().enable();
-        match try_pick(w, group, limit, pinned, key, tried) {
-            TryPick::Got(i, f) => return Ok((i, f)),
-            TryPick::NoServer => return Err(SlotFailure::NoServer),
-            TryPick::AllFull => {}
-        }
-        let now = tokio::time::Instant::now();
-        if now >= deadline {
-            limit.timeouts.inc();
-            return Err(SlotFailure::QueueTimeout);
-        }
-        let nap = (deadline - now).min(QUEUE_RECHECK);
-        let _ = tokio::time::timeout(nap, notified).await;
-    }
-}
-
 // ---------------------------------------------------------------- per-IP connections
 
 /// Per-listener traffic counters; they live in `Shared` (the listener set is fixed).
 #[derive(Default)]
 pub struct ListenerTrafficStats {
     /// Created on the first connection that needs it.
-    per_ip: OnceLock<KeyedCounter>,
+    pub(crate) per_ip: OnceLock<KeyedCounter>,
     /// Connections closed because their IP already had max_conns_per_ip.
     pub per_ip_rejected: Counter,
     /// Connections (tcp) or requests (http) refused by the listener's allow/deny lists.
@@ -514,9 +314,9 @@ pub struct ListenerTrafficStats {
 
 /// A connection's place in its IP's count, given back when the connection ends.
 pub struct PerIpSlot {
-    shared: Arc<Shared>,
-    li: usize,
-    slot: usize,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) li: usize,
+    pub(crate) slot: usize,
 }
 
 impl Drop for PerIpSlot {
@@ -532,274 +332,13 @@ impl Drop for PerIpSlot {
     }
 }
 
-/// At accept: count the connection against its IP. Err = close it. Listeners that take the
-/// client from a PROXY header are refused this setting by validation.
-pub fn admit_connection(
-    shared: &Arc<Shared>,
-    li: usize,
-    cfg: &Listener,
-    peer: IpAddr,
-) -> Result<Option<PerIpSlot>, ()> {
-    let Some(max) = cfg.traffic.max_conns_per_ip else {
-        return Ok(None);
-    };
-    let Some(stats) = shared.listener_stats.get(li) else {
-        return Ok(None);
-    };
-    let table = stats
-        .traffic
-        .per_ip
-        .get_or_init(|| KeyedCounter::new(PER_IP_TABLE_SLOTS));
-    match table.acquire(ip_key(peer), max) {
-        KeyedAcquire::Counted(slot) => Ok(Some(PerIpSlot {
-            shared: shared.clone(),
-            li,
-            slot,
-        })),
-        KeyedAcquire::OverLimit => {
-            stats.traffic.per_ip_rejected.inc();
-            tracing::debug!(listener = %cfg.name, client = %peer, max, "connection refused: max_conns_per_ip reached");
-            Err(())
-        }
-        KeyedAcquire::TableFull => {
-            stats.traffic.per_ip_untracked.inc();
-            Ok(None)
-        }
+/// The source_ip policy's key: an IPv4 client hashes the same over IPv4 and dual-stack.
+pub(crate) fn ip_key(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(v4) => hash64(&v4.octets()),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => hash64(&v4.octets()),
+            None => hash64(&v6.octets()),
+        },
     }
-}
-
-/// tcp listeners: is this client allowed? Counted when not.
-pub fn tcp_permits(shared: &Shared, li: usize, client: IpAddr) -> bool {
-    let snap = shared.snapshot.load();
-    let ok = snap
-        .config
-        .listeners
-        .get(li)
-        .is_none_or(|l| listener_permits(l, client));
-    if !ok {
-        if let Some(s) = shared.listener_stats.get(li) {
-            s.traffic.denied.inc();
-        }
-        tracing::debug!(client = %client, "tcp connection refused by the listener's allow/deny lists");
-    }
-    ok
-}
-
-// ---------------------------------------------------------------- metrics and status
-
-pub fn render_metrics(e: &mut TextEncoder, shared: &Shared, snap: &Snapshot) {
-    e.family(
-        "herd_route_rate_limited_total",
-        MetricKind::Counter,
-        "Requests answered 429 by the route's rate limit.",
-    );
-    for l in &snap.listeners {
-        for r in &l.routes {
-            if let Some(g) = r.traffic.as_ref().filter(|g| g.rate.is_some()) {
-                e.counter(
-                    "herd_route_rate_limited_total",
-                    &[("listener", &l.name), ("route", &r.label)],
-                    g.rate_limited.get(),
-                );
-            }
-        }
-    }
-    e.family(
-        "herd_route_refused_total",
-        MetricKind::Counter,
-        "Requests refused by the route's rules before any server: forbidden (allow/deny, 403), outside_hours (hours, 403) or too_large (max_body_size, 413).",
-    );
-    for l in &snap.listeners {
-        for r in &l.routes {
-            if let Some(g) = &r.traffic {
-                for (reason, v) in [
-                    ("forbidden", &g.forbidden),
-                    ("outside_hours", &g.outside_hours),
-                    ("too_large", &g.too_large),
-                ] {
-                    e.counter(
-                        "herd_route_refused_total",
-                        &[
-                            ("listener", &l.name),
-                            ("route", &r.label),
-                            ("reason", reason),
-                        ],
-                        v.get(),
-                    );
-                }
-            }
-        }
-    }
-    let listener_family =
-        |e: &mut TextEncoder, name: &str, help: &str, f: &dyn Fn(&ListenerTrafficStats) -> u64| {
-            e.family(name, MetricKind::Counter, help);
-            for (l, st) in snap.config.listeners.iter().zip(&shared.listener_stats) {
-                e.counter(name, &[("listener", &l.name)], f(&st.traffic));
-            }
-        };
-    listener_family(
-        e,
-        "herd_listener_denied_total",
-        "Connections (tcp) or requests (http) refused by the listener's allow/deny lists.",
-        &|t| t.denied.get(),
-    );
-    listener_family(
-        e,
-        "herd_listener_header_timeouts_total",
-        "Connections closed because a request head was not complete header_read_timeout after its first byte (slowloris).",
-        &|t| t.header_timeouts.get(),
-    );
-    listener_family(
-        e,
-        "herd_listener_bad_host_total",
-        "Requests refused with 400 for a missing, repeated, invalid or conflicting Host (RFC 9112 §3.2).",
-        &|t| t.bad_host.get(),
-    );
-    listener_family(
-        e,
-        "herd_listener_per_ip_rejected_total",
-        "Connections closed at accept because their IP had max_conns_per_ip open.",
-        &|t| t.per_ip_rejected.get(),
-    );
-
-    let mut groups: Vec<&Arc<Group>> = snap.groups.values().collect();
-    groups.sort_by(|a, b| a.config.name.cmp(&b.config.name));
-    // One family, one sample per backend that has the feature.
-    let backend_family = |e: &mut TextEncoder,
-                          name: &str,
-                          kind: MetricKind,
-                          help: &str,
-                          rows: &mut dyn Iterator<Item = (&str, u64)>| {
-        e.family(name, kind, help);
-        for (backend, v) in rows {
-            match kind {
-                MetricKind::Gauge => e.gauge(name, &[("backend", backend)], v as i64),
-                _ => e.counter(name, &[("backend", backend)], v),
-            }
-        }
-    };
-    let limited = || {
-        groups
-            .iter()
-            .filter_map(|g| g.limit.as_ref().map(|l| (g.config.name.as_str(), l)))
-    };
-    backend_family(
-        e,
-        "herd_backend_queue_waiting",
-        MetricKind::Gauge,
-        "Requests waiting now for a server slot (max_conns_per_server).",
-        &mut limited().map(|(n, l)| (n, u64::from(l.waiting()))),
-    );
-    backend_family(
-        e,
-        "herd_backend_queue_timeouts_total",
-        MetricKind::Counter,
-        "Requests that waited the queue's timeout without a server slot.",
-        &mut limited().map(|(n, l)| (n, l.timeouts.get())),
-    );
-    backend_family(
-        e,
-        "herd_backend_queue_full_total",
-        MetricKind::Counter,
-        "Requests refused at once: every server at max_conns_per_server and the queue full.",
-        &mut limited().map(|(n, l)| (n, l.full.get())),
-    );
-    let breakers = || {
-        groups
-            .iter()
-            .filter_map(|g| g.breaker.as_ref().map(|b| (g.config.name.as_str(), b)))
-    };
-    backend_family(
-        e,
-        "herd_backend_circuit_state",
-        MetricKind::Gauge,
-        "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
-        &mut breakers().map(|(n, b)| (n, b.state() as u64)),
-    );
-    e.family(
-        "herd_backend_circuit_transitions_total",
-        MetricKind::Counter,
-        "Circuit breaker transitions, by the state entered.",
-    );
-    for (name, b) in breakers() {
-        for s in [
-            BreakerState::Closed,
-            BreakerState::Open,
-            BreakerState::HalfOpen,
-        ] {
-            e.counter(
-                "herd_backend_circuit_transitions_total",
-                &[("backend", name), ("to", s.as_str())],
-                b.transitions[s as usize].get(),
-            );
-        }
-    }
-    backend_family(
-        e,
-        "herd_backend_circuit_rejected_total",
-        MetricKind::Counter,
-        "Requests failed fast because the circuit breaker was open.",
-        &mut breakers().map(|(n, b)| (n, b.rejected.get())),
-    );
-}
-
-/// The group's traffic-control state for /status.
-pub fn group_json(g: &Group) -> Value {
-    json!({
-        "max_conns_per_server": g.limit.as_ref().map(|l| l.max),
-        "queue": g.limit.as_ref().and_then(|l| l.queue.as_ref().map(|q| json!({
-            "max": q.max,
-            "timeout_ms": q.timeout.as_millis() as u64,
-            "waiting": l.waiting(),
-            "timeouts": l.timeouts.get(),
-            "full": l.full.get(),
-        }))),
-        "circuit_breaker": g.breaker.as_ref().map(|b| json!({
-            "state": b.state().as_str(),
-            "rejected": b.rejected.get(),
-            "opened": b.transitions[BreakerState::Open as usize].get(),
-            "consecutive_failures": b.settings.consecutive_failures,
-            "error_rate": b.settings.error_rate,
-            "open_for_ms": b.settings.open_for.as_millis() as u64,
-            "half_open_probes": b.settings.half_open_probes,
-        })),
-    })
-}
-
-/// Routes' and listeners' traffic rules and counters for /status.
-pub fn status_json(shared: &Shared, snap: &Snapshot) -> Value {
-    let routes: Vec<Value> = snap
-        .listeners
-        .iter()
-        .flat_map(|l| {
-            l.routes.iter().filter_map(move |r| {
-                r.traffic.as_ref().map(|g| {
-                    let mut v = g.describe();
-                    v["listener"] = json!(l.name);
-                    v["route"] = json!(r.label);
-                    v
-                })
-            })
-        })
-        .collect();
-    let listeners: Vec<Value> = snap
-        .config
-        .listeners
-        .iter()
-        .zip(&shared.listener_stats)
-        .map(|(l, st)| {
-            json!({
-                "listener": l.name,
-                "max_conns_per_ip": l.traffic.max_conns_per_ip,
-                "ips_with_connections": st.traffic.per_ip.get().map(KeyedCounter::keys),
-                "per_ip_rejected": st.traffic.per_ip_rejected.get(),
-                "per_ip_untracked": st.traffic.per_ip_untracked.get(),
-                "denied": st.traffic.denied.get(),
-                "header_read_timeout_ms": l.traffic.header_read_timeout.as_millis() as u64,
-                "header_timeouts": st.traffic.header_timeouts.get(),
-                "bad_host": st.traffic.bad_host.get(),
-            })
-        })
-        .collect();
-    json!({ "routes": routes, "listeners": listeners })
 }

@@ -3,102 +3,19 @@
 //! Nothing on the request path is shared between workers except the ArcSwap snapshot and
 //! per-server atomics.
 
-use crate::pool::{Pool, Sender};
-use crate::proxy;
-use crate::proxy_protocol::{self, Header};
+use crate::context::{ConnSlot, Worker};
+use crate::pool::Pool;
+use crate::session::client_conn;
 use crate::Shared;
 use herd_balance::Rng;
 use herd_config::Protocol;
-use herd_telemetry::Counter;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify};
-
-/// How long a client that must start with a PROXY header may take to send it. A balancer
-/// writes it at once; anything slower is a stray client or an attack on our slots.
-pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-
-pub struct Worker {
-    pub shared: Arc<Shared>,
-    pub pool: Pool,
-    pub rng: RefCell<Rng>,
-    connections: Cell<usize>,
-    idle: Notify,
-}
-
-/// Per-listener connection counters, shared by every worker (the listener set is fixed for
-/// the life of the process, so these live in `Shared`, indexed like the config's listeners).
-#[derive(Default)]
-pub struct ListenerStats {
-    /// Open connections, all workers together; `max_connections` is checked against it.
-    pub active: AtomicI64,
-    pub accepted: Counter,
-    /// Closed at once because the listener was at `max_connections`.
-    pub rejected: Counter,
-    /// Closed because the expected PROXY header was missing, malformed or too slow.
-    pub proxy_errors: Counter,
-    /// Requests by the client's HTTP version: HTTP/1.0, HTTP/1.1, HTTP/2.
-    pub requests_by_version: [Counter; 3],
-    /// ACL refusals and per-IP connection counts (traffic.rs).
-    pub traffic: crate::traffic::ListenerTrafficStats,
-}
-
-impl ListenerStats {
-    pub const VERSIONS: [&'static str; 3] = ["HTTP/1.0", "HTTP/1.1", "HTTP/2"];
-
-    pub fn count_request(&self, version: http::Version) {
-        let i = match version {
-            http::Version::HTTP_2 => 2,
-            http::Version::HTTP_10 | http::Version::HTTP_09 => 0,
-            _ => 1,
-        };
-        self.requests_by_version[i].inc();
-    }
-}
-
-/// One client connection as the proxy sees it: the real client (from the PROXY header when
-/// the listener accepts one), the address it connected to, and — for backends that get a
-/// PROXY header — this client's own upstream connection, never shared with another client.
-pub struct ClientConn {
-    pub client: SocketAddr,
-    pub local: SocketAddr,
-    /// Arrived over TLS (an https listener): X-Forwarded-Proto says https, and
-    /// `redirect_https` routes do not redirect.
-    pub tls: bool,
-    pub private_upstream: RefCell<Option<(u64, Sender)>>,
-}
-
-/// An HTTP listener's two waits: for the next request (`idle_timeout`), and for a request
-/// head once its first byte came (`header_read_timeout`, the slowloris bound).
-#[derive(Clone, Copy)]
-pub struct HttpTimeouts {
-    pub idle: Duration,
-    pub head_read: Duration,
-}
-
-impl HttpTimeouts {
-    pub fn of(w: &Worker, li: usize) -> HttpTimeouts {
-        w.shared.snapshot.load().config.listeners.get(li).map_or(
-            HttpTimeouts {
-                idle: Duration::from_secs(60),
-                head_read: Duration::from_secs(10),
-            },
-            |l| HttpTimeouts {
-                idle: l.idle_timeout,
-                head_read: l.traffic.header_read_timeout,
-            },
-        )
-    }
-}
+use tokio::sync::Notify;
 
 /// A bound listening socket per listener (same order as the config's listeners).
 pub type ListenerSockets = Vec<std::net::TcpListener>;
@@ -202,7 +119,7 @@ fn admit(w: &Rc<Worker>, li: usize, stream: TcpStream, peer: SocketAddr, local: 
     ) else {
         return;
     };
-    let Ok(per_ip) = crate::traffic::admit_connection(&w.shared, li, cfg, peer.ip()) else {
+    let Ok(per_ip) = crate::admit::admit_connection(&w.shared, li, cfg, peer.ip()) else {
         return;
     };
     // Reserve first, check after: two workers racing for the last slot cannot both win.
@@ -230,71 +147,6 @@ fn admit(w: &Rc<Worker>, li: usize, stream: TcpStream, peer: SocketAddr, local: 
     }
 }
 
-/// A client connection's place in the counters; given back when the session ends, however
-/// it ends.
-pub struct ConnSlot {
-    w: Rc<Worker>,
-    li: usize,
-    /// This connection's count under `max_conns_per_ip`, given back with the slot.
-    per_ip: Option<crate::traffic::PerIpSlot>,
-}
-
-impl ConnSlot {
-    fn new(w: Rc<Worker>, li: usize) -> ConnSlot {
-        w.connections.set(w.connections.get() + 1);
-        w.shared.client_connections.inc();
-        ConnSlot {
-            w,
-            li,
-            per_ip: None,
-        }
-    }
-}
-
-impl Drop for ConnSlot {
-    fn drop(&mut self) {
-        if let Some(stats) = self.w.shared.listener_stats.get(self.li) {
-            stats.active.fetch_sub(1, Ordering::Relaxed);
-        }
-        self.w.shared.client_connections.dec();
-        let n = self.w.connections.get().saturating_sub(1);
-        self.w.connections.set(n);
-        if n == 0 {
-            self.w.idle.notify_one();
-        }
-    }
-}
-
-/// The real client and destination of a connection whose listener expects a PROXY header,
-/// plus the bytes read past the header. None (connection to be closed) if it is bad.
-pub async fn accept_proxy_header(
-    w: &Worker,
-    li: usize,
-    stream: &mut TcpStream,
-    peer: SocketAddr,
-    local: SocketAddr,
-) -> Option<(SocketAddr, SocketAddr, Vec<u8>)> {
-    match proxy_protocol::read_header(stream, PROXY_HEADER_TIMEOUT).await {
-        Ok((
-            Header::Proxied {
-                source,
-                destination,
-            },
-            rest,
-        )) => Some((source, destination, rest)),
-        Ok((Header::Local, rest)) => Some((peer, local, rest)),
-        Err(e) => {
-            if let Some(stats) = w.shared.listener_stats.get(li) {
-                stats.proxy_errors.inc();
-            }
-            let snap = w.shared.snapshot.load();
-            let name = snap.listeners.get(li).map_or("", |l| l.name.as_str());
-            tracing::warn!(listener = name, client = %peer, error = %e, "closing connection: bad PROXY protocol header");
-            None
-        }
-    }
-}
-
 async fn serve_http(
     w: Rc<Worker>,
     li: usize,
@@ -318,116 +170,4 @@ async fn serve_http(
     };
     // One call, pinned in place: this future's size is every connection task's size.
     std::pin::pin!(crate::h2::serve_plain(w, li, stream, rest, conn, slot)).await;
-}
-
-/// The client connection as the proxy path sees it, and the bytes read past a PROXY
-/// header when the listener expects one. None if that header is bad: close the connection.
-pub(crate) async fn client_conn(
-    w: &Worker,
-    li: usize,
-    stream: &mut TcpStream,
-    peer: SocketAddr,
-    local: SocketAddr,
-    accept_proxy: bool,
-    tls: bool,
-) -> Option<(ClientConn, Vec<u8>)> {
-    let (client, local, rest) = if accept_proxy {
-        accept_proxy_header(w, li, stream, peer, local).await?
-    } else {
-        (peer, local, Vec::new())
-    };
-    let conn = ClientConn {
-        client,
-        local,
-        tls,
-        private_upstream: RefCell::new(None),
-    };
-    Some((conn, rest))
-}
-
-/// Serve an HTTP/1.x client connection (plain or TLS) until it ends or the gateway stops.
-pub(crate) async fn serve_hyper<I>(
-    w: Rc<Worker>,
-    li: usize,
-    io: I,
-    conn: Rc<ClientConn>,
-    _slot: ConnSlot,
-) where
-    // Send: hyper hands an upgraded connection over as a boxed Send stream.
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let timeouts = HttpTimeouts::of(&w, li);
-    let peer = conn.client;
-    let svc_worker = w.clone();
-    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        if let Some(stats) = svc_worker.shared.listener_stats.get(li) {
-            stats.count_request(req.version());
-        }
-        proxy::handle(
-            svc_worker.clone(),
-            li,
-            conn.clone(),
-            req.map(crate::body::UpstreamBody::Client),
-        )
-    });
-    let mut builder = http1::Builder::new();
-    // idle_timeout bounds each wait for a request head, header_read_timeout the head from
-    // its first byte (slowloris); hyper has one timer, head_timeout.rs splits it in two.
-    let clock = crate::head_timeout::HeadClock::new(timeouts.head_read);
-    builder
-        .timer(crate::head_timeout::HeadTimer::new(clock.clone()))
-        .keep_alive(true);
-    builder.header_read_timeout(timeouts.idle);
-    let io = crate::head_timeout::HeadWatch::new(io, clock.clone());
-    // with_upgrades: a 101 answer hands the connection to the WebSocket splice.
-    let conn = builder
-        .serve_connection(TokioIo::new(io), svc)
-        .with_upgrades();
-    tokio::pin!(conn);
-    let mut stop: watch::Receiver<bool> = w.shared.shutdown.subscribe();
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                if e.is_timeout() && clock.head_expired() {
-                    count_header_timeout(&w, li);
-                    tracing::debug!(client = %peer, "closing connection: request head not complete within header_read_timeout");
-                } else {
-                    tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
-                }
-            }
-        }
-        _ = stop.wait_for(|s| *s) => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-    }
-}
-
-/// A connection closed for a request head slower than the listener's header_read_timeout.
-pub(crate) fn count_header_timeout(w: &Worker, li: usize) {
-    if let Some(stats) = w.shared.listener_stats.get(li) {
-        stats.traffic.header_timeouts.inc();
-    }
-}
-
-/// An upgraded tunnel (WebSocket) counts as one of the worker's connections while it
-/// relays: its client connection's own count ended with the 101, and without this the
-/// drain on SIGTERM would not wait for it and the process would reset it at once.
-pub struct TunnelGuard(Rc<Worker>);
-
-impl TunnelGuard {
-    pub fn new(w: Rc<Worker>) -> Self {
-        w.connections.set(w.connections.get() + 1);
-        TunnelGuard(w)
-    }
-}
-
-impl Drop for TunnelGuard {
-    fn drop(&mut self) {
-        let n = self.0.connections.get().saturating_sub(1);
-        self.0.connections.set(n);
-        if n == 0 {
-            self.0.idle.notify_one();
-        }
-    }
 }
