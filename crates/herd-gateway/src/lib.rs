@@ -7,48 +7,25 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
-mod access_log;
-mod admin;
-mod admin_auth;
-mod admit;
-mod body;
-mod certs;
 mod clock;
-mod context;
-mod discovery;
-mod grpc;
-mod h1_codec;
-mod h1_server;
-mod h1_upstream;
-mod h2;
-mod head_timeout;
-mod headers;
-mod health;
-mod metrics;
-mod pool;
-mod proxy;
-pub mod proxy_protocol;
-pub mod respond;
+mod codec;
+mod control;
+mod http;
+mod observe;
+mod runtime;
 mod session;
-mod snapshot;
-mod sni;
-mod sticky;
-mod stream;
-mod tcp;
-mod tls;
+mod state;
 mod traffic;
-mod traffic_report;
-mod upgrade;
-mod upstream_h2;
-mod upstream_tls;
-mod worker;
+mod upstream;
 
-pub use snapshot::check_certificates;
+/// Public for the fuzz targets (fuzz/) and the corpus test.
+pub use codec::{proxy_protocol, sni};
+pub use state::snapshot::check_certificates;
 
 use arc_swap::ArcSwap;
 use herd_config::Config;
 use herd_telemetry::{Counter, Gauge, ProcessId};
-use snapshot::Snapshot;
+use state::snapshot::Snapshot;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -89,7 +66,7 @@ pub enum GatewayError {
     #[error("{0}")]
     Config(#[from] herd_config::ConfigError),
     #[error("{0}")]
-    Build(#[from] snapshot::BuildError),
+    Build(#[from] state::snapshot::BuildError),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         what: String,
@@ -133,10 +110,10 @@ pub struct Shared {
     discovery_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub(crate) listener_addrs: Vec<(String, SocketAddr)>,
     /// Same order as the config's listeners, which only a restart changes.
-    pub(crate) listener_stats: Vec<context::ListenerStats>,
+    pub(crate) listener_stats: Vec<http::context::ListenerStats>,
     pub(crate) admin_addr: Option<SocketAddr>,
     /// The admin token, read at start and at every reload (so it can be rotated).
-    pub(crate) admin_token: arc_swap::ArcSwapOption<admin_auth::Token>,
+    pub(crate) admin_token: arc_swap::ArcSwapOption<control::admin_auth::Token>,
     pub(crate) workers: usize,
 }
 
@@ -259,7 +236,7 @@ impl Shared {
             herd_api::RegistryClient::new(registry.servers.clone(), registry.token.clone());
         for (name, b) in &snap.config.backends {
             if let Some(service) = &b.service {
-                tasks.push(discovery::spawn(
+                tasks.push(control::discovery::spawn(
                     self.clone(),
                     client.clone(),
                     name.clone(),
@@ -274,15 +251,17 @@ impl Shared {
             for t in tasks.drain(..) {
                 t.abort();
             }
-            *tasks = health::spawn_checks(snap);
+            *tasks = control::health::spawn_checks(snap);
         }
     }
 }
 
 /// The admin token the configuration names, read now.
-fn admin_token(config: &Config) -> Result<Option<admin_auth::Token>, GatewayError> {
+fn admin_token(config: &Config) -> Result<Option<control::admin_auth::Token>, GatewayError> {
     match &config.admin {
-        Some(a) => admin_auth::load_token(a.token_file.as_deref()).map_err(GatewayError::Reload),
+        Some(a) => {
+            control::admin_auth::load_token(a.token_file.as_deref()).map_err(GatewayError::Reload)
+        }
         None => Ok(None),
     }
 }
@@ -323,7 +302,8 @@ pub fn run(source: ConfigSource, on_ready: impl FnOnce(&Ready)) -> Result<(), Ga
     let workers = snap.config.gateway.workers;
     let drain_timeout = snap.config.gateway.drain_timeout;
 
-    let mut per_worker: Vec<worker::ListenerSockets> = (0..workers).map(|_| Vec::new()).collect();
+    let mut per_worker: Vec<runtime::worker::ListenerSockets> =
+        (0..workers).map(|_| Vec::new()).collect();
     let mut listener_addrs = Vec::new();
     for l in &snap.config.listeners {
         let (addr, sockets) =
@@ -350,7 +330,9 @@ pub fn run(source: ConfigSource, on_ready: impl FnOnce(&Ready)) -> Result<(), Ga
         None => None,
     };
     let admin_addr = admin_socket.as_ref().and_then(|s| s.local_addr().ok());
-    if let Some(addr) = admin_addr.filter(|a| admin_auth::is_exposed(*a) && token.is_none()) {
+    if let Some(addr) =
+        admin_addr.filter(|a| control::admin_auth::is_exposed(*a) && token.is_none())
+    {
         tracing::warn!(
             admin = %addr,
             "the admin listener is reachable from other machines and has no token: anyone who \
@@ -377,7 +359,7 @@ pub fn run(source: ConfigSource, on_ready: impl FnOnce(&Ready)) -> Result<(), Ga
         discovery_tasks: Mutex::new(Vec::new()),
         listener_stats: listener_addrs
             .iter()
-            .map(|_| context::ListenerStats::default())
+            .map(|_| http::context::ListenerStats::default())
             .collect(),
         listener_addrs: listener_addrs.clone(),
         admin_addr,
@@ -387,7 +369,9 @@ pub fn run(source: ConfigSource, on_ready: impl FnOnce(&Ready)) -> Result<(), Ga
 
     let mut handles = Vec::with_capacity(workers);
     for (i, sockets) in per_worker.into_iter().enumerate() {
-        handles.push(worker::spawn(i, shared.clone(), sockets).map_err(GatewayError::Runtime)?);
+        handles.push(
+            runtime::worker::spawn(i, shared.clone(), sockets).map_err(GatewayError::Runtime)?,
+        );
     }
 
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -398,9 +382,9 @@ pub fn run(source: ConfigSource, on_ready: impl FnOnce(&Ready)) -> Result<(), Ga
         let snap = shared.snapshot.load_full();
         shared.restart_health_checks(&snap);
         shared.restart_discovery(&snap);
-        let _ticker = health::spawn_ticker(shared.clone());
+        let _ticker = control::health::spawn_ticker(shared.clone());
         if let Some(sock) = admin_socket {
-            admin::spawn(shared.clone(), sock).map_err(GatewayError::Runtime)?;
+            control::admin::spawn(shared.clone(), sock).map_err(GatewayError::Runtime)?;
         }
         // Before "ready": a supervisor may signal as soon as it hears it, and until the
         // handlers exist SIGTERM and SIGHUP still kill the process outright.

@@ -484,7 +484,7 @@ name = \"raw\"\nprotocol = \"tcp\"\nbind = \"127.0.0.1:0\"\n\
 /// A WebSocket session open at SIGTERM is in flight like a TCP pair: it should keep
 /// relaying through the drain and end when the client closes it (or at the drain timeout).
 /// Today the tunnel is reset within milliseconds of the signal and the gateway exits 0: the
-/// spliced tunnel (upgrade.rs) holds no connection slot, so its worker stops at once.
+/// spliced tunnel (http/upgrade.rs) holds no connection slot, so its worker stops at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_keeps_a_websocket_tunnel_relaying_through_the_drain() {
     use futures_util::{SinkExt, StreamExt};

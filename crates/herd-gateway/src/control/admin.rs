@@ -3,10 +3,10 @@
 //!
 //! Runtime changes last until the next reload or restart: the file stays the source of truth.
 
-use crate::admin_auth;
 use crate::clock;
-use crate::metrics;
-use crate::snapshot::AdminState;
+use crate::control::admin_auth;
+use crate::observe::metrics;
+use crate::state::snapshot::AdminState;
 use crate::Shared;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};

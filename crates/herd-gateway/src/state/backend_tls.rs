@@ -4,7 +4,7 @@
 //! checks, so a new upstream connection costs a handshake and nothing more (sessions are
 //! resumed from the configuration's cache).
 
-use crate::certs::CertError;
+use crate::state::certs::CertError;
 use herd_config::{UpstreamProtocol, UpstreamTls};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;

@@ -4,7 +4,7 @@
 //! content type. So local refusals and failures become trailers-only gRPC responses
 //! (HTTP 200, `grpc-status`, `grpc-message`, no body), as Envoy answers.
 
-use crate::respond::ProxyBody;
+use crate::http::respond::ProxyBody;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 

@@ -4,9 +4,9 @@
 //! SNI: exact names first, then wildcards, else the listener's first certificate. ALPN
 //! offers h2 and http/1.1; the answer picks the HTTP server for the connection.
 
-use crate::context::{ClientConn, ConnSlot, Worker};
-use crate::session::client_conn;
-use crate::stream::Prefixed;
+use crate::http::context::{ClientConn, ConnSlot, Worker};
+use crate::session::accept::client_conn;
+use crate::upstream::stream::Prefixed;
 use bytes::BytesMut;
 use rustls::ServerConfig;
 use std::net::SocketAddr;
@@ -88,11 +88,11 @@ async fn handshake<I>(
     };
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
         // Boxed: inline, the HTTP/2 server's state would size every HTTP/1.1 connection.
-        Box::pin(crate::h2::serve_h2(w, li, stream, conn, slot)).await;
+        Box::pin(crate::session::h2::serve_h2(w, li, stream, conn, slot)).await;
     } else {
         // Our HTTP/1.1 loop, as for plain clients; it hands what it does not serve to hyper.
-        let timeouts = crate::context::HttpTimeouts::of(&w, li);
-        let serve = crate::h1_server::serve(w, li, stream, BytesMut::new(), conn, slot, timeouts);
+        let timeouts = crate::http::context::HttpTimeouts::of(&w, li);
+        let serve = crate::session::h1::serve(w, li, stream, BytesMut::new(), conn, slot, timeouts);
         std::pin::pin!(serve).await;
     }
 }

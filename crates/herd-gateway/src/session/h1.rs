@@ -8,13 +8,13 @@
 //! the rest of the connection: one implementation of the rarer cases, and its errors
 //! (400, 431) for malformed input.
 
-use crate::body::{BodyError, UpstreamBody};
-use crate::context::{count_header_timeout, ClientConn, ConnSlot, HttpTimeouts, Worker};
-use crate::h1_codec::{encode_last_chunk, header_map, write_field};
-use crate::proxy;
-use crate::respond::ProxyBody;
-use crate::session::serve_hyper;
-use crate::stream::Prefixed;
+use crate::codec::body::{BodyError, UpstreamBody};
+use crate::codec::h1::{encode_last_chunk, header_map, write_field};
+use crate::http::context::{count_header_timeout, ClientConn, ConnSlot, HttpTimeouts, Worker};
+use crate::http::proxy;
+use crate::http::respond::ProxyBody;
+use crate::session::accept::serve_hyper;
+use crate::upstream::stream::Prefixed;
 use bytes::BytesMut;
 use http::header::{self, HeaderName};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
@@ -233,7 +233,7 @@ async fn exchange<S: AsyncWrite + Unpin>(
     let closing = resp
         .headers()
         .get(header::CONNECTION)
-        .is_some_and(|v| crate::h1_codec::has_token(v.as_bytes(), b"close"));
+        .is_some_and(|v| crate::codec::h1::has_token(v.as_bytes(), b"close"));
     let keep_alive = keep_alive && !closing && !*stop.borrow();
     std::pin::pin!(write_response(stream, resp, head_request, keep_alive)).await?;
     Ok(keep_alive)
@@ -318,7 +318,7 @@ fn parse_request(buf: &mut BytesMut) -> Result<Option<Next>, ()> {
             // A body, or a protocol step, that hyper handles.
             hand_off = true;
         }
-        if name == header::CONNECTION && crate::h1_codec::has_token(h.value, b"close") {
+        if name == header::CONNECTION && crate::codec::h1::has_token(h.value, b"close") {
             keep_alive = false;
         }
         let start = h.value.as_ptr() as usize - base;

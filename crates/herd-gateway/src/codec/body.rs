@@ -81,7 +81,7 @@ pub struct BodyTooLarge;
 
 impl Body for LimitedBody {
     type Data = Bytes;
-    type Error = crate::body::BodyError;
+    type Error = crate::codec::body::BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,

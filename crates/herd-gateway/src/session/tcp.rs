@@ -6,13 +6,13 @@
 //! picks the backend; the bytes read are replayed to the server, so TLS ends there.
 
 use crate::clock;
-use crate::context::{ConnSlot, Worker};
-use crate::proxy;
-use crate::proxy_protocol::{self, Header};
-use crate::respond::InFlight;
-use crate::snapshot::{Group, ServerState};
-use crate::sni::Scan;
-use crate::stream::Metered;
+use crate::codec::proxy_protocol::{self, Header};
+use crate::codec::sni::Scan;
+use crate::http::context::{ConnSlot, Worker};
+use crate::http::proxy;
+use crate::http::respond::InFlight;
+use crate::state::snapshot::{Group, ServerState};
+use crate::upstream::stream::Metered;
 use herd_config::Persistence;
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -51,14 +51,14 @@ pub async fn serve(
         )
     };
     let (client, destination, mut early) = if accept_proxy {
-        match crate::session::accept_proxy_header(&w, li, &mut stream, peer, local).await {
+        match crate::session::accept::accept_proxy_header(&w, li, &mut stream, peer, local).await {
             Some(x) => x,
             None => return,
         }
     } else {
         (peer, local, Vec::new())
     };
-    if !crate::admit::tcp_permits(&w.shared, li, client.ip()) {
+    if !crate::http::admit::tcp_permits(&w.shared, li, client.ip()) {
         return;
     }
     if by_sni {
@@ -123,7 +123,7 @@ async fn read_hello(
 ) -> std::io::Result<Option<Option<String>>> {
     use tokio::io::AsyncReadExt;
     loop {
-        match crate::sni::scan(buf) {
+        match crate::codec::sni::scan(buf) {
             Scan::Hello(name) => return Ok(Some(name)),
             Scan::NotHello(why) => {
                 tracing::debug!(
@@ -132,14 +132,14 @@ async fn read_hello(
                 );
                 return Ok(Some(None));
             }
-            Scan::NeedMore if buf.len() >= crate::sni::MAX_BUFFERED => {
+            Scan::NeedMore if buf.len() >= crate::codec::sni::MAX_BUFFERED => {
                 tracing::debug!("ClientHello too large to route; using the default backend");
                 return Ok(Some(None));
             }
             Scan::NeedMore => {}
         }
         let start = buf.len();
-        let room = (crate::sni::MAX_BUFFERED - start).min(4096);
+        let room = (crate::codec::sni::MAX_BUFFERED - start).min(4096);
         buf.resize(start + room, 0);
         let n = stream.read(&mut buf[start..]).await?;
         buf.truncate(start + n);
@@ -186,7 +186,7 @@ async fn connect(
     let max_attempts = (1 + cfg.retries as usize).min(MAX_ATTEMPTS);
     let mut tried = [usize::MAX; MAX_ATTEMPTS];
     for attempt in 0..max_attempts {
-        let Some(idx) = crate::admit::pick(w, group, pinned, key, &tried[..attempt]) else {
+        let Some(idx) = crate::http::admit::pick(w, group, pinned, key, &tried[..attempt]) else {
             if attempt == 0 {
                 group.no_server.inc();
             }

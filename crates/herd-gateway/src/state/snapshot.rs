@@ -3,8 +3,8 @@
 //! Server state (health, counters, admin overrides) is carried across reloads by
 //! (backend, address), so a reload neither resets health nor forgets a drained server.
 
-use crate::access_log::AccessLogSink;
-use crate::sticky::SourceIpTable;
+use crate::state::access_log::AccessLogSink;
+use crate::state::sticky::SourceIpTable;
 use arc_swap::ArcSwap;
 use herd_balance::{
     hash64, Balancer, HealthState, HealthTracker, PassiveEjector, Policy, ServerLoad,
@@ -158,7 +158,7 @@ pub struct Group {
     /// Kept across reloads while its settings are unchanged; None when not configured.
     pub breaker: Option<Arc<crate::traffic::GroupBreaker>>,
     /// TLS to the servers, built (CA read) with this snapshot; None = cleartext.
-    pub tls: Option<Arc<crate::upstream_tls::BackendTls>>,
+    pub tls: Option<Arc<crate::state::backend_tls::BackendTls>>,
 }
 
 impl Group {
@@ -243,7 +243,7 @@ pub enum BuildError {
     #[error("listeners.{listener}.access_log: {reason}")]
     AccessLog { listener: String, reason: String },
     #[error("{0}")]
-    Certificate(#[from] crate::certs::CertError),
+    Certificate(#[from] crate::state::certs::CertError),
 }
 
 fn resolve(backend: &str, addr: &str) -> Result<SocketAddr, BuildError> {
@@ -302,7 +302,7 @@ impl Snapshot {
             };
             let tls = match &backend.tls {
                 None => None,
-                Some(t) => Some(Arc::new(crate::upstream_tls::BackendTls::build(
+                Some(t) => Some(Arc::new(crate::state::backend_tls::BackendTls::build(
                     name,
                     t,
                     backend.protocol,
@@ -332,7 +332,7 @@ impl Snapshot {
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for (li, l) in config.listeners.iter().enumerate() {
             let tls = match l.protocol {
-                herd_config::Protocol::Https => Some(crate::certs::server_config(
+                herd_config::Protocol::Https => Some(crate::state::certs::server_config(
                     &format!("listeners[{li}]"),
                     &l.certificates,
                 )?),
@@ -476,12 +476,12 @@ fn new_server(backend: &Backend, addr: &str, weight: u32) -> Result<ServerState,
 pub fn check_certificates(config: &herd_config::Config) -> Result<(), BuildError> {
     for (i, l) in config.listeners.iter().enumerate() {
         if l.protocol == herd_config::Protocol::Https {
-            crate::certs::server_config(&format!("listeners[{i}]"), &l.certificates)?;
+            crate::state::certs::server_config(&format!("listeners[{i}]"), &l.certificates)?;
         }
     }
     for (name, b) in &config.backends {
         if let Some(t) = &b.tls {
-            crate::upstream_tls::BackendTls::build(name, t, b.protocol)?;
+            crate::state::backend_tls::BackendTls::build(name, t, b.protocol)?;
         }
     }
     Ok(())

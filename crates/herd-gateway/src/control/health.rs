@@ -3,8 +3,8 @@
 //! worker: a slow check must not delay a request.
 
 use crate::clock;
-use crate::snapshot::{ServerState, Snapshot};
-use crate::upstream_tls::BackendTls;
+use crate::state::backend_tls::BackendTls;
+use crate::state::snapshot::{ServerState, Snapshot};
 use bytes::Bytes;
 use herd_balance::Transition;
 use herd_config::{CheckKind, HealthCheck, ProxyProtocol};
@@ -101,7 +101,10 @@ async fn probe_inner(
     // speaking for itself" (HAProxy's check-send-proxy).
     if let Some(v) = proxy_protocol {
         use tokio::io::AsyncWriteExt;
-        let header = crate::proxy_protocol::encode(v.into(), &crate::proxy_protocol::Header::Local);
+        let header = crate::codec::proxy_protocol::encode(
+            v.into(),
+            &crate::codec::proxy_protocol::Header::Local,
+        );
         stream
             .write_all(&header)
             .await

@@ -3,7 +3,7 @@
 //! server answers 101 the client's and the server's connections are spliced into one
 //! byte tunnel, both ways, until either side closes.
 
-use crate::pool::FromServer;
+use crate::upstream::pool::FromServer;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
@@ -48,7 +48,7 @@ impl Upgrade {
     pub fn splice(
         self,
         resp: &mut http::Response<FromServer>,
-        guard: crate::context::TunnelGuard,
+        guard: crate::http::context::TunnelGuard,
     ) -> Option<HeaderValue> {
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             return None;

@@ -3,9 +3,9 @@
 //! mechanisms are `traffic`'s; this is where they meet the snapshot and the worker.
 
 use crate::clock;
-use crate::context::Worker;
-use crate::respond::InFlight;
-use crate::snapshot::Group;
+use crate::http::context::Worker;
+use crate::http::respond::InFlight;
+use crate::state::snapshot::Group;
 use crate::traffic::ip_key;
 use crate::traffic::*;
 use crate::Shared;

@@ -1,7 +1,7 @@
 //! Traffic control in /metrics and /status: each mechanism's counters and state, by
 //! route, backend group and listener.
 
-use crate::snapshot::{Group, Snapshot};
+use crate::state::snapshot::{Group, Snapshot};
 use crate::traffic::*;
 use crate::Shared;
 use herd_balance::{BreakerState, KeyedCounter};

@@ -1,7 +1,7 @@
 //! Stream wrappers for connections the gateway relays: bytes read ahead of a stream's own
 //! (past a PROXY header) delivered first, and metering of relayed bytes and activity.
 
-use crate::snapshot::ServerState;
+use crate::state::snapshot::ServerState;
 use herd_telemetry::Counter;
 use std::cell::Cell;
 use std::io;

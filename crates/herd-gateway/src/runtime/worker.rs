@@ -3,9 +3,9 @@
 //! Nothing on the request path is shared between workers except the ArcSwap snapshot and
 //! per-server atomics.
 
-use crate::context::{ConnSlot, Worker};
-use crate::pool::Pool;
-use crate::session::client_conn;
+use crate::http::context::{ConnSlot, Worker};
+use crate::session::accept::client_conn;
+use crate::upstream::pool::Pool;
 use crate::Shared;
 use herd_balance::Rng;
 use herd_config::Protocol;
@@ -119,7 +119,7 @@ fn admit(w: &Rc<Worker>, li: usize, stream: TcpStream, peer: SocketAddr, local: 
     ) else {
         return;
     };
-    let Ok(per_ip) = crate::admit::admit_connection(&w.shared, li, cfg, peer.ip()) else {
+    let Ok(per_ip) = crate::http::admit::admit_connection(&w.shared, li, cfg, peer.ip()) else {
         return;
     };
     // Reserve first, check after: two workers racing for the last slot cannot both win.
@@ -139,10 +139,24 @@ fn admit(w: &Rc<Worker>, li: usize, stream: TcpStream, peer: SocketAddr, local: 
             tokio::task::spawn_local(serve_http(w.clone(), li, stream, peer, local, slot));
         }
         Protocol::Https => {
-            tokio::task::spawn_local(crate::tls::serve(w.clone(), li, stream, peer, local, slot));
+            tokio::task::spawn_local(crate::session::tls::serve(
+                w.clone(),
+                li,
+                stream,
+                peer,
+                local,
+                slot,
+            ));
         }
         Protocol::Tcp => {
-            tokio::task::spawn_local(crate::tcp::serve(w.clone(), li, stream, peer, local, slot));
+            tokio::task::spawn_local(crate::session::tcp::serve(
+                w.clone(),
+                li,
+                stream,
+                peer,
+                local,
+                slot,
+            ));
         }
     }
 }
@@ -169,5 +183,8 @@ async fn serve_http(
         return;
     };
     // One call, pinned in place: this future's size is every connection task's size.
-    std::pin::pin!(crate::h2::serve_plain(w, li, stream, rest, conn, slot)).await;
+    std::pin::pin!(crate::session::h2::serve_plain(
+        w, li, stream, rest, conn, slot
+    ))
+    .await;
 }

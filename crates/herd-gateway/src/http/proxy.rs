@@ -1,17 +1,17 @@
 //! One request through the gateway, in named phases: route → persistence → pick →
 //! connection → send (with bounded failover) → response edits → completion.
 
-use crate::admit::{pick, BreakerTicket, MAX_ATTEMPTS};
-use crate::body::UpstreamBody;
 use crate::clock;
-use crate::context::{ClientConn, Worker};
-use crate::headers;
-use crate::pool::FromServer;
-use crate::pool::{self, SendError, Sender};
-use crate::proxy_protocol;
-use crate::respond::{Done, InFlight, LogRecord, ProxyBody};
-use crate::snapshot::{Group, RouteState, ServerState};
+use crate::codec::body::UpstreamBody;
+use crate::codec::headers;
+use crate::codec::proxy_protocol;
+use crate::http::admit::{pick, BreakerTicket, MAX_ATTEMPTS};
+use crate::http::context::{ClientConn, Worker};
+use crate::http::respond::{Done, InFlight, LogRecord, ProxyBody};
+use crate::state::snapshot::{Group, RouteState, ServerState};
 use crate::traffic::{ip_key, Refusal, SlotFailure};
+use crate::upstream::pool::FromServer;
+use crate::upstream::pool::{self, SendError, Sender};
 use herd_balance::hash64;
 use herd_config::{Fallback, Persistence, Policy, RequestView};
 use http::header::{self, HeaderMap, HeaderValue};
@@ -51,10 +51,10 @@ pub async fn handle(
     conn: Rc<ClientConn>,
     req: Request<UpstreamBody>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let grpc = crate::grpc::is_grpc(req.headers());
+    let grpc = crate::http::grpc::is_grpc(req.headers());
     let Ok(mut resp) = std::pin::pin!(route_and_forward(w, listener, conn, req)).await;
     if grpc {
-        crate::grpc::localize(&mut resp);
+        crate::http::grpc::localize(&mut resp);
     }
     Ok(resp)
 }
@@ -158,7 +158,7 @@ async fn forward(
     let key = hash_key(&cfg.policy, &parts, client.ip());
     // WebSocket and other upgrades ride HTTP/1.1 servers only; h2c servers get the plain request.
     let mut upgrade = match cfg.protocol {
-        herd_config::UpstreamProtocol::Http1 => crate::upgrade::take(&mut parts),
+        herd_config::UpstreamProtocol::Http1 => crate::http::upgrade::take(&mut parts),
         herd_config::UpstreamProtocol::H2c => None,
     };
     prepare_request(&mut parts, &route, client, conn.tls);
@@ -184,7 +184,7 @@ async fn forward(
     });
     let (body, too_large) = match (route.traffic.as_ref().and_then(|g| g.max_body), body) {
         (Some(max), UpstreamBody::Client(body)) => {
-            let (limited, flag) = crate::body::LimitedBody::new(body, max);
+            let (limited, flag) = crate::codec::body::LimitedBody::new(body, max);
             (UpstreamBody::Limited(limited), Some(flag))
         }
         (_, body) => (body, None),
@@ -204,7 +204,7 @@ async fn forward(
             Some(limit) => {
                 // Boxed, like the connect below: a rare path whose state would otherwise
                 // size every request's future, and so every idle client connection.
-                match Box::pin(crate::admit::pick_with_slot(
+                match Box::pin(crate::http::admit::pick_with_slot(
                     w,
                     &group,
                     limit,
@@ -266,9 +266,9 @@ async fn forward(
             Ok(Ok((mut resp, sender))) => {
                 let owner = private.is_some().then(|| conn.clone());
                 // A 101 takes the server connection for the tunnel: it never returns to the pool.
-                let switched = upgrade
-                    .take()
-                    .and_then(|u| u.splice(&mut resp, crate::context::TunnelGuard::new(w.clone())));
+                let switched = upgrade.take().and_then(|u| {
+                    u.splice(&mut resp, crate::http::context::TunnelGuard::new(w.clone()))
+                });
                 if let Some(t) = ticket.take() {
                     t.finish(resp.status().as_u16() < 500);
                 }
@@ -276,7 +276,7 @@ async fn forward(
                     w, &route, in_flight, pinned, owner, client, sender, resp, sent_at, log,
                 );
                 if let Some(protocol) = switched {
-                    crate::upgrade::restore(out.headers_mut(), &protocol);
+                    crate::http::upgrade::restore(out.headers_mut(), &protocol);
                 }
                 return out;
             }
@@ -660,7 +660,7 @@ fn redirect_https(
     log: Option<LogRecord>,
 ) -> Response<ProxyBody> {
     let done = Done::local(log, Some(route.label.clone()));
-    let Some(location) = crate::headers::https_location(parts) else {
+    let Some(location) = crate::codec::headers::https_location(parts) else {
         route.responses.record(400);
         return local(
             StatusCode::BAD_REQUEST,

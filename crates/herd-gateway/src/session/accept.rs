@@ -2,11 +2,11 @@
 //! header a balancer in front sends, the `ClientConn` the request path reads, and hyper's
 //! HTTP/1.1 server for what our own loop does not serve.
 
-use crate::context::{
+use crate::codec::proxy_protocol::{self, Header};
+use crate::http::context::{
     count_header_timeout, ClientConn, ConnSlot, HttpTimeouts, Worker, PROXY_HEADER_TIMEOUT,
 };
-use crate::proxy;
-use crate::proxy_protocol::{self, Header};
+use crate::http::proxy;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -94,18 +94,18 @@ pub(crate) async fn serve_hyper<I>(
             svc_worker.clone(),
             li,
             conn.clone(),
-            req.map(crate::body::UpstreamBody::Client),
+            req.map(crate::codec::body::UpstreamBody::Client),
         )
     });
     let mut builder = http1::Builder::new();
     // idle_timeout bounds each wait for a request head, header_read_timeout the head from
-    // its first byte (slowloris); hyper has one timer, head_timeout.rs splits it in two.
-    let clock = crate::head_timeout::HeadClock::new(timeouts.head_read);
+    // its first byte (slowloris); hyper has one timer, session/head_timeout.rs splits it in two.
+    let clock = crate::session::head_timeout::HeadClock::new(timeouts.head_read);
     builder
-        .timer(crate::head_timeout::HeadTimer::new(clock.clone()))
+        .timer(crate::session::head_timeout::HeadTimer::new(clock.clone()))
         .keep_alive(true);
     builder.header_read_timeout(timeouts.idle);
-    let io = crate::head_timeout::HeadWatch::new(io, clock.clone());
+    let io = crate::session::head_timeout::HeadWatch::new(io, clock.clone());
     // with_upgrades: a 101 answer hands the connection to the WebSocket splice.
     let conn = builder
         .serve_connection(TokioIo::new(io), svc)

@@ -11,8 +11,8 @@
 //! before reading all of an upload still gets its answer relayed if it sent one before
 //! closing.
 
-use crate::body::{BodyError, UpstreamBody};
-use crate::h1_codec::*;
+use crate::codec::body::{BodyError, UpstreamBody};
+use crate::codec::h1::*;
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};

@@ -1,14 +1,14 @@
 //! A worker's own keep-alive connections to servers. One pool per worker thread, used
 //! only from that thread's event loop: no locks, no atomics, no sharing (the measured
 //! thread-per-core design; hyper-util's shared pool cost about a fifth of throughput).
-//! HTTP/1.1 connections (our own client, h1_upstream.rs) carry one request at a time and
+//! HTTP/1.1 connections (our own client, upstream/h1.rs) carry one request at a time and
 //! wait idle in a list per server; an HTTP/2 connection (hyper's) multiplexes, so each
 //! server has one shared per worker.
 
-use crate::body::{BodyError, UpstreamBody};
 use crate::clock;
-use crate::h1_upstream::{self, H1Conn, Io};
-use crate::snapshot::{Group, ServerState};
+use crate::codec::body::{BodyError, UpstreamBody};
+use crate::state::snapshot::{Group, ServerState};
+use crate::upstream::h1::{self, H1Conn, Io};
 use bytes::Bytes;
 use herd_config::{Backend, UpstreamProtocol};
 use http::uri::Scheme;
@@ -42,7 +42,7 @@ pub enum SendError {
     Unsent(Box<http::Request<UpstreamBody>>),
     /// The client's request body failed: not the server's fault.
     ClientBody(String),
-    /// A kept-alive connection closed before any answer (see h1_upstream::SendError).
+    /// A kept-alive connection closed before any answer (see h1::SendError).
     /// Carries the request back when it had no body, so it can be sent again.
     Stale(String, Option<Box<http::Request<UpstreamBody>>>),
     /// The server failed to answer; the request comes back as with `Stale`.
@@ -68,19 +68,15 @@ impl Sender {
         match self {
             Sender::H1(conn) => match std::pin::pin!(conn.send(req)).await {
                 Ok(resp) => Ok((resp.map(FromServer::H1), None)),
-                Err(h1_upstream::SendError::Unsent(req, _)) => Err(SendError::Unsent(req)),
-                Err(h1_upstream::SendError::ClientBody(e)) => {
-                    Err(SendError::ClientBody(e.to_string()))
-                }
-                Err(h1_upstream::SendError::Stale(e, again)) => {
-                    Err(SendError::Stale(e.to_string(), again))
-                }
-                Err(h1_upstream::SendError::Server(e, again)) => {
+                Err(h1::SendError::Unsent(req, _)) => Err(SendError::Unsent(req)),
+                Err(h1::SendError::ClientBody(e)) => Err(SendError::ClientBody(e.to_string())),
+                Err(h1::SendError::Stale(e, again)) => Err(SendError::Stale(e.to_string(), again)),
+                Err(h1::SendError::Server(e, again)) => {
                     Err(SendError::Server(e.to_string(), again))
                 }
             },
             Sender::H2(mut s, authority, scheme) => {
-                let req = crate::upstream_h2::upstream_request(req, &authority, &scheme);
+                let req = crate::upstream::h2::upstream_request(req, &authority, &scheme);
                 match s.try_send_request(req).await {
                     Ok(resp) => Ok((
                         resp.map(FromServer::Hyper),
@@ -249,7 +245,7 @@ async fn connect_h2<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (sender, conn) = http2::Builder::new(crate::upstream_h2::LocalExec)
+    let (sender, conn) = http2::Builder::new(crate::upstream::h2::LocalExec)
         .timer(TokioTimer::new())
         // Finds a dead server on an otherwise quiet connection.
         .keep_alive_interval(Duration::from_secs(30))
@@ -275,7 +271,7 @@ where
 
 /// A server's response body: from our HTTP/1.1 client, or hyper's HTTP/2 one.
 pub enum FromServer {
-    H1(crate::h1_upstream::H1Body),
+    H1(crate::upstream::h1::H1Body),
     Hyper(Incoming),
 }
 

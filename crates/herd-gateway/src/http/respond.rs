@@ -3,15 +3,15 @@
 //! to the worker's pool (only if the body was read to the end), ends the in-flight count
 //! and writes the access log line.
 
-use crate::access_log::AccessLogSink;
-use crate::body::BodyError;
 use crate::clock;
-use crate::context::{ClientConn, Worker};
-use crate::headers;
-use crate::pool::FromServer;
-use crate::pool::Sender;
-use crate::snapshot::ServerState;
+use crate::codec::body::BodyError;
+use crate::codec::headers;
+use crate::http::context::{ClientConn, Worker};
+use crate::state::access_log::AccessLogSink;
+use crate::state::snapshot::ServerState;
 use crate::traffic::ConnLimit;
+use crate::upstream::pool::FromServer;
+use crate::upstream::pool::Sender;
 use bytes::Bytes;
 use http::Method;
 use http_body::{Body, Frame, SizeHint};
@@ -76,7 +76,7 @@ impl ProxyBody {
         if finished {
             if let Inner::Upstream(FromServer::H1(b)) = &mut self.inner {
                 if let Some(conn) = b.take_reusable() {
-                    d.give_back(crate::pool::Sender::H1(conn));
+                    d.give_back(crate::upstream::pool::Sender::H1(conn));
                 }
             }
         }

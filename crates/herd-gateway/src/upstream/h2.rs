@@ -1,7 +1,7 @@
 //! HTTP/2 toward servers: the request shape an h2 server needs, and the executor that
 //! keeps hyper's per-connection tasks on the worker's thread.
 
-use crate::body::UpstreamBody;
+use crate::codec::body::UpstreamBody;
 use http::header::{self, HeaderValue};
 use http::{Request, Uri, Version};
 use std::future::Future;

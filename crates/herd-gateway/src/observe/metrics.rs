@@ -1,8 +1,8 @@
 //! /metrics and /status: both read the same atomics, so they never disagree.
 
 use crate::clock;
-use crate::context::ListenerStats;
-use crate::snapshot::{Group, ServerState, Snapshot};
+use crate::http::context::ListenerStats;
+use crate::state::snapshot::{Group, ServerState, Snapshot};
 use crate::Shared;
 use herd_telemetry::{MetricKind, TextEncoder};
 use serde_json::{json, Value};
@@ -233,7 +233,7 @@ pub fn render(shared: &Shared) -> String {
             );
         }
     }
-    crate::traffic_report::render_metrics(&mut e, shared, &snap);
+    crate::observe::traffic_report::render_metrics(&mut e, shared, &snap);
     e.finish()
 }
 
@@ -354,7 +354,7 @@ pub fn status(shared: &Shared) -> Value {
                 "proxy_protocol": g.config.proxy_protocol.map(|v| v.as_str()),
                 "no_server": g.no_server.get(),
                 "source_ip_pins": g.source_ip.as_ref().map(|t| t.len()),
-                "traffic": crate::traffic_report::group_json(g),
+                "traffic": crate::observe::traffic_report::group_json(g),
                 "servers": g.servers.0.iter().map(|s| server_json(s, now)).collect::<Vec<_>>(),
             }),
         );
@@ -394,7 +394,7 @@ pub fn status(shared: &Shared) -> Value {
         "client_connections": shared.client_connections.get(),
         "admin": shared.admin_addr.map(|a| a.to_string()),
         "listeners": listeners,
-        "traffic": crate::traffic_report::status_json(shared, &snap),
+        "traffic": crate::observe::traffic_report::status_json(shared, &snap),
         "backends": backends,
     })
 }

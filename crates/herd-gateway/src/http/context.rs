@@ -2,7 +2,7 @@
 //! pool, its RNG, its connection count), the client connection, the listener's counters
 //! and timeouts, and the guards that give a connection's place back however it ends.
 
-use crate::pool::{Pool, Sender};
+use crate::upstream::pool::{Pool, Sender};
 use crate::Shared;
 use herd_balance::Rng;
 use herd_telemetry::Counter;
@@ -39,7 +39,7 @@ pub struct ListenerStats {
     pub proxy_errors: Counter,
     /// Requests by the client's HTTP version: HTTP/1.0, HTTP/1.1, HTTP/2.
     pub requests_by_version: [Counter; 3],
-    /// ACL refusals and per-IP connection counts (traffic.rs).
+    /// ACL refusals and per-IP connection counts (traffic/).
     pub traffic: crate::traffic::ListenerTrafficStats,
 }
 

@@ -4,10 +4,10 @@
 //! our own loop, which keeps them (no peek: a syscall less per connection).
 //! Every HTTP/2 stream goes through the same proxy path as an HTTP/1.1 request.
 
-use crate::context::{ClientConn, ConnSlot, HttpTimeouts, Worker};
-use crate::proxy;
-use crate::stream::Prefixed;
-use crate::upstream_h2::LocalExec;
+use crate::http::context::{ClientConn, ConnSlot, HttpTimeouts, Worker};
+use crate::http::proxy;
+use crate::upstream::h2::LocalExec;
+use crate::upstream::stream::Prefixed;
 use bytes::BytesMut;
 use http::Version;
 use hyper::service::service_fn;
@@ -39,7 +39,7 @@ pub async fn serve_plain(
     let h2 = match std::pin::pin!(sniffed).await {
         Ok(Ok(h2)) => h2,
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
-            crate::context::count_header_timeout(&w, li);
+            crate::http::context::count_header_timeout(&w, li);
             return;
         }
         // Silent past the idle timeout, or gone: what hyper's header timeout would do.
@@ -47,7 +47,7 @@ pub async fn serve_plain(
     };
     match (h2, rest.is_empty()) {
         (false, _) => {
-            let serve = crate::h1_server::serve(w, li, stream, rest, conn, slot, timeouts);
+            let serve = crate::session::h1::serve(w, li, stream, rest, conn, slot, timeouts);
             std::pin::pin!(serve).await
         }
         // Boxed: inline, the HTTP/2 server's state would size every HTTP/1 connection.
@@ -69,7 +69,7 @@ async fn sniff(
     buf: &mut BytesMut,
     head_read: Duration,
 ) -> std::io::Result<bool> {
-    if buf.is_empty() && crate::h1_server::read_first(stream, buf).await? == 0 {
+    if buf.is_empty() && crate::session::h1::read_first(stream, buf).await? == 0 {
         return Ok(false);
     }
     let deadline = tokio::time::Instant::now() + head_read;
@@ -107,7 +107,7 @@ where
             svc_worker.clone(),
             li,
             conn.clone(),
-            req.map(crate::body::UpstreamBody::Client),
+            req.map(crate::codec::body::UpstreamBody::Client),
         )
     });
     let mut builder = hyper::server::conn::http2::Builder::new(LocalExec);

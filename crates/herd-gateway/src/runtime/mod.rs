@@ -1,0 +1,3 @@
+//! Worker threads and their accept loops.
+
+pub(crate) mod worker;

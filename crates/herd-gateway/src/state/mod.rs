@@ -1,0 +1,7 @@
+//! The snapshot workers read, and what it is built from: routes, groups, servers, certificates, backend TLS, persistence tables, the access-log sink.
+
+pub(crate) mod access_log;
+pub(crate) mod backend_tls;
+pub(crate) mod certs;
+pub(crate) mod snapshot;
+pub(crate) mod sticky;
