@@ -18,8 +18,9 @@ mod state;
 mod traffic;
 mod upstream;
 
-/// Public for the fuzz targets (fuzz/) and the corpus test.
-pub use codec::{proxy_protocol, sni};
+/// Public for the fuzz targets (fuzz/) and the corpus tests: the parsers of bytes that
+/// clients and servers send.
+pub use codec::{h1, proxy_protocol, sni};
 pub use state::snapshot::check_certificates;
 
 use arc_swap::ArcSwap;
@@ -404,10 +405,10 @@ pub fn run(source: ConfigSource, on_ready: impl FnOnce(&Ready)) -> Result<(), Ga
     // pairs have no request boundary to stop at, so they run until it ends.
     let _ = shared.shutdown.send(true);
     tracing::info!(?drain_timeout, "draining in-flight requests");
-    let deadline = std::time::Instant::now() + drain_timeout;
+    let deadline = crate::clock::now() + drain_timeout;
     let mut unfinished = Vec::new();
     for h in handles {
-        while !h.is_finished() && std::time::Instant::now() < deadline {
+        while !h.is_finished() && crate::clock::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
         if h.is_finished() {

@@ -2,25 +2,16 @@
 //! committed corpus in `fuzz/corpus/proxy_protocol/`, then a bounded, deterministic
 //! mutation loop over it, then encode/parse round trips of random addresses.
 
+mod mutate;
+
 use herd_balance::Rng;
 use herd_gateway::proxy_protocol::{
     encode, parse, same_family, Header, ParseError, Version, V2_MAX_LEN,
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
 
 fn corpus() -> Vec<(String, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/proxy_protocol");
-    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()))
-        .map(|entry| {
-            let path = entry.expect("corpus entry").path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&path).expect("corpus file"))
-        })
-        .collect();
-    files.sort();
-    files
+    mutate::corpus("proxy_protocol")
 }
 
 /// What the fuzz target asserts, for one input.
@@ -73,51 +64,12 @@ fn corpus_parses_as_named() {
 
 #[test]
 fn mutations_never_panic() {
-    let seeds = corpus();
-    let mut rng = Rng::new(0x5eed_f00d);
     let interesting = [
         b'\r', b'\n', b' ', b'0', b'9', b':', b'.', 0x00, 0x0f, 0x21, 0xff,
     ];
-    let mut buf = Vec::new();
-    for _ in 0..200_000 {
-        let (_, seed) = &seeds[rng.below(seeds.len() as u64) as usize];
-        buf.clear();
-        buf.extend_from_slice(seed);
-        for _ in 0..=rng.below(4) {
-            let at = |rng: &mut Rng, len: usize| rng.below(len as u64 + 1) as usize;
-            match rng.below(6) {
-                0 if !buf.is_empty() => {
-                    let i = at(&mut rng, buf.len() - 1);
-                    buf[i] ^= 1 << rng.below(8);
-                }
-                1 => {
-                    let i = at(&mut rng, buf.len());
-                    buf.insert(i, rng.next_u64() as u8);
-                }
-                2 if !buf.is_empty() => {
-                    let i = at(&mut rng, buf.len() - 1);
-                    buf.remove(i);
-                }
-                3 => {
-                    let n = at(&mut rng, buf.len());
-                    buf.truncate(n);
-                }
-                4 if !buf.is_empty() => {
-                    let i = at(&mut rng, buf.len() - 1);
-                    buf[i] = interesting[rng.below(interesting.len() as u64) as usize];
-                }
-                _ => {
-                    // Length fields and big numbers: overwrite a random byte pair.
-                    if buf.len() >= 2 {
-                        let i = at(&mut rng, buf.len() - 2);
-                        buf[i] = rng.next_u64() as u8;
-                        buf[i + 1] = rng.next_u64() as u8;
-                    }
-                }
-            }
-        }
-        let _ = check(&buf);
-    }
+    mutate::mutations(&corpus(), 0x5eed_f00d, 200_000, &interesting, |b| {
+        let _ = check(b);
+    });
 }
 
 fn random_addr(rng: &mut Rng, v6: bool) -> SocketAddr {

@@ -9,8 +9,8 @@ use http_body::Body;
 use std::io;
 
 /// The longest response head (status line and headers) we accept, like hyper's default.
-pub(crate) const MAX_HEAD: usize = 64 * 1024;
-pub(crate) const MAX_HEADERS: usize = 100;
+pub const MAX_HEAD: usize = 64 * 1024;
+pub const MAX_HEADERS: usize = 100;
 /// A chunk-size line (with extensions) or the trailer section longer than this is refused.
 pub(crate) const MAX_CHUNK_LINE: usize = 4096;
 pub(crate) const MAX_TRAILERS: usize = 16 * 1024;
@@ -19,16 +19,17 @@ pub(crate) fn bad(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
+/// A server's response head.
 #[derive(Debug)]
-pub(crate) struct Head {
-    pub(crate) version: Version,
-    pub(crate) status: StatusCode,
-    pub(crate) headers: HeaderMap,
+pub struct Head {
+    pub version: Version,
+    pub status: StatusCode,
+    pub headers: HeaderMap,
 }
 
 /// Parse a complete response head off the front of `buf`, or None if more is needed.
 /// Header values share the read buffer's memory instead of being copied.
-pub(crate) fn parse_head(buf: &mut BytesMut) -> io::Result<Option<Head>> {
+pub fn parse_head(buf: &mut BytesMut) -> io::Result<Option<Head>> {
     // Uninitialised slots: zeroing 100 of them cost more than the parse itself.
     let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
@@ -270,15 +271,15 @@ pub(crate) fn transfer_coding_framing(h: &HeaderMap) -> io::Result<RespFraming> 
         RespFraming::UntilClose
     })
 }
-/// The size of a chunk from its line (`1a;ext=v\r\n`).
-pub(crate) fn parse_chunk_size(line: &[u8]) -> io::Result<u64> {
+/// The size of a chunk from its line (`1a;ext=v\r\n`): RFC 9112 §7.1, hex digits, then
+/// optional whitespace (BWS) before any extension; nothing before the digits.
+pub fn parse_chunk_size(line: &[u8]) -> io::Result<u64> {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let digits = line
-        .split(|&b| b == b';')
-        .next()
-        .unwrap_or_default()
-        .trim_ascii();
+    let mut digits = line.split(|&b| b == b';').next().unwrap_or_default();
+    while let [rest @ .., b' ' | b'\t'] = digits {
+        digits = rest;
+    }
     if digits.is_empty() || digits.len() > 16 {
         return Err(bad("invalid chunk size"));
     }

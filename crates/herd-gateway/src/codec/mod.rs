@@ -1,7 +1,7 @@
 //! Wire shapes, no sockets: HTTP/1 framing, header rules, PROXY protocol, ClientHello SNI, request bodies.
 
 pub(crate) mod body;
-pub(crate) mod h1;
+pub mod h1;
 pub(crate) mod headers;
 pub mod proxy_protocol;
 pub mod sni;

@@ -98,7 +98,7 @@ pub async fn pick_with_slot(
         }
     }
     let _leave = Leave(limit);
-    let deadline = tokio::time::Instant::now() + queue.timeout;
+    let deadline = crate::clock::now() + queue.timeout;
     loop {
         let notified = limit.notify.notified();
         tokio::pin!(notified);
@@ -109,7 +109,7 @@ pub async fn pick_with_slot(
             TryPick::NoServer => return Err(SlotFailure::NoServer),
             TryPick::AllFull => {}
         }
-        let now = tokio::time::Instant::now();
+        let now = crate::clock::now();
         if now >= deadline {
             limit.timeouts.inc();
             return Err(SlotFailure::QueueTimeout);

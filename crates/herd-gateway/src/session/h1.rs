@@ -26,7 +26,6 @@ use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -125,7 +124,7 @@ pub async fn serve<S: ClientStream>(
     let mut buf = initial;
     // One idle timer for the connection's life, moved on only when it fires: a timer set
     // for each wait would cost a timer-wheel insert and removal per request.
-    let mut idle_since = tokio::time::Instant::now();
+    let mut idle_since = crate::clock::now();
     let idle = tokio::time::sleep_until(idle_since + idle_timeout);
     tokio::pin!(idle);
     loop {
@@ -141,7 +140,7 @@ pub async fn serve<S: ClientStream>(
                     },
                     () = &mut idle => {
                         let due = idle_since + idle_timeout;
-                        if due <= tokio::time::Instant::now() {
+                        if due <= crate::clock::now() {
                             return;
                         }
                         idle.as_mut().reset(due);
@@ -150,7 +149,7 @@ pub async fn serve<S: ClientStream>(
                 }
             }
         }
-        let deadline = tokio::time::Instant::now() + head_read;
+        let deadline = crate::clock::now() + head_read;
         let next = loop {
             if !buf.is_empty() {
                 match parse_request(&mut buf) {
@@ -209,7 +208,7 @@ pub async fn serve<S: ClientStream>(
             let _ = stream.shutdown().await;
             return;
         }
-        idle_since = tokio::time::Instant::now();
+        idle_since = crate::clock::now();
     }
 }
 
@@ -540,9 +539,7 @@ thread_local! {
 }
 
 fn with_date(f: impl FnOnce(&[u8])) {
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::clock::unix_ms() / 1000;
     DATE.with(|cell| {
         let mut d = cell.borrow_mut();
         if d.0 != now {

@@ -72,7 +72,7 @@ async fn sniff(
     if buf.is_empty() && crate::session::h1::read_first(stream, buf).await? == 0 {
         return Ok(false);
     }
-    let deadline = tokio::time::Instant::now() + head_read;
+    let deadline = crate::clock::now() + head_read;
     loop {
         let have = buf.len().min(PREFACE.len());
         if !PREFACE.starts_with(&buf[..have]) {

@@ -11,6 +11,9 @@
 //! Whichever ends first closes the connection. Bytes of a next request that arrived
 //! together with the previous one (pipelining) are already buffered; such a head is bounded
 //! by `idle_timeout` only.
+// hyper's `Timer` trait speaks std instants; the one reading of the clock here is
+// `crate::clock::std_now`.
+#![allow(clippy::disallowed_types)]
 
 use hyper::rt::{Sleep, Timer};
 use hyper_util::rt::TokioTimer;
@@ -37,7 +40,7 @@ pub struct HeadClock {
 impl HeadClock {
     pub fn new(header_read: Duration) -> Arc<HeadClock> {
         Arc::new(HeadClock {
-            base: Instant::now(),
+            base: crate::clock::std_now(),
             first_byte: AtomicU64::new(0),
             header_read,
             head_expired: AtomicBool::new(false),

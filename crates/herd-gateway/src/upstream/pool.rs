@@ -207,7 +207,7 @@ pub async fn connect(
     let backend = &group.config;
     let addr = server.socket_addr;
     let timeout = backend.connect_timeout;
-    let started = tokio::time::Instant::now();
+    let started = crate::clock::now();
     let mut stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| ConnectError::Timeout(timeout))??;

@@ -1,0 +1,175 @@
+//! The HTTP/1.1 parsers for what servers send (the response head, the chunk-size line),
+//! checked as the fuzz targets check them, by plain `cargo test`: the committed corpora in
+//! `fuzz/corpus/h1_response_head/` and `fuzz/corpus/h1_chunk_size/` with the answer
+//! RFC 9112 gives for each named case, then a bounded, deterministic mutation loop.
+
+mod mutate;
+
+use bytes::BytesMut;
+use herd_gateway::h1::{parse_chunk_size, parse_head, Head};
+use http::{StatusCode, Version};
+
+/// What the response-head target asserts, for one input: a parsed head consumed a whole
+/// head (ending in an empty line), has a status of three digits, and no value carries CR,
+/// LF or NUL; nothing is consumed when more bytes are needed or the head is refused.
+fn check_head(input: &[u8]) -> Result<Option<(Head, usize)>, String> {
+    let mut buf = BytesMut::from(input);
+    match parse_head(&mut buf) {
+        Ok(Some(head)) => {
+            let used = input.len() - buf.len();
+            assert!(used > 0, "a head consumed nothing: {input:?}");
+            assert!(
+                input[..used].ends_with(b"\n\n") || input[..used].ends_with(b"\n\r\n"),
+                "consumed {used} bytes that do not end a head: {input:?}"
+            );
+            assert!((100..=999).contains(&head.status.as_u16()));
+            for (name, value) in &head.headers {
+                assert!(
+                    !value
+                        .as_bytes()
+                        .iter()
+                        .any(|b| matches!(b, b'\r' | b'\n' | 0)),
+                    "{name} carries CR, LF or NUL: {input:?}"
+                );
+            }
+            Ok(Some((head, used)))
+        }
+        Ok(None) => {
+            assert_eq!(buf.len(), input.len(), "partial head consumed bytes");
+            Ok(None)
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// RFC 9112 §7.1's chunk-size, written out: 1*HEXDIG, then BWS before an extension; a
+/// recipient may take a bare LF for CRLF. At most 16 digits (a u64).
+fn reference_chunk_size(line: &[u8]) -> Option<u64> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let size = line.split(|&b| b == b';').next()?;
+    let end = size
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t'))
+        .map_or(0, |i| i + 1);
+    let digits = &size[..end];
+    if digits.is_empty() || digits.len() > 16 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+}
+
+#[test]
+fn response_heads_parse_as_the_rfc_says() {
+    let corpus = mutate::corpus("h1_response_head");
+    assert!(corpus.len() >= 20, "corpus has {} files", corpus.len());
+    for (name, bytes) in &corpus {
+        let _ = check_head(bytes).map_err(|e| format!("{name}: {e}"));
+    }
+    let head = |name: &str| check_head(mutate::entry(&corpus, name));
+
+    let (h, used) = head("ok_length").unwrap().unwrap();
+    assert_eq!((h.status, h.version), (StatusCode::OK, Version::HTTP_11));
+    assert_eq!(h.headers["content-length"], "5");
+    assert_eq!(
+        used,
+        mutate::entry(&corpus, "ok_length").len() - 5,
+        "the body is not the head's"
+    );
+
+    let (h, _) = head("http10_no_reason").unwrap().unwrap();
+    assert_eq!(
+        (h.status, h.version),
+        (StatusCode::NO_CONTENT, Version::HTTP_10)
+    );
+
+    // An interim answer is a head of its own: the final one stays in the buffer.
+    let (h, used) = head("continue_then_ok").unwrap().unwrap();
+    assert_eq!(h.status, StatusCode::CONTINUE);
+    assert!(mutate::entry(&corpus, "continue_then_ok")[used..].starts_with(b"HTTP/1.1 200"));
+
+    // §2.2: a recipient may take a bare LF as a line terminator.
+    assert_eq!(head("bare_lf").unwrap().unwrap().0.status, StatusCode::OK);
+    // Both framings are seen here; which one wins is the framing step's decision.
+    let (h, _) = head("cl_and_te").unwrap().unwrap();
+    assert!(
+        h.headers.contains_key("content-length") && h.headers.contains_key("transfer-encoding")
+    );
+
+    for needs_more in ["partial", "empty"] {
+        assert!(head(needs_more).unwrap().is_none(), "{needs_more}");
+    }
+    // §5.2: a proxy that does not replace obs-fold with SP must refuse the message (502).
+    // RFC 9110 §5.5: CR, LF or NUL in a value is refused. §4: the status is three digits,
+    // 1xx-5xx classes; a line without a colon is not a field; an unknown version is not
+    // HTTP/1.1.
+    for refused in [
+        "obs_fold",
+        "nul_in_value",
+        "status_99",
+        "status_1000",
+        "header_no_colon",
+        "http2_line",
+        "garbage",
+        "many_headers",
+    ] {
+        assert!(head(refused).is_err(), "{refused}: {:?}", head(refused));
+    }
+}
+
+#[test]
+fn chunk_sizes_parse_as_the_rfc_says() {
+    let corpus = mutate::corpus("h1_chunk_size");
+    assert!(corpus.len() >= 15, "corpus has {} files", corpus.len());
+    for (name, line) in &corpus {
+        assert_eq!(
+            parse_chunk_size(line).ok(),
+            reference_chunk_size(line),
+            "{name}: {line:?}"
+        );
+    }
+    let size = |name: &str| parse_chunk_size(mutate::entry(&corpus, name)).ok();
+    assert_eq!(size("zero"), Some(0));
+    assert_eq!(size("hex_lower"), Some(26));
+    assert_eq!(size("hex_upper"), Some(26));
+    assert_eq!(size("ext"), Some(5));
+    assert_eq!(size("ext_bws"), Some(5));
+    assert_eq!(size("lf_only"), Some(7));
+    assert_eq!(size("sixteen_f"), Some(u64::MAX));
+    // The caller cuts the line at its LF; the terminator itself is optional here.
+    assert_eq!(size("no_crlf"), Some(0xabc));
+    for refused in [
+        "seventeen_digits",
+        "negative",
+        "plus",
+        "empty",
+        "leading_space",
+        "underscore",
+        "hex_prefix",
+        "nul",
+    ] {
+        assert_eq!(size(refused), None, "{refused}");
+    }
+}
+
+#[test]
+fn mutations_keep_the_properties() {
+    let heads = mutate::corpus("h1_response_head");
+    let interesting = [
+        b'\r', b'\n', b' ', b'\t', b':', b'0', b'9', b'/', 0x00, 0x7f, 0xff,
+    ];
+    mutate::mutations(&heads, 0x4854_5450, 100_000, &interesting, |b| {
+        let _ = check_head(b);
+    });
+    let sizes = mutate::corpus("h1_chunk_size");
+    let interesting = [
+        b'\r', b'\n', b' ', b'\t', b';', b'0', b'f', b'F', b'g', b'x', 0x00,
+    ];
+    mutate::mutations(&sizes, 0x6368_756e, 100_000, &interesting, |line| {
+        assert_eq!(
+            parse_chunk_size(line).ok(),
+            reference_chunk_size(line),
+            "{line:?}"
+        );
+    });
+}
