@@ -2,7 +2,9 @@
 
 pub(crate) mod admit;
 pub(crate) mod context;
+pub(crate) mod failure;
 pub(crate) mod grpc;
 pub(crate) mod proxy;
 pub(crate) mod respond;
+pub(crate) mod retry;
 pub(crate) mod upgrade;

@@ -7,7 +7,9 @@ use crate::codec::headers;
 use crate::codec::proxy_protocol;
 use crate::http::admit::{pick, BreakerTicket, MAX_ATTEMPTS};
 use crate::http::context::{ClientConn, Worker};
+use crate::http::failure::Failure;
 use crate::http::respond::{Done, InFlight, LogRecord, ProxyBody};
+use crate::http::retry::{self, Allowance, Decision, SendFailure};
 use crate::state::snapshot::{Group, RouteState, ServerState};
 use crate::traffic::{ip_key, Refusal, SlotFailure};
 use crate::upstream::pool::FromServer;
@@ -22,7 +24,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 struct View<'a>(&'a http::request::Parts);
 
@@ -119,20 +120,6 @@ async fn route_and_forward(
     }
     // Pinned in place, as the request's other large futures are: see h1_server::serve.
     Ok(std::pin::pin!(forward(&w, route, &conn, parts, body, log)).await)
-}
-
-#[derive(Debug)]
-enum Failure {
-    NoServer,
-    Connect,
-    Reset,
-    Timeout(Duration),
-    /// The backend's circuit breaker is open.
-    CircuitOpen,
-    /// max_conns_per_server: no slot, and the queue was full or timed out.
-    Slot(SlotFailure),
-    /// The client's request body broke off or was malformed: not the server's fault.
-    ClientBody,
 }
 
 async fn forward(
@@ -292,41 +279,52 @@ async fn forward(
                     }
                     return refuse(Some(&route), Refusal::TooLarge, log);
                 }
-                let error = match e {
-                    SendError::Unsent(unsent) => {
-                        // Never written: a pooled connection that closed under us. Try
-                        // again without counting it against the server or the retry budget.
-                        req = Some(*unsent);
-                        if reused && stale < 4 {
-                            stale += 1;
-                            continue;
-                        }
-                        "the connection closed before the request was sent".to_string()
-                    }
+                let allowance = Allowance {
+                    reused,
+                    idempotent,
+                    retries: max_attempts > 1,
+                    stale_resends: stale,
+                };
+                let (kind, returned, error) = match e {
+                    SendError::Unsent(unsent) => (
+                        SendFailure::Unsent,
+                        Some(unsent),
+                        "the connection closed before the request was sent".to_string(),
+                    ),
                     SendError::ClientBody(error) => {
                         tracing::debug!(server = %server.addr, %error, "client request body failed");
+                        (SendFailure::ClientBody, None, String::new())
+                    }
+                    SendError::Stale(error, again) => (
+                        SendFailure::Stale {
+                            returned: again.is_some(),
+                        },
+                        again,
+                        error,
+                    ),
+                    SendError::Server(error, again) => (
+                        SendFailure::Server {
+                            returned: again.is_some(),
+                        },
+                        again,
+                        error,
+                    ),
+                };
+                match retry::decide(kind, allowance) {
+                    Decision::ClientFault => {
                         failure = Failure::ClientBody;
                         break;
                     }
-                    SendError::Stale(error, again) => {
-                        // Safe to repeat only what is idempotent and had no body.
-                        if let Some(r) = again.filter(|_| idempotent && max_attempts > 1) {
-                            req = Some(*r);
-                            if stale < 4 {
-                                tracing::debug!(server = %server.addr, %error, "retrying on a fresh connection");
-                                stale += 1;
-                                continue;
-                            }
-                        }
-                        error
+                    Decision::Resend => {
+                        tracing::debug!(server = %server.addr, %error, "sending again on a fresh connection");
+                        req = returned.map(|r| *r);
+                        stale += 1;
+                        continue;
                     }
-                    SendError::Server(error, again) => {
-                        if let Some(r) = again.filter(|_| idempotent && max_attempts > 1) {
-                            req = Some(*r);
-                        }
-                        error
+                    Decision::NextAttempt { request_kept } => {
+                        req = returned.filter(|_| request_kept).map(|r| *r);
                     }
-                };
+                }
                 tracing::debug!(server = %server.addr, %error, "request failed before a response");
                 passive_failure(&group, server);
                 tried[attempts] = idx;
@@ -608,42 +606,7 @@ fn fail(route: &RouteState, failure: Failure, log: Option<LogRecord>) -> Respons
     if let Failure::NoServer = failure {
         route.group.no_server.inc();
     }
-    let (status, body) = match (&failure, fallback) {
-        (Failure::ClientBody, _) => (
-            StatusCode::BAD_REQUEST,
-            "the request body ended early or was malformed\n".to_string(),
-        ),
-        (_, Some(f)) => (
-            StatusCode::from_u16(f.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
-            f.body.clone(),
-        ),
-        (Failure::CircuitOpen, None) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("circuit open: backend \"{name}\" is failing; retry later\n"),
-        ),
-        (Failure::Slot(SlotFailure::QueueTimeout), None) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("backend \"{name}\" is busy: no server slot came free in time\n"),
-        ),
-        (Failure::Slot(_), None) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "backend \"{name}\" is busy: every server is at its limit and the queue is full\n"
-            ),
-        ),
-        (Failure::NoServer, None) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("no server available in backend \"{name}\"\n"),
-        ),
-        (Failure::Connect | Failure::Reset, None) => (
-            StatusCode::BAD_GATEWAY,
-            format!("bad gateway: no server of backend \"{name}\" answered\n"),
-        ),
-        (Failure::Timeout(t), None) => (
-            StatusCode::GATEWAY_TIMEOUT,
-            format!("gateway timeout: backend \"{name}\" did not answer within {t:?}\n"),
-        ),
-    };
+    let (status, body) = crate::http::failure::answer(&failure, name, fallback);
     route.responses.record(status.as_u16());
     let content_type = fallback.map_or("text/plain; charset=utf-8", |f| f.content_type.as_str());
     let mut resp = local(status, body, Done::local(log, Some(route.label.clone())));
