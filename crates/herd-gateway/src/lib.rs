@@ -26,6 +26,7 @@ pub use state::snapshot::check_certificates;
 use arc_swap::ArcSwap;
 use herd_config::Config;
 use herd_telemetry::{Counter, Gauge, ProcessId};
+use state::shared::Shared;
 use state::snapshot::Snapshot;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -90,32 +91,6 @@ pub enum GatewayError {
         connections: u64,
         requests: u64,
     },
-}
-
-/// State shared by the control runtime and every worker.
-pub struct Shared {
-    pub(crate) snapshot: ArcSwap<Snapshot>,
-    pub(crate) source: ConfigSource,
-    pub(crate) process_id: ProcessId,
-    pub(crate) seed: u64,
-    pub(crate) shutdown: watch::Sender<bool>,
-    pub(crate) client_connections: Gauge,
-    pub(crate) reloads_ok: Counter,
-    pub(crate) reloads_failed: Counter,
-    revision: AtomicU64,
-    reload_lock: Mutex<()>,
-    health_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    /// Members of `service = "..."` backends as the registry last reported them; laid over
-    /// every snapshot built, so a reload keeps them.
-    discovered: Mutex<HashMap<String, Vec<herd_config::Server>>>,
-    discovery_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    pub(crate) listener_addrs: Vec<(String, SocketAddr)>,
-    /// Same order as the config's listeners, which only a restart changes.
-    pub(crate) listener_stats: Vec<http::context::ListenerStats>,
-    pub(crate) admin_addr: Option<SocketAddr>,
-    /// The admin token, read at start and at every reload (so it can be rotated).
-    pub(crate) admin_token: arc_swap::ArcSwapOption<control::admin_auth::Token>,
-    pub(crate) workers: usize,
 }
 
 impl Shared {
@@ -258,7 +233,7 @@ impl Shared {
 }
 
 /// The admin token the configuration names, read now.
-fn admin_token(config: &Config) -> Result<Option<control::admin_auth::Token>, GatewayError> {
+fn admin_token(config: &Config) -> Result<Option<state::shared::Token>, GatewayError> {
     match &config.admin {
         Some(a) => {
             control::admin_auth::load_token(a.token_file.as_deref()).map_err(GatewayError::Reload)
@@ -360,7 +335,7 @@ pub fn run(source: ConfigSource, on_ready: impl FnOnce(&Ready)) -> Result<(), Ga
         discovery_tasks: Mutex::new(Vec::new()),
         listener_stats: listener_addrs
             .iter()
-            .map(|_| http::context::ListenerStats::default())
+            .map(|_| state::shared::ListenerStats::default())
             .collect(),
         listener_addrs: listener_addrs.clone(),
         admin_addr,

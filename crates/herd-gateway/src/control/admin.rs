@@ -6,8 +6,8 @@
 use crate::clock;
 use crate::control::admin_auth;
 use crate::observe::metrics;
+use crate::state::shared::Shared;
 use crate::state::snapshot::AdminState;
-use crate::Shared;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};

@@ -15,36 +15,13 @@
 //!    change needs `Authorization: Bearer <token>`, compared in constant time; reads need
 //!    it too with `token_for_reads = true`. `/healthz` is always open, for load balancers.
 
+use crate::state::shared::Token;
 use http::header::{self, HeaderMap};
 use http::{Method, StatusCode};
 use std::path::Path;
 
 /// The environment variable that holds the admin token when no `token_file` is set.
 pub const TOKEN_ENV: &str = "HERD_ADMIN_TOKEN";
-
-/// An admin token, kept out of Debug output and logs.
-#[derive(Clone)]
-pub struct Token(Vec<u8>);
-
-impl std::fmt::Debug for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Token(<redacted>)")
-    }
-}
-
-impl Token {
-    /// Equal to `presented`, in time that depends only on the lengths.
-    fn matches(&self, presented: &[u8]) -> bool {
-        if self.0.len() != presented.len() {
-            return false;
-        }
-        self.0
-            .iter()
-            .zip(presented)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-    }
-}
 
 /// The token from `token_file` (its first line, trimmed), else from `HERD_ADMIN_TOKEN`,
 /// else none. An unreadable or empty file is an error, not "no token": starting open
@@ -69,7 +46,7 @@ pub fn load_token(file: Option<&Path>) -> Result<Option<Token>, String> {
             "admin token from {source} is empty; put the token on its first line"
         ));
     }
-    Ok(Some(Token(token.as_bytes().to_vec())))
+    Ok(Some(Token::new(token.as_bytes().to_vec())))
 }
 
 /// What the guard needs to know about the listener.
@@ -299,7 +276,7 @@ mod tests {
 
     #[test]
     fn the_token_guards_changes_and_optionally_reads() {
-        let token = Token(b"s3cret".to_vec());
+        let token = Token::new(b"s3cret".to_vec());
         let p = Policy {
             token: Some(&token),
             ..OPEN
@@ -349,7 +326,7 @@ mod tests {
 
     #[test]
     fn tokens_compare_whole() {
-        let t = Token(b"abc".to_vec());
+        let t = Token::new(b"abc".to_vec());
         assert!(t.matches(b"abc"));
         assert!(!t.matches(b"abd"));
         assert!(!t.matches(b"ab"));

@@ -5,7 +5,7 @@
 //! A broken stream is resumed from the last seen revision + 1 on any registry node, so no
 //! change is missed; if that history was compacted, the service is listed again.
 
-use crate::Shared;
+use crate::state::shared::Shared;
 use herd_api::{EventKind, Instance, RegistryClient, WatchItem};
 use herd_config::Server;
 use std::collections::BTreeMap;

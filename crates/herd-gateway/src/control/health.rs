@@ -205,7 +205,7 @@ where
 
 /// Re-evaluate every server's usability now and then: a passive ejection ends by time,
 /// not by an event.
-pub fn spawn_ticker(shared: Arc<crate::Shared>) -> JoinHandle<()> {
+pub fn spawn_ticker(shared: Arc<crate::state::shared::Shared>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {

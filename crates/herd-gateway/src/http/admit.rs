@@ -5,10 +5,10 @@
 use crate::clock;
 use crate::http::context::Worker;
 use crate::http::respond::InFlight;
+use crate::state::shared::{PerIpSlot, Shared};
 use crate::state::snapshot::Group;
 use crate::traffic::ip_key;
 use crate::traffic::*;
-use crate::Shared;
 use herd_balance::{Admission, PickContext};
 use herd_balance::{KeyedAcquire, KeyedCounter};
 use herd_config::Listener;

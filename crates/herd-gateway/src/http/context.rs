@@ -2,14 +2,13 @@
 //! pool, its RNG, its connection count), the client connection, the listener's counters
 //! and timeouts, and the guards that give a connection's place back however it ends.
 
+use crate::state::shared::Shared;
 use crate::upstream::pool::{Pool, Sender};
-use crate::Shared;
 use herd_balance::Rng;
-use herd_telemetry::Counter;
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -24,36 +23,6 @@ pub struct Worker {
     pub rng: RefCell<Rng>,
     pub(crate) connections: Cell<usize>,
     pub(crate) idle: Notify,
-}
-
-/// Per-listener connection counters, shared by every worker (the listener set is fixed for
-/// the life of the process, so these live in `Shared`, indexed like the config's listeners).
-#[derive(Default)]
-pub struct ListenerStats {
-    /// Open connections, all workers together; `max_connections` is checked against it.
-    pub active: AtomicI64,
-    pub accepted: Counter,
-    /// Closed at once because the listener was at `max_connections`.
-    pub rejected: Counter,
-    /// Closed because the expected PROXY header was missing, malformed or too slow.
-    pub proxy_errors: Counter,
-    /// Requests by the client's HTTP version: HTTP/1.0, HTTP/1.1, HTTP/2.
-    pub requests_by_version: [Counter; 3],
-    /// ACL refusals and per-IP connection counts (traffic/).
-    pub traffic: crate::traffic::ListenerTrafficStats,
-}
-
-impl ListenerStats {
-    pub const VERSIONS: [&'static str; 3] = ["HTTP/1.0", "HTTP/1.1", "HTTP/2"];
-
-    pub fn count_request(&self, version: http::Version) {
-        let i = match version {
-            http::Version::HTTP_2 => 2,
-            http::Version::HTTP_10 | http::Version::HTTP_09 => 0,
-            _ => 1,
-        };
-        self.requests_by_version[i].inc();
-    }
 }
 
 /// One client connection as the proxy sees it: the real client (from the PROXY header when
@@ -97,7 +66,7 @@ pub struct ConnSlot {
     w: Rc<Worker>,
     li: usize,
     /// This connection's count under `max_conns_per_ip`, given back with the slot.
-    pub(crate) per_ip: Option<crate::traffic::PerIpSlot>,
+    pub(crate) per_ip: Option<crate::state::shared::PerIpSlot>,
 }
 
 impl ConnSlot {

@@ -6,21 +6,23 @@ use crate::codec::body::UpstreamBody;
 use crate::codec::headers;
 use crate::codec::proxy_protocol;
 use crate::http::admit::{pick, BreakerTicket, MAX_ATTEMPTS};
+use crate::http::affinity::{hash_key, sticky_lookup, sticky_response};
 use crate::http::context::{ClientConn, Worker};
+use crate::http::edit::prepare_request;
 use crate::http::failure::Failure;
+use crate::http::reply::{fail, local, redirect_https, refuse};
 use crate::http::respond::{Done, InFlight, LogRecord, ProxyBody};
 use crate::http::retry::{self, Allowance, Decision, SendFailure};
 use crate::state::snapshot::{Group, RouteState, ServerState};
-use crate::traffic::{ip_key, Refusal, SlotFailure};
+use crate::traffic::{Refusal, SlotFailure};
 use crate::upstream::pool::FromServer;
 use crate::upstream::pool::{self, SendError, Sender};
-use herd_balance::hash64;
-use herd_config::{Fallback, Persistence, Policy, RequestView};
+use herd_config::RequestView;
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -392,85 +394,6 @@ pub(crate) fn passive_failure(group: &Group, server: &ServerState) {
     }
 }
 
-/// The server a client is pinned to by persistence, if that server may still serve it.
-/// Strips the gateway's own cookie data so the application sees only its own cookies.
-fn sticky_lookup(group: &Group, h: &mut HeaderMap, ip: IpAddr, now_ms: u64) -> Option<usize> {
-    let idx = match group.config.persistence.as_ref()? {
-        Persistence::InsertCookie { cookie, .. } => {
-            let id = headers::cookie(h, cookie)?.to_string();
-            headers::edit_cookie(h, cookie, |_| None);
-            group.server_by_cookie(&id)?
-        }
-        Persistence::RewriteCookie { cookie } => {
-            let (id, _) = headers::cookie(h, cookie)?.split_once('~')?;
-            let id = id.to_string();
-            headers::edit_cookie(h, cookie, |v| {
-                Some(v.split_once('~').map_or(v, |(_, rest)| rest).to_string())
-            });
-            group.server_by_cookie(&id)?
-        }
-        Persistence::SourceIp { .. } => {
-            let id = group.source_ip.as_ref()?.get(ip, now_ms)?;
-            group.servers.0.iter().position(|s| s.id == id)?
-        }
-    };
-    group.servers.0[idx].serves_pinned(now_ms).then_some(idx)
-}
-
-fn hash_key(policy: &Policy, parts: &http::request::Parts, ip: IpAddr) -> Option<u64> {
-    match policy {
-        Policy::SourceIp => Some(ip_key(ip)),
-        Policy::Uri => Some(hash64(parts.uri.path().as_bytes())),
-        Policy::UrlParam(name) => {
-            headers::query_param(parts.uri.query(), name).map(|v| hash64(v.as_bytes()))
-        }
-        Policy::Header(name) => parts
-            .headers
-            .get(name.as_str())
-            .map(|v| hash64(v.as_bytes())),
-        Policy::Cookie(name) => headers::cookie(&parts.headers, name).map(|v| hash64(v.as_bytes())),
-        Policy::RoundRobin | Policy::LeastConn | Policy::Random | Policy::P2c | Policy::Ewma => {
-            None
-        }
-    }
-}
-
-fn prepare_request(
-    parts: &mut http::request::Parts,
-    route: &RouteState,
-    client: SocketAddr,
-    tls: bool,
-) {
-    headers::strip_hop_by_hop(&mut parts.headers);
-    let proto = if tls { "https" } else { "http" };
-    headers::add_forwarding(&mut parts.headers, client, proto);
-    for name in &route.request_remove {
-        parts.headers.remove(name);
-    }
-    for (name, value) in &route.request_add {
-        parts.headers.insert(name.clone(), value.clone());
-    }
-    // Servers get origin-form; a proxy-style absolute URI keeps its host in Host.
-    if parts.uri.scheme().is_some() {
-        if !parts.headers.contains_key(header::HOST) {
-            if let Some(a) = parts.uri.authority() {
-                if let Ok(v) = HeaderValue::from_str(a.as_str()) {
-                    parts.headers.insert(header::HOST, v);
-                }
-            }
-        }
-        let pq = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
-        if let Ok(u) = pq.parse() {
-            parts.uri = u;
-        }
-    }
-    parts.version = Version::HTTP_11;
-}
-
 #[allow(clippy::too_many_arguments)]
 fn respond(
     w: &Rc<Worker>,
@@ -531,137 +454,4 @@ fn respond(
         log,
     };
     Response::from_parts(rp, ProxyBody::upstream(body, done))
-}
-
-fn sticky_response(
-    group: &Group,
-    h: &mut HeaderMap,
-    server: &ServerState,
-    was_pinned: bool,
-    ip: IpAddr,
-) {
-    match &group.config.persistence {
-        None => {}
-        Some(Persistence::InsertCookie {
-            cookie,
-            max_age,
-            http_only,
-            secure,
-            same_site,
-        }) => {
-            if was_pinned {
-                return;
-            }
-            let mut v = format!("{cookie}={}; Path=/", server.cookie_id);
-            if let Some(age) = max_age {
-                v.push_str(&format!("; Max-Age={}", age.as_secs()));
-            }
-            if *http_only {
-                v.push_str("; HttpOnly");
-            }
-            if *secure {
-                v.push_str("; Secure");
-            }
-            v.push_str("; SameSite=");
-            v.push_str(same_site.as_str());
-            if let Ok(hv) = HeaderValue::from_str(&v) {
-                h.append(header::SET_COOKIE, hv);
-            }
-        }
-        Some(Persistence::RewriteCookie { cookie }) => {
-            let prefix = format!("{cookie}=");
-            let rewritten: Vec<HeaderValue> = h
-                .get_all(header::SET_COOKIE)
-                .iter()
-                .map(|v| match v.to_str() {
-                    Ok(s) if s.starts_with(&prefix) => {
-                        let nv = format!("{prefix}{}~{}", server.cookie_id, &s[prefix.len()..]);
-                        HeaderValue::from_str(&nv).unwrap_or_else(|_| v.clone())
-                    }
-                    _ => v.clone(),
-                })
-                .collect();
-            if !rewritten.is_empty() {
-                h.remove(header::SET_COOKIE);
-                for v in rewritten {
-                    h.append(header::SET_COOKIE, v);
-                }
-            }
-        }
-        Some(Persistence::SourceIp { .. }) => {
-            if let Some(t) = &group.source_ip {
-                t.put(ip, server.id, clock::now_ms());
-            }
-        }
-    }
-}
-
-fn fail(route: &RouteState, failure: Failure, log: Option<LogRecord>) -> Response<ProxyBody> {
-    let name = &route.group.config.name;
-    let fallback: Option<&Fallback> = route.route.fallback.as_ref().or(route
-        .group
-        .config
-        .fallback
-        .as_ref());
-    if let Failure::NoServer = failure {
-        route.group.no_server.inc();
-    }
-    let (status, body) = crate::http::failure::answer(&failure, name, fallback);
-    route.responses.record(status.as_u16());
-    let content_type = fallback.map_or("text/plain; charset=utf-8", |f| f.content_type.as_str());
-    let mut resp = local(status, body, Done::local(log, Some(route.label.clone())));
-    if let Ok(v) = HeaderValue::from_str(content_type) {
-        resp.headers_mut().insert(header::CONTENT_TYPE, v);
-    }
-    resp
-}
-
-/// 308 to the same URL over https, for `redirect_https` routes reached over plain HTTP.
-fn redirect_https(
-    parts: &http::request::Parts,
-    route: &RouteState,
-    log: Option<LogRecord>,
-) -> Response<ProxyBody> {
-    let done = Done::local(log, Some(route.label.clone()));
-    let Some(location) = crate::codec::headers::https_location(parts) else {
-        route.responses.record(400);
-        return local(
-            StatusCode::BAD_REQUEST,
-            "a redirect to https needs a Host header\n",
-            done,
-        );
-    };
-    route.responses.record(308);
-    let mut resp = local(StatusCode::PERMANENT_REDIRECT, "", done);
-    resp.headers_mut().insert(header::LOCATION, location);
-    resp
-}
-
-fn local(status: StatusCode, body: impl Into<bytes::Bytes>, mut done: Done) -> Response<ProxyBody> {
-    done.status = status.as_u16();
-    let mut r = Response::new(ProxyBody::full(body, Some(done)));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
-/// A request refused before any server saw it (ACL, time window, rate limit, body size).
-fn refuse(route: Option<&RouteState>, r: Refusal, log: Option<LogRecord>) -> Response<ProxyBody> {
-    let status = r.status();
-    if let Some(rs) = route {
-        rs.responses.record(status.as_u16());
-    }
-    let mut resp = local(
-        status,
-        r.body(),
-        Done::local(log, route.map(|rs| rs.label.clone())),
-    );
-    if let Refusal::RateLimited { retry_after_s } = r {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
-    }
-    resp
 }

@@ -1,9 +1,9 @@
 //! /metrics and /status: both read the same atomics, so they never disagree.
 
 use crate::clock;
-use crate::http::context::ListenerStats;
+use crate::state::shared::ListenerStats;
+use crate::state::shared::Shared;
 use crate::state::snapshot::{Group, ServerState, Snapshot};
-use crate::Shared;
 use herd_telemetry::{MetricKind, TextEncoder};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;

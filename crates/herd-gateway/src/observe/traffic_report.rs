@@ -1,9 +1,9 @@
 //! Traffic control in /metrics and /status: each mechanism's counters and state, by
 //! route, backend group and listener.
 
+use crate::state::shared::Shared;
 use crate::state::snapshot::{Group, Snapshot};
 use crate::traffic::*;
-use crate::Shared;
 use herd_balance::{BreakerState, KeyedCounter};
 use herd_telemetry::{MetricKind, TextEncoder};
 use serde_json::{json, Value};

@@ -5,8 +5,8 @@
 
 use crate::http::context::{ConnSlot, Worker};
 use crate::session::accept::client_conn;
+use crate::state::shared::Shared;
 use crate::upstream::pool::Pool;
-use crate::Shared;
 use herd_balance::Rng;
 use herd_config::Protocol;
 use std::cell::{Cell, RefCell};

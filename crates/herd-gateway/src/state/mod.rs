@@ -3,5 +3,6 @@
 pub(crate) mod access_log;
 pub(crate) mod backend_tls;
 pub(crate) mod certs;
+pub(crate) mod shared;
 pub(crate) mod snapshot;
 pub(crate) mod sticky;

@@ -7,7 +7,6 @@
 //! `None` and the request path checks one `Option`.
 
 use crate::clock;
-use crate::Shared;
 use herd_balance::{
     hash64, Admission, BreakerParams, BreakerState, CircuitBreaker, KeyedCounter, RateBucket,
     RateDecision, RateParams, RateTable,
@@ -19,7 +18,7 @@ use http::StatusCode;
 use serde_json::{json, Value};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use tokio::sync::Notify;
 
 /// Buckets per route with a keyed rate limit: 16 bytes each, so 256 KiB per route, however
@@ -310,26 +309,6 @@ pub struct ListenerTrafficStats {
     pub header_timeouts: Counter,
     /// http: requests refused 400 for a missing, repeated, invalid or conflicting Host.
     pub bad_host: Counter,
-}
-
-/// A connection's place in its IP's count, given back when the connection ends.
-pub struct PerIpSlot {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) li: usize,
-    pub(crate) slot: usize,
-}
-
-impl Drop for PerIpSlot {
-    fn drop(&mut self) {
-        if let Some(t) = self
-            .shared
-            .listener_stats
-            .get(self.li)
-            .and_then(|s| s.traffic.per_ip.get())
-        {
-            t.release(self.slot);
-        }
-    }
 }
 
 /// The source_ip policy's key: an IPv4 client hashes the same over IPv4 and dual-stack.
