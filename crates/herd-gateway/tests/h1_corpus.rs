@@ -1,12 +1,13 @@
-//! The HTTP/1.1 parsers for what servers send (the response head, the chunk-size line),
-//! checked as the fuzz targets check them, by plain `cargo test`: the committed corpora in
-//! `fuzz/corpus/h1_response_head/` and `fuzz/corpus/h1_chunk_size/` with the answer
-//! RFC 9112 gives for each named case, then a bounded, deterministic mutation loop.
+//! The HTTP/1.1 parsers — the request head clients send, the response head and chunk-size
+//! line servers send — checked as the fuzz targets check them, by plain `cargo test`: the
+//! committed corpora in `fuzz/corpus/h1_request_head/`, `h1_response_head/` and
+//! `h1_chunk_size/` with the answer RFC 9112 gives for each named case, then a bounded,
+//! deterministic mutation loop.
 
 mod mutate;
 
 use bytes::BytesMut;
-use herd_gateway::h1::{parse_chunk_size, parse_head, Head};
+use herd_gateway::h1::{parse_chunk_size, parse_head, parse_request, Head, RequestHead};
 use http::{StatusCode, Version};
 
 /// What the response-head target asserts, for one input: a parsed head consumed a whole
@@ -117,6 +118,126 @@ fn response_heads_parse_as_the_rfc_says() {
     }
 }
 
+/// What the request-head target asserts: a request served on the fast path consumed one
+/// whole head and carries no body framing or protocol step (those go to hyper); every
+/// other verdict leaves the bytes exactly as they were, for hyper to read.
+fn check_request(input: &[u8]) -> Option<RequestHead> {
+    let mut buf = BytesMut::from(input);
+    let r = parse_request(&mut buf);
+    match &r {
+        Ok(Some(RequestHead::Serve(req, _))) => {
+            let used = input.len() - buf.len();
+            assert!(
+                used > 0
+                    && (input[..used].ends_with(b"\n\n") || input[..used].ends_with(b"\n\r\n")),
+                "consumed {used} bytes that do not end a head: {input:?}"
+            );
+            let h = req.headers();
+            assert!(!h.contains_key("transfer-encoding"), "{input:?}");
+            assert!(
+                !h.contains_key("upgrade") && !h.contains_key("expect"),
+                "{input:?}"
+            );
+            assert!(h
+                .get_all("content-length")
+                .iter()
+                .all(|v| v.as_bytes().trim_ascii() == b"0"));
+            assert_ne!(req.method(), http::Method::CONNECT);
+            for (name, value) in h {
+                assert!(
+                    !value
+                        .as_bytes()
+                        .iter()
+                        .any(|b| matches!(b, b'\r' | b'\n' | 0)),
+                    "{name} carries CR, LF or NUL: {input:?}"
+                );
+            }
+        }
+        _ => assert_eq!(&buf[..], input, "a verdict other than serve consumed bytes"),
+    }
+    r.ok().flatten()
+}
+
+#[test]
+fn request_heads_parse_as_the_rfc_says() {
+    let corpus = mutate::corpus("h1_request_head");
+    assert!(corpus.len() >= 20, "corpus has {} files", corpus.len());
+    for (_, bytes) in &corpus {
+        check_request(bytes);
+    }
+    let verdict = |name: &str| {
+        let mut buf = BytesMut::from(mutate::entry(&corpus, name));
+        (parse_request(&mut buf), buf)
+    };
+    let serve = |name: &str| match verdict(name) {
+        (Ok(Some(RequestHead::Serve(req, keep))), rest) => (req, keep, rest),
+        (other, _) => panic!("{name}: not served: {:?}", other.map(|o| o.is_some())),
+    };
+    let (req, keep, _) = serve("get");
+    assert_eq!(
+        (req.method().as_str(), req.uri().path(), keep),
+        ("GET", "/", true)
+    );
+    assert!(
+        !serve("get_close").1,
+        "Connection: close ends the connection"
+    );
+    // Pipelined: exactly the first head is taken; the second waits in the buffer.
+    let (req, _, rest) = serve("get_pipelined");
+    assert_eq!(req.uri().path(), "/1");
+    assert!(rest.starts_with(b"GET /2 HTTP/1.1"));
+    // §3.2.2: the absolute form's authority is kept for the Host rule that follows.
+    assert_eq!(serve("absolute_form").0.uri().host(), Some("b.example"));
+    assert_eq!(serve("cl_zero").0.method(), http::Method::POST);
+    // Two Host fields reach the Host rule (which refuses them) both, not one of them.
+    assert_eq!(
+        serve("two_hosts")
+            .0
+            .headers()
+            .get_all("host")
+            .iter()
+            .count(),
+        2
+    );
+
+    // A body, a protocol step, or another version: hyper takes the connection.
+    for name in [
+        "cl_body",
+        "te_chunked",
+        "expect",
+        "upgrade",
+        "connect",
+        "http10",
+    ] {
+        assert!(
+            matches!(verdict(name).0, Ok(Some(RequestHead::HandOff))),
+            "{name}"
+        );
+    }
+    // §6.3: both Transfer-Encoding and Content-Length: refused, never guessed at.
+    for name in ["cl_and_te", "te_and_cl", "cl_zero_and_te"] {
+        assert!(
+            matches!(verdict(name).0, Ok(Some(RequestHead::Refuse(_)))),
+            "{name}"
+        );
+    }
+    // §5.2 obs-fold and §5.1 whitespace before the colon: a server must reject them (400);
+    // RFC 9110 §5.5: NUL in a value; no HTTP-version; too many fields; not HTTP at all.
+    for name in [
+        "obs_fold",
+        "space_before_colon",
+        "nul_in_value",
+        "no_version",
+        "many_headers",
+        "garbage_tls",
+    ] {
+        assert!(verdict(name).0.is_err(), "{name}");
+    }
+    for name in ["partial", "empty"] {
+        assert!(matches!(verdict(name).0, Ok(None)), "{name}");
+    }
+}
+
 #[test]
 fn chunk_sizes_parse_as_the_rfc_says() {
     let corpus = mutate::corpus("h1_chunk_size");
@@ -154,6 +275,13 @@ fn chunk_sizes_parse_as_the_rfc_says() {
 
 #[test]
 fn mutations_keep_the_properties() {
+    let requests = mutate::corpus("h1_request_head");
+    let interesting = [
+        b'\r', b'\n', b' ', b'\t', b':', b'0', b'/', b'H', 0x00, 0x7f, 0xff,
+    ];
+    mutate::mutations(&requests, 0x5245_5155, 100_000, &interesting, |b| {
+        check_request(b);
+    });
     let heads = mutate::corpus("h1_response_head");
     let interesting = [
         b'\r', b'\n', b' ', b'\t', b':', b'0', b'9', b'/', 0x00, 0x7f, 0xff,

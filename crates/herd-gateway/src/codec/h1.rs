@@ -1,10 +1,12 @@
-//! HTTP/1.1 framing, pure: response heads parsed, request heads and bodies encoded, chunk
-//! sizes read, and the RFC 9112 §6.3 decision of how a response is framed. No sockets: the
-//! client connection (`h1_upstream`) and the client-facing server (`h1_server`) use it.
+//! HTTP/1.1 framing, pure: request heads (from clients) and response heads (from servers)
+//! parsed, request heads and bodies encoded, chunk sizes read, and the RFC 9112 §6.3
+//! decision of how a response is framed. No sockets: the client connection
+//! (`upstream/h1.rs`) and the client-facing server (`session/h1.rs`) use it.
 
+use crate::codec::body::UpstreamBody;
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, StatusCode, Version};
+use http::{Method, Request, StatusCode, Uri, Version};
 use http_body::Body;
 use std::io;
 
@@ -294,4 +296,105 @@ pub fn parse_chunk_size(line: &[u8]) -> io::Result<u64> {
             .ok_or_else(|| bad("chunk size overflows"))?;
     }
     Ok(n)
+}
+
+/// What a client connection does after a request head was read.
+// Serve is the common case: boxing it would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+pub enum RequestHead {
+    /// A request for the fast path, and whether the client wants the connection kept.
+    Serve(Request<UpstreamBody>, bool),
+    /// Not ours to serve: hyper takes the connection with the bytes read so far.
+    HandOff,
+    /// Refused with 400 and the connection closed: the request's framing is ambiguous.
+    Refuse(&'static str),
+}
+
+/// A request head that is not HTTP/1.1 (hyper takes the connection and says how).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Malformed;
+
+/// A complete request head off the front of `buf`: Ok(None) if more is needed, Err if it
+/// is malformed (hyper will say how), HandOff if it is not a case this path serves.
+pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, Malformed> {
+    let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match httparse::ParserConfig::default()
+        .parse_request_with_uninit_headers(&mut req, buf, &mut slots)
+    {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(Malformed),
+    };
+    if req.version != Some(1) {
+        return Ok(Some(RequestHead::HandOff));
+    }
+    let Some(method) = req
+        .method
+        .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+    else {
+        return Ok(Some(RequestHead::HandOff));
+    };
+    if method == Method::CONNECT {
+        return Ok(Some(RequestHead::HandOff));
+    }
+    let base = buf.as_ptr() as usize;
+    let path = req.path.unwrap_or("/");
+    let path_at = path.as_ptr() as usize - base;
+    let path_range = path_at..path_at + path.len();
+    let mut keep_alive = true;
+    let mut hand_off = false;
+    let (mut lengths, mut codings) = (false, false);
+    let mut fields = Vec::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let name = match HeaderName::from_bytes(h.name.as_bytes()) {
+            Ok(n) => n,
+            Err(_) => return Ok(Some(RequestHead::HandOff)),
+        };
+        if name == header::TRANSFER_ENCODING {
+            codings = true;
+        } else if name == header::CONTENT_LENGTH {
+            lengths = true;
+        }
+        if name == header::TRANSFER_ENCODING
+            || name == header::EXPECT
+            || name == header::UPGRADE
+            || (name == header::CONTENT_LENGTH && h.value.trim_ascii() != b"0")
+        {
+            // A body, or a protocol step, that hyper handles.
+            hand_off = true;
+        }
+        if name == header::CONNECTION && has_token(h.value, b"close") {
+            keep_alive = false;
+        }
+        let start = h.value.as_ptr() as usize - base;
+        fields.push((name, start, start + h.value.len()));
+    }
+    if codings && lengths {
+        // RFC 9112 §6.3: a server MAY reject a request with both, and must close the
+        // connection either way; two framings in one request is how requests are
+        // smuggled past a proxy, so it is refused (as nginx does), not guessed at.
+        return Ok(Some(RequestHead::Refuse(
+            "bad request: both Transfer-Encoding and Content-Length\n",
+        )));
+    }
+    if hand_off {
+        return Ok(Some(RequestHead::HandOff));
+    }
+    let head = buf.split_to(len).freeze();
+    let uri = Uri::from_maybe_shared(head.slice(path_range)).ok();
+    // Room for the four forwarding headers the proxy adds, so the map never regrows.
+    let headers = header_map(&head, fields, 4).ok();
+    let (Some(uri), Some(headers)) = (uri, headers) else {
+        // hyper gets the connection and answers 400: give it the head back, in front.
+        let mut whole = BytesMut::from(&head[..]);
+        whole.extend_from_slice(buf);
+        *buf = whole;
+        return Err(Malformed);
+    };
+    let mut request = Request::new(UpstreamBody::Empty);
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    Ok(Some(RequestHead::Serve(request, keep_alive)))
 }

@@ -9,15 +9,15 @@
 //! (400, 431) for malformed input.
 
 use crate::codec::body::{BodyError, UpstreamBody};
-use crate::codec::h1::{encode_last_chunk, header_map, write_field};
+use crate::codec::h1::{encode_last_chunk, parse_request, write_field, RequestHead as Next};
 use crate::http::context::{count_header_timeout, ClientConn, ConnSlot, HttpTimeouts, Worker};
 use crate::http::proxy;
 use crate::http::respond::ProxyBody;
 use crate::session::accept::serve_hyper;
 use crate::upstream::stream::Prefixed;
 use bytes::BytesMut;
-use http::header::{self, HeaderName};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::header::{self};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
 use std::cell::RefCell;
@@ -29,7 +29,6 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const MAX_HEADERS: usize = 100;
 /// A head longer than this goes to hyper, which answers 431 past its own limit.
 const MAX_HEAD: usize = 16 * 1024;
 const READ_CHUNK: usize = 4096;
@@ -37,18 +36,6 @@ const READ_CHUNK: usize = 4096;
 const TLS_IDLE_READ: usize = 512;
 /// Response bytes gathered before a write; a bigger data frame is written on its own.
 const WRITE_GATHER: usize = 16 * 1024;
-
-/// What the connection does after a head was read.
-// Serve is the common case: boxing it would cost an allocation per request.
-#[allow(clippy::large_enum_variant)]
-enum Next {
-    /// A request for the fast path, and whether the client wants the connection kept.
-    Serve(Request<UpstreamBody>, bool),
-    /// Not ours to serve: hyper takes the connection with the bytes read so far.
-    HandOff,
-    /// Refused with 400 and the connection closed: the request's framing is ambiguous.
-    Refuse(&'static str),
-}
 
 /// A client connection this loop can serve: plain TCP, or TLS over it.
 pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
@@ -155,7 +142,7 @@ pub async fn serve<S: ClientStream>(
                 match parse_request(&mut buf) {
                     Ok(Some(next)) => break next,
                     Ok(None) if buf.len() < MAX_HEAD => {}
-                    Ok(None) | Err(()) => break Next::HandOff,
+                    Ok(None) | Err(_) => break Next::HandOff,
                 }
             }
             if buf.capacity() - buf.len() < READ_CHUNK / 2 {
@@ -265,91 +252,6 @@ pub(crate) async fn read_first(
             std::task::Poll::Pending => *buf = BytesMut::new(),
         }
     }
-}
-
-/// A complete request head off the front of `buf`: Ok(None) if more is needed, Err if it
-/// is malformed (hyper will say how), HandOff if it is not a case this path serves.
-fn parse_request(buf: &mut BytesMut) -> Result<Option<Next>, ()> {
-    let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut []);
-    let len = match httparse::ParserConfig::default()
-        .parse_request_with_uninit_headers(&mut req, buf, &mut slots)
-    {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(_) => return Err(()),
-    };
-    if req.version != Some(1) {
-        return Ok(Some(Next::HandOff));
-    }
-    let Some(method) = req
-        .method
-        .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
-    else {
-        return Ok(Some(Next::HandOff));
-    };
-    if method == Method::CONNECT {
-        return Ok(Some(Next::HandOff));
-    }
-    let base = buf.as_ptr() as usize;
-    let path = req.path.unwrap_or("/");
-    let path_at = path.as_ptr() as usize - base;
-    let path_range = path_at..path_at + path.len();
-    let mut keep_alive = true;
-    let mut hand_off = false;
-    let (mut lengths, mut codings) = (false, false);
-    let mut fields = Vec::with_capacity(req.headers.len());
-    for h in req.headers.iter() {
-        let name = match HeaderName::from_bytes(h.name.as_bytes()) {
-            Ok(n) => n,
-            Err(_) => return Ok(Some(Next::HandOff)),
-        };
-        if name == header::TRANSFER_ENCODING {
-            codings = true;
-        } else if name == header::CONTENT_LENGTH {
-            lengths = true;
-        }
-        if name == header::TRANSFER_ENCODING
-            || name == header::EXPECT
-            || name == header::UPGRADE
-            || (name == header::CONTENT_LENGTH && h.value.trim_ascii() != b"0")
-        {
-            // A body, or a protocol step, that hyper handles.
-            hand_off = true;
-        }
-        if name == header::CONNECTION && crate::codec::h1::has_token(h.value, b"close") {
-            keep_alive = false;
-        }
-        let start = h.value.as_ptr() as usize - base;
-        fields.push((name, start, start + h.value.len()));
-    }
-    if codings && lengths {
-        // RFC 9112 §6.3: a server MAY reject a request with both, and must close the
-        // connection either way; two framings in one request is how requests are
-        // smuggled past a proxy, so it is refused (as nginx does), not guessed at.
-        return Ok(Some(Next::Refuse(
-            "bad request: both Transfer-Encoding and Content-Length\n",
-        )));
-    }
-    if hand_off {
-        return Ok(Some(Next::HandOff));
-    }
-    let head = buf.split_to(len).freeze();
-    let uri = Uri::from_maybe_shared(head.slice(path_range)).ok();
-    // Room for the four forwarding headers the proxy adds, so the map never regrows.
-    let headers = header_map(&head, fields, 4).ok();
-    let (Some(uri), Some(headers)) = (uri, headers) else {
-        // hyper gets the connection and answers 400: give it the head back, in front.
-        let mut whole = BytesMut::from(&head[..]);
-        whole.extend_from_slice(buf);
-        *buf = whole;
-        return Err(());
-    };
-    let mut request = Request::new(UpstreamBody::Empty);
-    *request.method_mut() = method;
-    *request.uri_mut() = uri;
-    *request.headers_mut() = headers;
-    Ok(Some(Next::Serve(request, keep_alive)))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -596,7 +498,7 @@ mod tests {
         assert_eq!(&http_date(1_796_137_576), b"Tue, 01 Dec 2026 15:06:16 GMT");
     }
 
-    fn parse(raw: &[u8]) -> (Result<Option<Next>, ()>, BytesMut) {
+    fn parse(raw: &[u8]) -> (Result<Option<Next>, crate::codec::h1::Malformed>, BytesMut) {
         let mut buf = BytesMut::from(raw);
         let r = parse_request(&mut buf);
         (r, buf)
