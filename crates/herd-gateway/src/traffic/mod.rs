@@ -321,3 +321,6 @@ pub(crate) fn ip_key(ip: IpAddr) -> u64 {
         },
     }
 }
+
+#[cfg(test)]
+mod tests;
