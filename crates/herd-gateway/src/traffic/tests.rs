@@ -3,6 +3,7 @@
 //! below is exact (docs/traffic-control.md is the promise).
 
 use super::*;
+use std::net::IpAddr;
 use std::time::Duration;
 
 fn guard(route_keys: &str) -> RouteGuard {
@@ -108,4 +109,48 @@ async fn a_declared_body_over_the_limit_is_refused_before_any_token() {
     // The refusal spent no token: the next request within the limit passes.
     assert_eq!(g.check(&request(&[("content-length", "1024")]), c), Ok(()));
     assert_eq!(g.too_large.get(), 1);
+}
+
+fn breaker(keys: &str) -> GroupBreaker {
+    let text = format!(
+        "[[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:0\"\n\n\
+         [[routes]]\nbackend = \"app\"\n\n\
+         [backends.app]\nservers = [ {{ addr = \"127.0.0.1:9\" }} ]\ncircuit_breaker = {{ {keys} }}\n"
+    );
+    let config = herd_config::parse(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    let settings = config.backends["app"]
+        .traffic
+        .circuit_breaker
+        .as_ref()
+        .expect("a breaker");
+    GroupBreaker::new(settings)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_breaker_opens_fails_fast_probes_and_closes() {
+    use herd_balance::{Admission, BreakerState};
+    let b = breaker("consecutive_failures = 3, open_for = \"5s\", half_open_probes = 1");
+    for _ in 0..3 {
+        let a = b.admit("app");
+        assert_eq!(a, Admission::Pass);
+        b.record("app", a, false);
+    }
+    assert_eq!(b.state(), BreakerState::Open);
+    assert_eq!(b.admit("app"), Admission::Reject);
+    tokio::time::advance(Duration::from_millis(4_999)).await;
+    assert_eq!(b.admit("app"), Admission::Reject, "still open at 4.999 s");
+    tokio::time::advance(Duration::from_millis(1)).await;
+    let probe = b.admit("app");
+    assert!(matches!(probe, Admission::Probe(_)), "{probe:?}");
+    assert_eq!(b.admit("app"), Admission::Reject, "one probe at a time");
+    b.record("app", probe, true);
+    assert_eq!(b.state(), BreakerState::Closed);
+    assert_eq!(b.admit("app"), Admission::Pass);
+    assert_eq!(b.rejected.get(), 3);
+    let moved: Vec<u64> = b
+        .transitions
+        .iter()
+        .map(herd_telemetry::Counter::get)
+        .collect();
+    assert_eq!(moved, [1, 1, 1], "closed, open, half-open: once each");
 }
