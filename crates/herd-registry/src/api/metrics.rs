@@ -6,12 +6,7 @@ use std::sync::atomic::Ordering;
 
 pub fn render(node: &RegistryNode) -> String {
     let m = node.raft.metrics().borrow().clone();
-    let (revision, keys, leases) = node
-        .state
-        .applied
-        .read()
-        .map(|a| (a.store.revision(), a.store.len(), a.store.leases().len()))
-        .unwrap_or_default();
+    let (revision, keys, leases) = node.store_counts();
     let id = node.id.to_string();
     let mut e = TextEncoder::with_capacity(4096);
     let mut gauge = |name: &str, help: &str, v: i64| {

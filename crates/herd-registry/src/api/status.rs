@@ -31,12 +31,7 @@ pub async fn cluster(State(node): State<Shared>) -> ApiResult {
 
 pub async fn status(State(node): State<Shared>) -> ApiResult {
     let m = node.raft.metrics().borrow().clone();
-    let (revision, keys, leases) = node
-        .state
-        .applied
-        .read()
-        .map(|a| (a.store.revision(), a.store.len(), a.store.leases().len()))
-        .unwrap_or_default();
+    let (revision, keys, leases) = node.store_counts();
     ok(json!({
         "role_name": "server",
         "id": node.id,

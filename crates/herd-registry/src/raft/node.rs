@@ -334,6 +334,16 @@ impl RegistryNode {
             .await
     }
 
+    /// The applied store's revision, key count and lease count, as /status and /metrics
+    /// show them.
+    pub fn store_counts(&self) -> (u64, usize, usize) {
+        self.state
+            .applied
+            .read()
+            .map(|a| (a.store.revision(), a.store.len(), a.store.leases().len()))
+            .unwrap_or_default()
+    }
+
     /// This node's Raft role, as /status and /metrics name it.
     pub fn role(&self) -> &'static str {
         match self.raft.metrics().borrow().state {
