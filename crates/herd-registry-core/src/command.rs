@@ -144,7 +144,9 @@ pub enum Op {
         key: String,
         #[serde(with = "b64::serde_bytes")]
         value: Vec<u8>,
-        #[serde(default)]
+        /// A request may send the lease id as a string (see [`crate::id64`]); the log
+        /// keeps the number.
+        #[serde(default, deserialize_with = "crate::id64::option::deserialize")]
         lease: Option<u64>,
     },
     Delete {

@@ -23,6 +23,7 @@ pub mod b64;
 pub mod catalog;
 mod command;
 mod history;
+pub mod id64;
 mod lease_clock;
 pub mod lock;
 mod snapshot;

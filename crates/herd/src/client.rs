@@ -6,6 +6,9 @@ use crate::keep;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
+use herd_api::wire::{
+    CampaignRequest, JoinRequest, LeaseGrantRequest, LockRequest, ProclaimRequest, RegisterRequest,
+};
 use herd_api::{RegistryClient, WatchItem};
 use http::Method;
 
@@ -242,10 +245,9 @@ impl Servers {
                         .await
                         .map(|b| b.to_bytes())
                         .unwrap_or_default();
-                    let msg = serde_json::from_slice::<serde_json::Value>(&bytes)
-                        .ok()
-                        .and_then(|v| v["error"].as_str().map(str::to_string))
-                        .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+                    let msg = serde_json::from_slice::<herd_api::wire::ErrorBody>(&bytes)
+                        .map(|e| e.error)
+                        .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
                     return Err(herd_api::ApiError::Status {
                         addr: server.clone(),
                         status: status.as_u16(),
@@ -281,18 +283,17 @@ async fn election(c: &RegistryClient, long: &Servers, cmd: Election) -> anyhow::
             ttl_s,
             timeout_s,
         } => {
-            let mut body = serde_json::json!({"value": value, "timeout_s": timeout_s});
-            if let Some(l) = lease {
-                body["lease"] = l.into();
-            }
-            if let Some(t) = ttl_s {
-                body["ttl_s"] = t.into();
-            }
+            let body = CampaignRequest {
+                value,
+                lease,
+                ttl_s,
+                timeout_s: Some(timeout_s),
+            };
             let (_, resp) = long
                 .open(
                     Method::POST,
                     &format!("/v1/election/{name}/campaign"),
-                    body.to_string(),
+                    serde_json::to_string(&body)?,
                 )
                 .await?;
             let bytes = http_body_util::BodyExt::collect(resp.into_body())
@@ -333,7 +334,7 @@ async fn election(c: &RegistryClient, long: &Servers, cmd: Election) -> anyhow::
             c.call(
                 Method::POST,
                 &format!("/v1/election/{name}/proclaim"),
-                serde_json::json!({"lease": lease, "value": value}).to_string(),
+                serde_json::to_vec(&ProclaimRequest { lease, value })?,
             )
             .await?
         }
@@ -450,7 +451,7 @@ async fn dispatch(c: &RegistryClient, long: &Servers, call: Call) -> anyhow::Res
             c.call(
                 Method::POST,
                 "/v1/lease",
-                serde_json::json!({"ttl_s": ttl_s}).to_string(),
+                serde_json::to_vec(&LeaseGrantRequest { ttl_s })?,
             )
             .await?
         }
@@ -477,7 +478,13 @@ async fn dispatch(c: &RegistryClient, long: &Servers, call: Call) -> anyhow::Res
                 ))
                 .into());
             }
-            let body = serde_json::json!({"address": host, "port": port, "weight": weight, "ttl_s": ttl_s});
+            let body = RegisterRequest {
+                address: host,
+                port,
+                weight: Some(weight),
+                ttl_s: Some(ttl_s),
+                ..RegisterRequest::default()
+            };
             let r = keep::Registration {
                 service,
                 id,
@@ -490,7 +497,7 @@ async fn dispatch(c: &RegistryClient, long: &Servers, call: Call) -> anyhow::Res
             c.call(
                 Method::PUT,
                 &format!("/v1/services/{}/instances/{}", r.service, r.id),
-                r.body.to_string(),
+                serde_json::to_vec(&r.body)?,
             )
             .await?
         }
@@ -514,9 +521,16 @@ async fn dispatch(c: &RegistryClient, long: &Servers, call: Call) -> anyhow::Res
             ttl_s,
             wait_s,
         }) => {
-            let body = serde_json::json!({"ttl_s": ttl_s, "wait_s": wait_s});
-            c.call(Method::POST, &format!("/v1/lock/{name}"), body.to_string())
-                .await?
+            let body = LockRequest {
+                ttl_s: Some(ttl_s),
+                wait_s: Some(wait_s),
+            };
+            c.call(
+                Method::POST,
+                &format!("/v1/lock/{name}"),
+                serde_json::to_vec(&body)?,
+            )
+            .await?
         }
         Call::Lock(Lock::Release { name, lease }) => {
             c.call(
@@ -540,7 +554,7 @@ async fn dispatch(c: &RegistryClient, long: &Servers, call: Call) -> anyhow::Res
             c.call(
                 Method::POST,
                 "/v1/cluster/members",
-                serde_json::json!({"addr": addr}).to_string(),
+                serde_json::to_vec(&JoinRequest { id: None, addr })?,
             )
             .await?
         }

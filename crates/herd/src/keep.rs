@@ -5,6 +5,7 @@
 
 use anyhow::Context;
 use bytes::Bytes;
+use herd_api::wire::{KeepAliveAnswer, RegisterAnswer, RegisterRequest};
 use herd_api::{ApiError, RegistryClient};
 use http::Method;
 use std::time::Duration;
@@ -83,7 +84,7 @@ pub fn parse_instance_addr(addr: &str) -> Result<(String, u16), Usage> {
 pub struct Registration {
     pub service: String,
     pub id: String,
-    pub body: serde_json::Value,
+    pub body: RegisterRequest,
     pub ttl_s: f64,
 }
 
@@ -93,14 +94,10 @@ impl Registration {
     }
 
     async fn put(&self, c: &RegistryClient) -> Result<(u64, Bytes), anyhow::Error> {
-        let a = c
-            .call(Method::PUT, &self.path(), self.body.to_string())
-            .await?;
-        let v: serde_json::Value = a.json()?;
-        let lease = v["lease"]
-            .as_u64()
-            .with_context(|| format!("registry at {} answered without a lease", a.server))?;
-        Ok((lease, a.body))
+        let body = serde_json::to_vec(&self.body)?;
+        let a = c.call(Method::PUT, &self.path(), body).await?;
+        let answer: RegisterAnswer = a.json()?;
+        Ok((answer.lease, a.body))
     }
 }
 
@@ -180,12 +177,12 @@ pub async fn register_foreground(c: &RegistryClient, r: Registration) -> anyhow:
 pub async fn lease_keepalive(c: &RegistryClient, id: u64, once: bool) -> anyhow::Result<()> {
     let path = format!("/v1/lease/{id}/keepalive");
     let a = c.call(Method::POST, &path, Bytes::new()).await?;
-    let v: serde_json::Value = a.json()?;
+    let v: KeepAliveAnswer = a.json()?;
     out(&format!("{}\n", serde_json::to_string(&v)?))?;
     if once {
         return Ok(());
     }
-    let ttl = v["ttl_s"].as_f64().unwrap_or(DEFAULT_TTL_S);
+    let ttl = v.ttl_s;
     let every = renew_every(ttl);
     let mut interrupt = Interrupt::new()?;
     eprintln!(
@@ -202,7 +199,7 @@ pub async fn lease_keepalive(c: &RegistryClient, id: u64, once: bool) -> anyhow:
         }
         match tokio::time::timeout(every, c.call(Method::POST, &path, Bytes::new())).await {
             Ok(Ok(a)) => {
-                let v: serde_json::Value = a.json()?;
+                let v: KeepAliveAnswer = a.json()?;
                 out(&format!("{}\n", serde_json::to_string(&v)?))?;
             }
             // The lease is gone: nothing left to keep alive.

@@ -116,7 +116,13 @@ async fn svc_register_keeps_its_instance_until_interrupted() {
     .spawn()
     .expect("spawn herd svc register");
     let answer = first_json(&mut reg);
-    assert!(answer["lease"].as_u64().is_some(), "{answer}");
+    assert!(
+        answer["lease"]
+            .as_str()
+            .and_then(|s| s.parse::<u64>().ok())
+            .is_some(),
+        "the lease id is a decimal string: {answer}"
+    );
     assert_eq!(instances(&api, &server, "web").await, vec!["web-1"]);
 
     // Four TTLs later it is still there, every time we look.
@@ -173,7 +179,7 @@ async fn lease_keepalive_renews_until_interrupted() {
     let grant = run(&server, &["lease", "grant", "1"]);
     assert_eq!(code(&grant), 0, "{}", stderr(&grant));
     let v: Value = serde_json::from_slice(&grant.stdout).expect("grant prints JSON");
-    let id = v["id"].as_u64().expect("lease id").to_string();
+    let id = v["id"].as_str().expect("lease id (a string)").to_string();
 
     let mut keep = herd(&server, &["lease", "keepalive", &id])
         .stdout(Stdio::piped())
@@ -181,10 +187,7 @@ async fn lease_keepalive_renews_until_interrupted() {
         .spawn()
         .expect("spawn herd lease keepalive");
     let first = first_json(&mut keep);
-    assert_eq!(
-        first["id"].as_u64().map(|i| i.to_string()),
-        Some(id.clone())
-    );
+    assert_eq!(first["id"].as_str().map(str::to_string), Some(id.clone()));
     let until = Instant::now() + Duration::from_secs(4);
     while Instant::now() < until {
         let r = api

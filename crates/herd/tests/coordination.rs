@@ -67,7 +67,10 @@ async fn lock_excludes_eight_contenders_with_increasing_fencing_tokens() {
                         &api,
                         addr,
                         "db-migrate",
-                        got["lease"].as_u64().expect("lease"),
+                        got["lease"]
+                            .as_str()
+                            .and_then(|s| s.parse::<u64>().ok())
+                            .expect("lease"),
                     )
                     .await;
                 }
@@ -106,7 +109,16 @@ async fn a_lock_waiter_outlives_its_ttl_and_gets_the_lock() {
         !waiter.is_finished(),
         "the waiter got the lock while it was held"
     );
-    release(&api, addr, "slow", first["lease"].as_u64().unwrap()).await;
+    release(
+        &api,
+        addr,
+        "slow",
+        first["lease"]
+            .as_str()
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap(),
+    )
+    .await;
     let second = tokio::time::timeout(Duration::from_secs(10), waiter)
         .await
         .expect("the waiter was never granted the lock")
@@ -135,7 +147,11 @@ async fn ids_from_three_nodes_never_collide() {
                     .as_array()
                     .expect("ids")
                     .iter()
-                    .map(|v| v.as_u64().expect("an id is a u64"))
+                    .map(|v| {
+                        v.as_str()
+                            .and_then(|s| s.parse::<u64>().ok())
+                            .expect("an id is a u64 written as a decimal string")
+                    })
                     .collect();
                 assert!(
                     ids.windows(2).all(|w| w[0] < w[1]),

@@ -94,7 +94,10 @@ async fn register(c: &Client, r: &Registry, id: &str, b: &Backend, weight: u32, 
     .unwrap();
     assert_eq!(resp.status, 200, "{}", resp.body);
     let v: serde_json::Value = serde_json::from_str(&resp.body).unwrap();
-    v["lease"].as_u64().unwrap()
+    v["lease"]
+        .as_str()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap()
 }
 
 /// Poll until every one of `n` requests is answered 200 by a backend in `names`, and all of

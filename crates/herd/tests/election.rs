@@ -152,8 +152,13 @@ async fn candidates_queue_fifo_and_leadership_moves_on_resign_and_revoke() {
     let l1 = won.json()["leader"].clone();
     assert_eq!(l1["key"], queue[0]["key"], "the oldest candidate leads");
     assert_eq!(l1["revision"], queue[0]["create_revision"]);
-    let lease = |kv: &Value| kv["lease"].as_u64().expect("lease");
-    assert_eq!(l1["lease"].as_u64(), Some(lease(&queue[0])));
+    let lease = |kv: &Value| {
+        kv["lease"]
+            .as_str()
+            .and_then(|s| s.parse::<u64>().ok())
+            .expect("lease")
+    };
+    assert_eq!(lease(&l1), lease(&queue[0]));
     assert!(tasks.iter().all(|t| !t.is_finished()), "only one leader");
 
     // Observers see it.
@@ -241,7 +246,7 @@ async fn campaign_on_own_lease_times_out_and_withdraws() {
     let mine = api.lease_ok(a, 30.0).await;
     let r = campaign(&api, a, "jobs", json!({"value": "a", "lease": mine})).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["leader"]["lease"], mine);
+    assert_eq!(r.json()["leader"]["lease"], mine.to_string());
     assert_eq!(r.json()["leader"]["value"], "a");
 
     // A second candidate gives up after its timeout, and leaves no key behind.
@@ -257,7 +262,7 @@ async fn campaign_on_own_lease_times_out_and_withdraws() {
     assert!(msg.contains("jobs"), "{msg}");
     let c = candidates(&api, a, "jobs").await;
     assert_eq!(c.len(), 1, "{c:?}");
-    assert_eq!(c[0]["lease"], mine);
+    assert_eq!(c[0]["lease"], mine.to_string());
     // The caller's own lease is not revoked by the withdrawal.
     let r = api.lease_keepalive(a, other).await.unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
@@ -360,7 +365,12 @@ async fn concurrent_campaigns_get_distinct_leases_and_a_dropped_one_withdraws() 
     for t in tasks {
         let r = t.await.expect("campaign task");
         assert_eq!(r.status, 200, "{}", r.text());
-        leases.insert(r.json()["leader"]["lease"].as_u64().expect("lease"));
+        leases.insert(
+            r.json()["leader"]["lease"]
+                .as_str()
+                .and_then(|s| s.parse::<u64>().ok())
+                .expect("lease"),
+        );
     }
     assert_eq!(leases.len(), 16, "leases shared: {leases:?}");
 

@@ -175,7 +175,10 @@ async fn lease_keepalive_expiry_and_revoke() {
     let r = api.lease_grant(a, 1.0).await.unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     let g = r.json();
-    let id = g["id"].as_u64().expect("id");
+    let id = g["id"]
+        .as_str()
+        .and_then(|s| s.parse::<u64>().ok())
+        .expect("id");
     assert_eq!(g["ttl_s"], 1.0);
     assert_eq!(g["revision"], 0);
     assert_eq!(api.revision(a).await, 0);
@@ -186,7 +189,10 @@ async fn lease_keepalive_expiry_and_revoke() {
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(rev(&r), 1);
-    assert_eq!(api.kv_get(a, "l/k", "").await.unwrap().json()["lease"], id);
+    assert_eq!(
+        api.kv_get(a, "l/k", "").await.unwrap().json()["lease"],
+        id.to_string()
+    );
 
     // Kept alive for twice its TTL, it stays.
     let started = Instant::now();
@@ -223,7 +229,7 @@ async fn lease_keepalive_expiry_and_revoke() {
         (&json!("put"), &json!("l/k"), &json!(1)),
         "{e}"
     );
-    assert_eq!(e["kv"]["lease"], id);
+    assert_eq!(e["kv"]["lease"], id.to_string());
     let e = w.next_event(EVENT_WAIT).await;
     assert_eq!(
         (&e["type"], &e["kv"]["key"], &e["revision"]),

@@ -21,9 +21,11 @@ const NONE: usize = usize::MAX;
 
 fn lease_id(r: &faults::http::Resp, what: &str) -> u64 {
     assert_eq!(r.status, 200, "{what}: {}", r.text());
-    r.json()["lease"]
-        .as_u64()
-        .or_else(|| r.json()["id"].as_u64())
+    let v = r.json();
+    v["lease"]
+        .as_str()
+        .or_else(|| v["id"].as_str())
+        .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("{what}: no lease id in {}", r.text()))
 }
 

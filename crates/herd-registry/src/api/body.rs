@@ -79,8 +79,8 @@ impl http_body::Body for ChannelBody {
 }
 
 /// One JSON value and a newline: a line of a streamed answer.
-pub fn json_line(v: &serde_json::Value) -> Bytes {
-    let mut s = v.to_string();
-    s.push('\n');
+pub fn json_line<T: serde::Serialize>(v: &T) -> Bytes {
+    let mut s = serde_json::to_vec(v).unwrap_or_default();
+    s.push(b'\n');
     Bytes::from(s)
 }

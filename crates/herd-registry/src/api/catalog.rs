@@ -10,41 +10,18 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use herd_registry_core::catalog::{self, Instance};
 use herd_registry_core::{Command, Outcome};
-use serde::Deserialize;
-use serde_json::json;
-use std::collections::{BTreeMap, HashMap};
+use herd_api::wire::{seconds, DeleteAnswer, InstanceList, RegisterAnswer, RegisterRequest, ServiceList};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 type Shared = Arc<RegistryNode>;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Register {
-    address: String,
-    port: u16,
-    #[serde(default)]
-    weight: Option<u32>,
-    #[serde(default)]
-    ttl_s: Option<f64>,
-    /// Reuse a lease the caller already heartbeats (several instances, one lease).
-    #[serde(default)]
-    lease: Option<u64>,
-    #[serde(default)]
-    zone: String,
-    #[serde(default)]
-    version: String,
-    #[serde(default)]
-    tags: Vec<String>,
-    #[serde(default)]
-    meta: BTreeMap<String, String>,
-}
 
 pub async fn register(
     State(node): State<Shared>,
     Path((service, id)): Path<(String, String)>,
     RequestBody(body): RequestBody,
 ) -> ApiResult {
-    let r: Register = parse_json(
+    let r: RegisterRequest = parse_json(
         &body,
         Empty::AsObject,
         r#"{"address": "10.0.0.1", "port": 9000, "weight": 1-100, "ttl_s": 10, "zone", "version", "tags": [], "meta": {}}"#,
@@ -82,12 +59,12 @@ pub async fn register(
     if let Some(e) = resp.error() {
         return Err(ApiError(StatusCode::NOT_FOUND, e.to_string()));
     }
-    Ok(axum::Json(json!({
-        "revision": resp.revision,
-        "lease": lease,
-        "ttl_s": ttl as f64 / 1000.0,
-        "keepalive": format!("/v1/lease/{lease}/keepalive"),
-    }))
+    Ok(axum::Json(RegisterAnswer {
+        revision: resp.revision,
+        lease,
+        ttl_s: seconds(ttl),
+        keepalive: format!("/v1/lease/{lease}/keepalive"),
+    })
     .into_response())
 }
 
@@ -103,7 +80,11 @@ pub async fn deregister(
             format!("service \"{service}\" has no instance \"{id}\""),
         )),
         Outcome::Delete { deleted, .. } => {
-            Ok(axum::Json(json!({"revision": resp.revision, "deleted": deleted})).into_response())
+            Ok(axum::Json(DeleteAnswer {
+                revision: resp.revision,
+                deleted,
+            })
+            .into_response())
         }
         Outcome::Rejected(e) => Err(bad(e.to_string())),
         other => Err(internal(format!("{other:?}"))),
@@ -132,10 +113,12 @@ pub async fn list_instances(
         let (kvs, _) = a.store.range(&prefix, 0);
         (a.store.revision(), catalog::parse_instances(&kvs))
     };
-    Ok(
-        axum::Json(json!({"service": service, "revision": revision, "instances": instances}))
-            .into_response(),
-    )
+    Ok(axum::Json(InstanceList {
+        service,
+        revision,
+        instances,
+    })
+    .into_response())
 }
 
 pub async fn list_services(
@@ -154,7 +137,11 @@ pub async fn list_services(
         let (kvs, _) = a.store.range(catalog::SERVICES_PREFIX, 0);
         (a.store.revision(), catalog::service_names(&kvs))
     };
-    Ok(axum::Json(json!({"revision": revision, "services": names})).into_response())
+    Ok(axum::Json(ServiceList {
+        revision,
+        services: names,
+    })
+    .into_response())
 }
 
 // ------------------------------------------------------------------------ locks

@@ -8,20 +8,11 @@ use crate::raft::types::{Node, NodeId};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use herd_api::wire::{JoinAnswer, JoinRequest, RemoveAnswer};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JoinRequest {
-    pub id: Option<NodeId>,
-    pub addr: String,
-}
-
-/// Ids handed out but maybe not yet members, so two nodes joining at once differ.
 static RESERVED: AtomicU64 = AtomicU64::new(0);
 
 fn not_leader_forward(node: &RegistryNode) -> Result<Option<(NodeId, String)>, ApiError> {
@@ -67,7 +58,7 @@ pub async fn add_member(
         ));
     }
     if let Some((leader, addr)) = not_leader_forward(&node)? {
-        let v: serde_json::Value = node
+        let v: JoinAnswer = node
             .post(leader, &addr, "/v1/cluster/members", &req)
             .await?;
         return Ok(axum::Json(v).into_response());
@@ -107,7 +98,7 @@ pub async fn add_member(
         .await
         .map_err(|e| raft_err(format!("promoting node {id} to voter failed: {e}")))?;
     tracing::info!(node = id, addr = %req.addr, "node joined the cluster");
-    Ok(axum::Json(json!({"id": id, "addr": req.addr})).into_response())
+    Ok(axum::Json(JoinAnswer { id, addr: req.addr }).into_response())
 }
 
 pub async fn remove_member(
@@ -123,7 +114,7 @@ pub async fn remove_member(
     if let Some((leader, addr)) = not_leader_forward(&node)? {
         // Forward as the same DELETE would be: reuse the POST-based forwarder on an
         // internal path is not possible for DELETE, so ask the leader directly.
-        let v: serde_json::Value = node
+        let v: RemoveAnswer = node
             .post(leader, &addr, &format!("/raft/remove-member/{id}"), &())
             .await?;
         return Ok(axum::Json(v).into_response());
@@ -160,7 +151,7 @@ pub async fn remove_on_leader(node: &RegistryNode, id: NodeId) -> Result<Respons
             )
         })?;
     tracing::info!(node = id, "node removed from the cluster");
-    Ok(axum::Json(json!({"removed": id})).into_response())
+    Ok(axum::Json(RemoveAnswer { removed: id }).into_response())
 }
 
 pub async fn remove_member_internal(

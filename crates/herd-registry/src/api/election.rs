@@ -16,8 +16,10 @@ use herd_registry_core::catalog::validate_name;
 use herd_registry_core::{
     Command, Compare, CompareOp, CompareTarget, KeyValue, Op, Outcome, Txn, MAX_VALUE_BYTES,
 };
-use serde::Deserialize;
-use serde_json::{json, Value};
+use herd_api::wire::{
+    CampaignRequest, Leader, LeaderAnswer, LeaderLine, ProclaimAnswer, ProclaimRequest,
+    ResignAnswer,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,16 +43,6 @@ fn candidate_key(name: &str, lease: u64) -> Result<String, ApiError> {
 }
 
 /// `{"key","value","lease","revision"}`: the revision is the fencing token.
-fn leader_json(kv: &KeyValue) -> Value {
-    json!({
-        "key": kv.key,
-        "value": String::from_utf8_lossy(&kv.value),
-        "lease": kv.lease,
-        "revision": kv.create_revision,
-    })
-}
-
-/// The candidates of `prefix` in this node's applied state.
 fn candidates(node: &RegistryNode, prefix: &str) -> Result<Vec<KeyValue>, ApiError> {
     node.state
         .applied
@@ -77,20 +69,6 @@ fn check_value(value: &str) -> Result<(), ApiError> {
 }
 
 // ------------------------------------------------------------------------ campaign
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Campaign {
-    value: String,
-    /// Campaign on a lease the caller already keeps alive; else the server grants one.
-    #[serde(default)]
-    lease: Option<u64>,
-    #[serde(default)]
-    ttl_s: Option<f64>,
-    /// How long to wait for leadership (default 30 s, at most 3600 s).
-    #[serde(default)]
-    timeout_s: Option<f64>,
-}
 
 /// Removes a candidate that gave up or whose request was dropped (client gone), so it
 /// never becomes leader with nobody behind it. Disarmed once the campaign is won.
@@ -131,7 +109,7 @@ pub async fn campaign(
     Path(name): Path<String>,
     RequestBody(body): RequestBody,
 ) -> ApiResult {
-    let req: Campaign = parse_json(
+    let req: CampaignRequest = parse_json(
         &body,
         Empty::AsObject,
         r#"{"value": "<e.g. 10.0.0.7:9000>", "lease": <id, optional>, "ttl_s": 10, "timeout_s": 30}"#,
@@ -203,7 +181,10 @@ pub async fn campaign(
     match wait_for_turn(&node, &prefix, &key, waiters, &mut events, deadline, beat).await {
         Ok(me) => {
             candidacy.armed = false;
-            Ok(axum::Json(json!({"leader": leader_json(&me)})).into_response())
+            Ok(axum::Json(LeaderAnswer {
+                leader: Leader::from(&me),
+            })
+            .into_response())
         }
         Err(TurnError::TimedOut) => {
             candidacy.armed = false;
@@ -249,13 +230,18 @@ pub async fn leader(
     }
     node.read_barrier().await?;
     match leader_of(&candidates(&node, &prefix)?) {
-        Some(kv) => Ok(axum::Json(json!({"leader": leader_json(kv)})).into_response()),
+        Some(kv) => Ok(axum::Json(LeaderAnswer {
+            leader: Leader::from(kv),
+        })
+        .into_response()),
         None => Err(ApiError(StatusCode::NOT_FOUND, "no leader".into())),
     }
 }
 
 fn line(leader: Option<&KeyValue>) -> Bytes {
-    json_line(&json!({"leader": leader.map(leader_json)}))
+    json_line(&LeaderLine {
+        leader: leader.map(Leader::from),
+    })
 }
 
 async fn watch(node: Shared, prefix: String) -> ApiResult {
@@ -313,20 +299,13 @@ async fn watch(node: Shared, prefix: String) -> ApiResult {
 
 // ------------------------------------------------------------------------ proclaim
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Proclaim {
-    lease: u64,
-    value: String,
-}
-
 /// The leader changes its value, keeping its place and token; 412 from anyone else.
 pub async fn proclaim(
     State(node): State<Shared>,
     Path(name): Path<String>,
     RequestBody(body): RequestBody,
 ) -> ApiResult {
-    let req: Proclaim = parse_json(
+    let req: ProclaimRequest = parse_json(
         &body,
         Empty::AsObject,
         r#"{"lease": <the leader's lease>, "value": "..."}"#,
@@ -383,7 +362,11 @@ pub async fn proclaim(
     let kv = updated
         .first()
         .ok_or_else(|| internal("proclaimed key not read back"))?;
-    Ok(axum::Json(json!({"leader": leader_json(kv), "revision": revision})).into_response())
+    Ok(axum::Json(ProclaimAnswer {
+        leader: Leader::from(kv),
+        revision,
+    })
+    .into_response())
 }
 
 // ------------------------------------------------------------------------ resign
@@ -407,7 +390,11 @@ pub async fn resign(
             format!("lease {lease} is no candidate in election \"{name}\""),
         )),
         Outcome::Delete { .. } => Ok(axum::Json(
-            json!({"resigned": name, "lease": lease, "revision": resp.revision}),
+            ResignAnswer {
+                resigned: name,
+                lease,
+                revision: resp.revision,
+            },
         )
         .into_response()),
         Outcome::Rejected(e) => Err(bad(e.to_string())),

@@ -5,13 +5,14 @@ use crate::raft::node::NodeError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use herd_registry_core::CommandError;
-use serde_json::{json, Value};
+use herd_api::wire::ErrorBody;
+use serde::Serialize;
 
 pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, axum::Json(json!({ "error": self.1 }))).into_response()
+        (self.0, axum::Json(ErrorBody::new(self.1))).into_response()
     }
 }
 
@@ -48,7 +49,7 @@ pub fn command_error(e: &CommandError) -> ApiError {
 
 pub type ApiResult = Result<Response, ApiError>;
 
-pub fn ok(v: Value) -> ApiResult {
+pub fn ok<T: Serialize>(v: T) -> ApiResult {
     Ok(axum::Json(v).into_response())
 }
 

@@ -6,7 +6,7 @@ use crate::raft::node::{now_ms, RegistryNode};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde_json::json;
+use herd_api::wire::IdsAnswer;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -34,5 +34,9 @@ pub async fn ids(
         };
         ApiError(status, e.to_string())
     })?;
-    Ok(axum::Json(json!({"ids": out, "node": node.id})).into_response())
+    Ok(axum::Json(IdsAnswer {
+        ids: out,
+        node: node.id,
+    })
+    .into_response())
 }

@@ -8,28 +8,11 @@ use crate::raft::node::RegistryNode;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use herd_registry_core::{
-    b64, Command, CommandError, Event, KeyValue, Outcome, MAX_KEY_BYTES, MAX_VALUE_BYTES,
-};
-use serde_json::{json, Value};
+use herd_api::wire::{DeleteAnswer, ErrorBody, Kv, KvRange, PutAnswer};
+use herd_registry_core::{Command, CommandError, Outcome, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use std::sync::Arc;
 
 type Shared = Arc<RegistryNode>;
-
-pub fn kv_json(kv: &KeyValue) -> Value {
-    json!({
-        "key": kv.key,
-        "value": b64::encode(&kv.value),
-        "create_revision": kv.create_revision,
-        "mod_revision": kv.mod_revision,
-        "version": kv.version,
-        "lease": kv.lease,
-    })
-}
-
-pub fn event_json(e: &Event) -> Value {
-    json!({ "type": e.kind, "kv": kv_json(&e.kv), "revision": e.revision })
-}
 
 fn check_key(key: &str) -> Result<(), ApiError> {
     if key.is_empty() {
@@ -58,11 +41,11 @@ pub async fn kv_get(
     if flag(&q, "prefix") {
         let limit = number(&q, "limit")?.unwrap_or(0) as usize;
         let (kvs, more) = applied.store.range(&key, limit);
-        return ok(json!({
-            "revision": applied.store.revision(),
-            "kvs": kvs.iter().map(kv_json).collect::<Vec<_>>(),
-            "more": more,
-        }));
+        return ok(KvRange {
+            revision: applied.store.revision(),
+            kvs: kvs.iter().map(Kv::from).collect(),
+            more,
+        });
     }
     check_key(&key)?;
     match applied.store.get(&key) {
@@ -71,7 +54,7 @@ pub async fn kv_get(
             format!("key \"{key}\" not found"),
         )),
         Some(kv) if flag(&q, "raw") => Ok(kv.value.into_response()),
-        Some(kv) => ok(kv_json(&kv)),
+        Some(kv) => ok(Kv::from(&kv)),
     }
 }
 
@@ -122,13 +105,18 @@ pub async fn kv_put(
         {
             err = (
                 StatusCode::PRECONDITION_FAILED,
-                axum::Json(json!({"error": e.to_string(), "mod_revision": current_mod_revision})),
+                axum::Json(ErrorBody {
+                    error: e.to_string(),
+                    mod_revision: Some(*current_mod_revision),
+                }),
             )
                 .into_response();
         }
         return Ok(err);
     }
-    ok(json!({ "revision": resp.revision }))
+    ok(PutAnswer {
+        revision: resp.revision,
+    })
 }
 
 pub async fn kv_delete(
@@ -143,7 +131,10 @@ pub async fn kv_delete(
     let resp = node.write(Command::Delete { key, prefix }).await?;
     match &resp.outcome {
         Outcome::Delete { deleted, .. } => {
-            ok(json!({"revision": resp.revision, "deleted": deleted}))
+            ok(DeleteAnswer {
+                revision: resp.revision,
+                deleted: *deleted,
+            })
         }
         Outcome::Rejected(e) => Err(command_error(e)),
         other => Err(internal(format!("unexpected answer {other:?}"))),

@@ -8,17 +8,10 @@ use crate::raft::node::RegistryNode;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use herd_registry_core::{Command, Outcome};
-use serde::Deserialize;
-use serde_json::json;
+use herd_api::wire::{seconds, DeleteAnswer, KeepAliveAnswer, LeaseAnswer, LeaseGrantRequest, LeaseInfo};
 use std::sync::Arc;
 
 type Shared = Arc<RegistryNode>;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LeaseRequest {
-    ttl_s: f64,
-}
 
 /// A TTL in seconds from a request, checked (0.1 s to a week), in milliseconds.
 pub fn ttl_ms(ttl_s: f64) -> Result<u64, ApiError> {
@@ -51,7 +44,7 @@ pub async fn grant(node: &RegistryNode, ttl_ms: u64) -> Result<u64, ApiError> {
 // ------------------------------------------------------------------------ catalog
 
 pub async fn lease_grant(State(node): State<Shared>, RequestBody(body): RequestBody) -> ApiResult {
-    let req: LeaseRequest = parse_json(
+    let req: LeaseGrantRequest = parse_json(
         &body,
         Empty::Refuse,
         r#"{"ttl_s": <seconds, 0.1 to 604800>}"#,
@@ -61,7 +54,11 @@ pub async fn lease_grant(State(node): State<Shared>, RequestBody(body): RequestB
     let resp = node.write(Command::LeaseGrant { id, ttl_ms }).await?;
     match resp.outcome {
         Outcome::LeaseGranted { id, ttl_ms } => {
-            ok(json!({"id": id, "ttl_s": ttl_ms as f64 / 1000.0, "revision": resp.revision}))
+            ok(LeaseAnswer {
+                id,
+                ttl_s: seconds(ttl_ms),
+                revision: resp.revision,
+            })
         }
         Outcome::Rejected(e) => Err(command_error(&e)),
         other => Err(internal(format!("unexpected answer {other:?}"))),
@@ -87,7 +84,11 @@ pub async fn lease_get(
         .ok()
         .and_then(|a| a.store.lease(id));
     match info {
-        Some(l) => ok(json!({"id": l.id, "ttl_s": l.ttl_ms as f64 / 1000.0, "keys": l.keys})),
+        Some(l) => ok(LeaseInfo {
+            id: l.id,
+            ttl_s: seconds(l.ttl_ms),
+            keys: l.keys,
+        }),
         None => Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("lease {id} not found"),
@@ -98,7 +99,10 @@ pub async fn lease_get(
 pub async fn lease_keepalive(State(node): State<Shared>, Path(id): Path<String>) -> ApiResult {
     let id = lease_id(&id)?;
     match node.keep_alive(id).await? {
-        Some(ttl_ms) => ok(json!({"id": id, "ttl_s": ttl_ms as f64 / 1000.0})),
+        Some(ttl_ms) => ok(KeepAliveAnswer {
+            id,
+            ttl_s: seconds(ttl_ms),
+        }),
         None => Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("lease {id} not found (expired or revoked); grant a new one"),
@@ -111,7 +115,10 @@ pub async fn lease_revoke(State(node): State<Shared>, Path(id): Path<String>) ->
     let resp = node.write(Command::LeaseRevoke { id }).await?;
     match resp.outcome {
         Outcome::LeaseRevoked { deleted, .. } => {
-            ok(json!({"revision": resp.revision, "deleted": deleted}))
+            ok(DeleteAnswer {
+                revision: resp.revision,
+                deleted,
+            })
         }
         Outcome::Rejected(e) => Err(command_error(&e)),
         other => Err(internal(format!("unexpected answer {other:?}"))),

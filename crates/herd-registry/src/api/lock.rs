@@ -4,31 +4,19 @@
 
 use crate::api::body::{parse_json, Empty, RequestBody};
 use crate::api::error::{bad, internal, ApiError, ApiResult};
-use crate::api::kv::kv_json;
 use crate::api::lease::{grant, ttl_ms};
 use crate::raft::node::RegistryNode;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use herd_registry_core::{lock, Command, Event, EventKind, KeyValue, OpResult, Outcome};
-use serde::Deserialize;
-use serde_json::json;
+use herd_api::wire::{Kv, LockAnswer, LockReleaseAnswer, LockRequest, LockStatus};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
 
 type Shared = Arc<RegistryNode>;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LockRequest {
-    #[serde(default)]
-    ttl_s: Option<f64>,
-    /// How long to queue for the lock before giving up (default 30 s, at most 300 s).
-    #[serde(default)]
-    wait_s: Option<f64>,
-}
 
 /// Acquire: join the FIFO queue with a new lease, then wait until every earlier waiter has
 /// gone. The answer's fencing token is the waiter key's create revision.
@@ -56,12 +44,12 @@ pub async fn lock_acquire(
     // its place; once acquired, keeping it alive is the holder's job.
     let beat = Some((lease, Duration::from_millis((ttl / 3).max(50))));
     match wait_for_turn(&node, &prefix, &my_key, waiters, &mut events, deadline, beat).await {
-        Ok(mine) => Ok(axum::Json(json!({
-            "name": name,
-            "fencing_token": mine.create_revision,
-            "lease": lease,
-            "key": my_key,
-        }))
+        Ok(mine) => Ok(axum::Json(LockAnswer {
+            name,
+            fencing_token: mine.create_revision,
+            lease,
+            key: my_key,
+        })
         .into_response()),
         Err(TurnError::TimedOut) => {
             let _ = node.write(Command::LeaseRevoke { id: lease }).await;
@@ -200,7 +188,11 @@ pub async fn lock_release(
             StatusCode::NOT_FOUND,
             format!("lease {lease} holds no place on lock \"{name}\""),
         )),
-        _ => Ok(axum::Json(json!({"released": name, "revision": resp.revision})).into_response()),
+        _ => Ok(axum::Json(LockReleaseAnswer {
+            released: name,
+            revision: resp.revision,
+        })
+        .into_response()),
     }
 }
 
@@ -214,11 +206,11 @@ pub async fn lock_status(State(node): State<Shared>, Path(name): Path<String>) -
         .map(|a| a.store.range(&prefix, 0).0)
         .unwrap_or_default();
     let owner = lock::lock_owner_of(&waiters);
-    Ok(axum::Json(json!({
-        "name": name,
-        "owner": owner.as_ref().map(|(k, _)| k),
-        "fencing_token": owner.map(|(_, t)| t),
-        "waiters": waiters.iter().map(kv_json).collect::<Vec<_>>(),
-    }))
+    Ok(axum::Json(LockStatus {
+        name,
+        fencing_token: owner.as_ref().map(|(_, t)| *t),
+        owner: owner.map(|(k, _)| k),
+        waiters: waiters.iter().map(Kv::from).collect(),
+    })
     .into_response())
 }

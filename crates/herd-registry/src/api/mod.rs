@@ -28,7 +28,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use error::ApiError;
-use serde_json::json;
 use std::sync::Arc;
 
 type Shared = Arc<RegistryNode>;
@@ -143,7 +142,7 @@ async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) 
     } else {
         text
     };
-    let body = serde_json::to_vec(&json!({ "error": message })).unwrap_or_default();
+    let body = serde_json::to_vec(&herd_api::wire::ErrorBody::new(message)).unwrap_or_default();
     parts.headers.insert(
         axum::http::header::CONTENT_TYPE,
         axum::http::HeaderValue::from_static("application/json"),

@@ -10,7 +10,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use herd_registry_core::Command;
-use serde_json::json;
 use std::sync::Arc;
 
 type Shared = Arc<RegistryNode>;
@@ -43,7 +42,7 @@ pub async fn raft_write(State(node): State<Shared>, body: Bytes) -> ApiResult {
 
 pub async fn raft_read_index(State(node): State<Shared>) -> ApiResult {
     let index = node.leader_read_index().await?;
-    ok(json!(index))
+    ok(index)
 }
 
 pub async fn raft_keepalive(State(node): State<Shared>, Path(id): Path<String>) -> ApiResult {
@@ -55,5 +54,5 @@ pub async fn raft_keepalive(State(node): State<Shared>, Path(id): Path<String>) 
         ));
     }
     let ttl = node.keep_alive(id).await?;
-    ok(json!(ttl))
+    ok(ttl)
 }

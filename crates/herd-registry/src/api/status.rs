@@ -4,7 +4,7 @@ use crate::api::error::{ok, ApiResult};
 use crate::raft::node::RegistryNode;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use serde_json::{json, Value};
+use herd_api::wire::{ClusterAnswer, Member, NodeStatus};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ type Shared = Arc<RegistryNode>;
 
 pub async fn cluster(State(node): State<Shared>) -> ApiResult {
     let leader = node.leader().map(|(id, _)| id);
-    let members: Vec<Value> = node
+    let members: Vec<Member> = node
         .members()
         .into_iter()
         .map(|(id, (addr, voter))| {
@@ -23,34 +23,38 @@ pub async fn cluster(State(node): State<Shared>) -> ApiResult {
             } else {
                 "learner"
             };
-            json!({"id": id, "addr": addr, "role": role})
+            Member {
+                id,
+                addr,
+                role: role.into(),
+            }
         })
         .collect();
-    ok(json!({"leader": leader, "members": members}))
+    ok(ClusterAnswer { leader, members })
 }
 
 pub async fn status(State(node): State<Shared>) -> ApiResult {
     let m = node.raft.metrics().borrow().clone();
     let (revision, keys, leases) = node.store_counts();
-    ok(json!({
-        "role_name": "server",
-        "id": node.id,
-        "addr": node.addr,
-        "process_id": node.process_id,
-        "role": node.role(),
-        "term": m.current_term,
-        "leader": m.current_leader,
-        "commit_index": node.committed.load(Ordering::Relaxed),
-        "last_log_index": m.last_log_index,
-        "applied_index": m.last_applied.map_or(0, |l| l.index),
-        "snapshot_index": m.snapshot.map(|l| l.index),
-        "purged_index": m.purged.map(|l| l.index),
-        "log_entries": node.log.file_entries(),
-        "revision": revision,
-        "keys": keys,
-        "leases": leases,
-        "uptime_s": node.started.elapsed().as_secs(),
-    }))
+    ok(NodeStatus {
+        role_name: "server".into(),
+        id: node.id,
+        addr: node.addr.clone(),
+        process_id: node.process_id.clone(),
+        role: node.role().into(),
+        term: m.current_term,
+        leader: m.current_leader,
+        commit_index: node.committed.load(Ordering::Relaxed),
+        last_log_index: m.last_log_index,
+        applied_index: m.last_applied.map_or(0, |l| l.index),
+        snapshot_index: m.snapshot.map(|l| l.index),
+        purged_index: m.purged.map(|l| l.index),
+        log_entries: node.log.file_entries(),
+        revision,
+        keys: keys as u64,
+        leases: leases as u64,
+        uptime_s: node.started.elapsed().as_secs(),
+    })
 }
 
 pub async fn metrics(State(node): State<Shared>) -> Response {

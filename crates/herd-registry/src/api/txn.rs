@@ -2,11 +2,10 @@
 
 use crate::api::body::{parse_json, Empty, RequestBody};
 use crate::api::error::{command_error, internal, ok, ApiResult};
-use crate::api::kv::kv_json;
 use crate::raft::node::RegistryNode;
 use axum::extract::State;
 use herd_registry_core::{Command, Outcome, Txn};
-use serde_json::{json, Value};
+use herd_api::wire::{TxnAnswer, TxnResult};
 use std::sync::Arc;
 
 type Shared = Arc<RegistryNode>;
@@ -20,21 +19,11 @@ pub async fn txn(State(node): State<Shared>, RequestBody(body): RequestBody) -> 
     let resp = node.write(Command::Txn(txn)).await?;
     match resp.outcome {
         Outcome::Txn { succeeded, results } => {
-            let results: Vec<Value> = results
-                .iter()
-                .map(|r| match r {
-                    herd_registry_core::OpResult::Put { prev_kv } => {
-                        json!({"put": {"prev_kv": prev_kv.as_ref().map(kv_json)}})
-                    }
-                    herd_registry_core::OpResult::Delete { deleted, .. } => {
-                        json!({"delete": {"deleted": deleted}})
-                    }
-                    herd_registry_core::OpResult::Get { kvs, more } => {
-                        json!({"get": {"kvs": kvs.iter().map(kv_json).collect::<Vec<_>>(), "more": more}})
-                    }
-                })
-                .collect();
-            ok(json!({"revision": resp.revision, "succeeded": succeeded, "results": results}))
+            ok(TxnAnswer {
+                revision: resp.revision,
+                succeeded,
+                results: results.iter().map(TxnResult::from).collect(),
+            })
         }
         Outcome::Rejected(e) => Err(command_error(&e)),
         other => Err(internal(format!("unexpected answer {other:?}"))),

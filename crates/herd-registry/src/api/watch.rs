@@ -9,14 +9,13 @@
 
 use crate::api::body::{json_line, ChannelBody};
 use crate::api::error::{internal, ApiError};
-use crate::api::kv::event_json;
 use crate::raft::node::RegistryNode;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use herd_registry_core::Event;
-use serde_json::json;
+use herd_api::wire::{self, WatchLine};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -81,7 +80,7 @@ pub async fn watch(
         let mut last = covered;
         let mut ok = true;
         for e in &history {
-            ok &= tx.send(json_line(&event_json(e))).await.is_ok();
+            ok &= tx.send(json_line(&wire::Event::from(e))).await.is_ok();
         }
         let mut progress = tokio::time::interval(Duration::from_secs(15));
         progress.tick().await;
@@ -90,7 +89,7 @@ pub async fn watch(
                 r = live.recv() => match r {
                     Ok(batch) => {
                         for e in batch.iter().filter(|e| e.revision > last) {
-                            if matches(e, &key, prefix) && tx.send(json_line(&event_json(e))).await.is_err() {
+                            if matches(e, &key, prefix) && tx.send(json_line(&wire::Event::from(e))).await.is_err() {
                                 ok = false;
                                 break;
                             }
@@ -106,14 +105,14 @@ pub async fn watch(
                         match caught_up {
                             Some((Ok(events), rev)) => {
                                 for e in &events {
-                                    ok &= tx.send(json_line(&event_json(e))).await.is_ok();
+                                    ok &= tx.send(json_line(&wire::Event::from(e))).await.is_ok();
                                 }
                                 last = last.max(rev);
                             }
                             Some((Err(c), _)) => {
-                                let _ = tx.send(json_line(&json!({
-                                    "error": format!("watcher fell behind and revision {} was compacted (history starts at {}); resume from a fresh read", last + 1, c.compacted_revision + 1),
-                                }))).await;
+                                let _ = tx.send(json_line(&WatchLine::Error {
+                                    error: format!("watcher fell behind and revision {} was compacted (history starts at {}); resume from a fresh read", last + 1, c.compacted_revision + 1),
+                                })).await;
                                 ok = false;
                             }
                             None => ok = false,
@@ -123,7 +122,7 @@ pub async fn watch(
                 },
                 _ = progress.tick() => {
                     // Tells the client the stream is alive and how far it has seen.
-                    ok = tx.send(json_line(&json!({"type": "progress", "revision": last}))).await.is_ok();
+                    ok = tx.send(json_line(&WatchLine::progress(last))).await.is_ok();
                 }
                 _ = tx.closed() => ok = false,
             }

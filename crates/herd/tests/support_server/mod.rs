@@ -431,7 +431,10 @@ impl Api {
     pub async fn lease_ok(&self, addr: SocketAddr, ttl_s: f64) -> u64 {
         let r = self.lease_grant(addr, ttl_s).await.expect("lease grant");
         assert_eq!(r.status, 200, "lease grant: {}", r.text());
-        r.json()["id"].as_u64().expect("lease id")
+        r.json()["id"]
+            .as_str()
+            .and_then(|s| s.parse::<u64>().ok())
+            .expect("lease id (a decimal string)")
     }
 
     pub async fn lease_keepalive(&self, addr: SocketAddr, id: u64) -> Result<Reply, String> {
