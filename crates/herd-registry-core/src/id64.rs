@@ -44,9 +44,7 @@ impl Visitor<'_> for IdVisitor {
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
         if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(E::custom(format!(
-                "id \"{v}\" is not a decimal integer"
-            )));
+            return Err(E::custom(format!("id \"{v}\" is not a decimal integer")));
         }
         v.parse()
             .map_err(|_| E::custom(format!("id \"{v}\" does not fit in 64 bits")))

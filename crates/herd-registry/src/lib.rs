@@ -369,11 +369,8 @@ async fn join(via: &str, id: NodeId, addr: &str, token: Option<&str>) -> Result<
             call_json(
                 &via,
                 "/v1/cluster/members",
-                serde_json::to_value(herd_api::wire::JoinRequest {
-                    id: Some(id),
-                    addr,
-                })
-                .unwrap_or_default(),
+                serde_json::to_value(herd_api::wire::JoinRequest { id: Some(id), addr })
+                    .unwrap_or_default(),
                 token.as_deref(),
             )
             .await

@@ -8,9 +8,11 @@ use crate::raft::node::RegistryNode;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use herd_api::wire::{
+    seconds, DeleteAnswer, InstanceList, RegisterAnswer, RegisterRequest, ServiceList,
+};
 use herd_registry_core::catalog::{self, Instance};
 use herd_registry_core::{Command, Outcome};
-use herd_api::wire::{seconds, DeleteAnswer, InstanceList, RegisterAnswer, RegisterRequest, ServiceList};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -79,13 +81,11 @@ pub async fn deregister(
             StatusCode::NOT_FOUND,
             format!("service \"{service}\" has no instance \"{id}\""),
         )),
-        Outcome::Delete { deleted, .. } => {
-            Ok(axum::Json(DeleteAnswer {
-                revision: resp.revision,
-                deleted,
-            })
-            .into_response())
-        }
+        Outcome::Delete { deleted, .. } => Ok(axum::Json(DeleteAnswer {
+            revision: resp.revision,
+            deleted,
+        })
+        .into_response()),
         Outcome::Rejected(e) => Err(bad(e.to_string())),
         other => Err(internal(format!("{other:?}"))),
     }

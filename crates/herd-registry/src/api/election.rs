@@ -12,13 +12,13 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use herd_registry_core::catalog::validate_name;
-use herd_registry_core::{
-    Command, Compare, CompareOp, CompareTarget, KeyValue, Op, Outcome, Txn, MAX_VALUE_BYTES,
-};
 use herd_api::wire::{
     CampaignRequest, Leader, LeaderAnswer, LeaderLine, ProclaimAnswer, ProclaimRequest,
     ResignAnswer,
+};
+use herd_registry_core::catalog::validate_name;
+use herd_registry_core::{
+    Command, Compare, CompareOp, CompareTarget, KeyValue, Op, Outcome, Txn, MAX_VALUE_BYTES,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -389,13 +389,11 @@ pub async fn resign(
             StatusCode::NOT_FOUND,
             format!("lease {lease} is no candidate in election \"{name}\""),
         )),
-        Outcome::Delete { .. } => Ok(axum::Json(
-            ResignAnswer {
-                resigned: name,
-                lease,
-                revision: resp.revision,
-            },
-        )
+        Outcome::Delete { .. } => Ok(axum::Json(ResignAnswer {
+            resigned: name,
+            lease,
+            revision: resp.revision,
+        })
         .into_response()),
         Outcome::Rejected(e) => Err(bad(e.to_string())),
         other => Err(internal(format!("{other:?}"))),

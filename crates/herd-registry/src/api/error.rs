@@ -4,8 +4,8 @@
 use crate::raft::node::NodeError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use herd_registry_core::CommandError;
 use herd_api::wire::ErrorBody;
+use herd_registry_core::CommandError;
 use serde::Serialize;
 
 pub struct ApiError(pub StatusCode, pub String);

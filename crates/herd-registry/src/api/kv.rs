@@ -130,12 +130,10 @@ pub async fn kv_delete(
     }
     let resp = node.write(Command::Delete { key, prefix }).await?;
     match &resp.outcome {
-        Outcome::Delete { deleted, .. } => {
-            ok(DeleteAnswer {
-                revision: resp.revision,
-                deleted: *deleted,
-            })
-        }
+        Outcome::Delete { deleted, .. } => ok(DeleteAnswer {
+            revision: resp.revision,
+            deleted: *deleted,
+        }),
         Outcome::Rejected(e) => Err(command_error(e)),
         other => Err(internal(format!("unexpected answer {other:?}"))),
     }

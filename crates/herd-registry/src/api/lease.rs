@@ -7,8 +7,10 @@ use crate::api::query::{read_barrier, Params};
 use crate::raft::node::RegistryNode;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use herd_api::wire::{
+    seconds, DeleteAnswer, KeepAliveAnswer, LeaseAnswer, LeaseGrantRequest, LeaseInfo,
+};
 use herd_registry_core::{Command, Outcome};
-use herd_api::wire::{seconds, DeleteAnswer, KeepAliveAnswer, LeaseAnswer, LeaseGrantRequest, LeaseInfo};
 use std::sync::Arc;
 
 type Shared = Arc<RegistryNode>;
@@ -53,13 +55,11 @@ pub async fn lease_grant(State(node): State<Shared>, RequestBody(body): RequestB
     let id = node.next_lease_id();
     let resp = node.write(Command::LeaseGrant { id, ttl_ms }).await?;
     match resp.outcome {
-        Outcome::LeaseGranted { id, ttl_ms } => {
-            ok(LeaseAnswer {
-                id,
-                ttl_s: seconds(ttl_ms),
-                revision: resp.revision,
-            })
-        }
+        Outcome::LeaseGranted { id, ttl_ms } => ok(LeaseAnswer {
+            id,
+            ttl_s: seconds(ttl_ms),
+            revision: resp.revision,
+        }),
         Outcome::Rejected(e) => Err(command_error(&e)),
         other => Err(internal(format!("unexpected answer {other:?}"))),
     }
@@ -114,12 +114,10 @@ pub async fn lease_revoke(State(node): State<Shared>, Path(id): Path<String>) ->
     let id = lease_id(&id)?;
     let resp = node.write(Command::LeaseRevoke { id }).await?;
     match resp.outcome {
-        Outcome::LeaseRevoked { deleted, .. } => {
-            ok(DeleteAnswer {
-                revision: resp.revision,
-                deleted,
-            })
-        }
+        Outcome::LeaseRevoked { deleted, .. } => ok(DeleteAnswer {
+            revision: resp.revision,
+            deleted,
+        }),
         Outcome::Rejected(e) => Err(command_error(&e)),
         other => Err(internal(format!("unexpected answer {other:?}"))),
     }

@@ -4,8 +4,8 @@ use crate::api::body::{parse_json, Empty, RequestBody};
 use crate::api::error::{command_error, internal, ok, ApiResult};
 use crate::raft::node::RegistryNode;
 use axum::extract::State;
-use herd_registry_core::{Command, Outcome, Txn};
 use herd_api::wire::{TxnAnswer, TxnResult};
+use herd_registry_core::{Command, Outcome, Txn};
 use std::sync::Arc;
 
 type Shared = Arc<RegistryNode>;
@@ -18,13 +18,11 @@ pub async fn txn(State(node): State<Shared>, RequestBody(body): RequestBody) -> 
     )?;
     let resp = node.write(Command::Txn(txn)).await?;
     match resp.outcome {
-        Outcome::Txn { succeeded, results } => {
-            ok(TxnAnswer {
-                revision: resp.revision,
-                succeeded,
-                results: results.iter().map(TxnResult::from).collect(),
-            })
-        }
+        Outcome::Txn { succeeded, results } => ok(TxnAnswer {
+            revision: resp.revision,
+            succeeded,
+            results: results.iter().map(TxnResult::from).collect(),
+        }),
         Outcome::Rejected(e) => Err(command_error(&e)),
         other => Err(internal(format!("unexpected answer {other:?}"))),
     }
