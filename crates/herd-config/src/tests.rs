@@ -1,3 +1,7 @@
+//! Unit tests of the config crate: whole files in, exact `Config` values or exact problem
+//! lists out. Long because each case is a config file written out in full; split by
+//! concern when a new area of keys arrives.
+
 use super::*;
 use std::time::Duration;
 

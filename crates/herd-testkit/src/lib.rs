@@ -6,6 +6,8 @@
 //! It owns no product logic and must not import herd's crates: a test sees herd from the
 //! outside, so a bug in the product cannot hide in a shared helper.
 
+pub mod agent;
+pub mod api;
 pub mod backend;
 pub mod chaos;
 pub mod dirs;
@@ -21,6 +23,8 @@ use std::time::{Duration, Instant};
 
 /// What a test file of the gateway or registry suite takes with one `use`.
 pub mod prelude {
+    pub use crate::agent::*;
+    pub use crate::api::*;
     pub use crate::backend::*;
     pub use crate::dirs::*;
     pub use crate::gateway::*;

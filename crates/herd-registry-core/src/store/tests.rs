@@ -1,3 +1,7 @@
+//! Unit tests of the store, read like a Raft log: each command applied at its index with
+//! the exact revisions, versions and events it must produce. Long because each case is a
+//! log written out in full.
+
 use super::*;
 use crate::command::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 

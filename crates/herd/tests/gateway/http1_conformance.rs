@@ -6,6 +6,9 @@
 //! Every request case goes through the real `herd` binary to a server that records the
 //! bytes it receives; every response case has a server that answers with exactly the
 //! bytes the case gives.
+//!
+//! Longer than our ~600-line guide on purpose: it is one table per RFC section, each case
+//! spelled out with its quote, and reading the sections side by side is the point.
 
 use herd_testkit::prelude::*;
 use herd_testkit::raw_server::{Answer, RawServer};
