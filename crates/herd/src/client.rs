@@ -190,6 +190,29 @@ pub enum Call {
     Cluster(Cluster),
 }
 
+impl Target {
+    /// A client for these nodes, failing over in order.
+    pub fn client(&self) -> RegistryClient {
+        let servers = self
+            .server
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .collect();
+        RegistryClient::new(servers, self.token.clone())
+    }
+
+    pub fn servers(&self) -> Vec<String> {
+        self.server
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .collect()
+    }
+
+    pub fn token(&self) -> Option<String> {
+        self.token.clone()
+    }
+}
+
 pub fn run(target: Target, call: Call) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

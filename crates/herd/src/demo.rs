@@ -78,3 +78,54 @@ async fn serve(n: usize, listener: tokio::net::TcpListener) {
         });
     }
 }
+
+/// `herd demo-app`: a tiny HTTP service for the cluster quick start and the tests, so a
+/// deployment needs nothing installed. `/` answers `demo-app <version> <instance>`,
+/// `/healthz` 200 (or 503 with `--unhealthy`); it listens on `--listen`, else
+/// `127.0.0.1:$PORT` as the agent passes it. SIGTERM ends it after in-flight answers.
+pub fn app(listen: Option<String>, version: &str, unhealthy: bool) -> anyhow::Result<()> {
+    let listen = match listen {
+        Some(l) => l,
+        None => format!(
+            "127.0.0.1:{}",
+            std::env::var("PORT")
+                .map_err(|_| anyhow::anyhow!("no --listen and no PORT in the environment"))?
+        ),
+    };
+    let instance = std::env::var("HERD_INSTANCE").unwrap_or_else(|_| "-".into());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&listen).await?;
+        eprintln!("demo-app {version} listening on {listen}");
+        let answer = format!("demo-app {version} {instance}\n");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            let (stream, _) = tokio::select! {
+                a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+                _ = term.recv() => return Ok(()),
+            };
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let answer = answer.clone();
+                    async move {
+                        let resp = if req.uri().path() == "/healthz" {
+                            let status = if unhealthy { 503 } else { 200 };
+                            hyper::Response::builder()
+                                .status(status)
+                                .body(Full::new(Bytes::from_static(b"ok\n")))
+                        } else {
+                            hyper::Response::builder().body(Full::new(Bytes::from(answer)))
+                        };
+                        Ok::<_, Infallible>(resp.unwrap_or_default())
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    })
+}

@@ -2,8 +2,10 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+mod agent;
 mod client;
 mod demo;
+mod deploy;
 mod exit;
 mod keep;
 mod up;
@@ -132,6 +134,61 @@ enum Command {
         #[command(subcommand)]
         cmd: client::Cluster,
     },
+    /// Run this machine's services: join the cluster, run what the controller assigns.
+    Agent(agent::AgentArgs),
+    /// Apply a service's manifest: deploy it, or roll it to the manifest's version.
+    Apply {
+        #[command(flatten)]
+        target: client::Target,
+        #[command(flatten)]
+        apply: deploy::ApplyArgs,
+    },
+    /// Services, their state and every instance (node, pid, port, version, state, health).
+    Status {
+        #[command(flatten)]
+        target: client::Target,
+        service: Option<String>,
+        /// The API's JSON answer instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The agents alive now, with their machines and labels.
+    Nodes {
+        #[command(flatten)]
+        target: client::Target,
+    },
+    /// Change how many instances a service runs (within its manifest's min..max).
+    Scale {
+        #[command(flatten)]
+        target: client::Target,
+        service: String,
+        count: u32,
+    },
+    /// Stop every instance of a service and remove its deployment.
+    Stop {
+        #[command(flatten)]
+        target: client::Target,
+        service: String,
+    },
+    /// The cluster's revisions (every apply, scale and stop), or those of one service.
+    History {
+        #[command(flatten)]
+        target: client::Target,
+        service: Option<String>,
+    },
+    /// Print the logs of a service's instances on this machine.
+    Logs(deploy::LogsArgs),
+    /// A tiny HTTP service for the cluster quick start (answers its version).
+    #[command(hide = true)]
+    DemoApp {
+        #[arg(long)]
+        listen: Option<String>,
+        #[arg(long, default_value = "1.0.0")]
+        version: String,
+        /// Answer /healthz with 503.
+        #[arg(long)]
+        unhealthy: bool,
+    },
     /// Check a gateway config file and exit: 0 if valid, 2 with every problem listed if not.
     Check {
         #[arg(short, long, value_name = "FILE")]
@@ -206,21 +263,48 @@ fn main() -> ExitCode {
             join,
             token,
             dns,
-        } => herd_registry::run(
-            herd_registry::ServerOptions {
-                data_dir,
-                listen,
-                join,
-                token,
-                dns,
-            },
-            |ready| {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{}", ready.to_json());
-                let _ = out.flush();
-            },
-        )
-        .map_err(anyhow::Error::from),
+        } => {
+            let controller_token = token.clone();
+            herd_registry::run(
+                herd_registry::ServerOptions {
+                    data_dir,
+                    listen,
+                    join,
+                    token,
+                    dns,
+                },
+                |ready| {
+                    agent::start_controller(ready.addr.to_string(), controller_token);
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{}", ready.to_json());
+                    let _ = out.flush();
+                },
+            )
+            .map_err(anyhow::Error::from)
+        }
+        Command::Agent(a) => agent::run(a),
+        Command::Apply { target, apply } => deploy::run(target, deploy::Call::Apply(apply)),
+        Command::Status {
+            target,
+            service,
+            json,
+        } => deploy::run(target, deploy::Call::Status { service, json }),
+        Command::Nodes { target } => deploy::run(target, deploy::Call::Nodes),
+        Command::Scale {
+            target,
+            service,
+            count,
+        } => deploy::run(target, deploy::Call::Scale { service, count }),
+        Command::Stop { target, service } => deploy::run(target, deploy::Call::Stop { service }),
+        Command::History { target, service } => {
+            deploy::run(target, deploy::Call::History { service })
+        }
+        Command::Logs(l) => deploy::logs(l),
+        Command::DemoApp {
+            listen,
+            version,
+            unhealthy,
+        } => demo::app(listen, &version, unhealthy),
         Command::Demo { listen, admin } => demo::run(&listen, &admin),
         Command::Up {
             data_dir,

@@ -8,6 +8,7 @@
 mod catalog;
 mod cluster;
 mod coord;
+mod deploy;
 mod kv;
 mod lease;
 
@@ -18,6 +19,10 @@ pub use cluster::{
 pub use coord::{
     CampaignRequest, Leader, LeaderAnswer, LeaderLine, LockAnswer, LockReleaseAnswer, LockRequest,
     LockStatus, ProclaimAnswer, ProclaimRequest, ResignAnswer,
+};
+pub use deploy::{
+    keys, Assignment, ChangeAnswer, DeploymentList, DeploymentRecord, DeploymentStatus,
+    InstanceReport, NodeList, NodeReport, RevisionRecord, ScaleRequest, ServiceVersion,
 };
 pub use kv::{DeleteAnswer, Event, Kv, KvRange, PutAnswer, TxnAnswer, TxnResult, WatchLine};
 pub use lease::{KeepAliveAnswer, LeaseAnswer, LeaseGrantRequest, LeaseInfo, RevokeAnswer};

@@ -6,6 +6,7 @@
 mod body;
 mod catalog;
 mod cluster;
+mod deployments;
 mod election;
 mod error;
 mod ids;
@@ -70,6 +71,18 @@ pub fn router(node: Shared) -> Router {
             axum::routing::delete(election::resign),
         )
         .route("/v1/ids", post(ids::ids))
+        .route("/v1/deployments", get(deployments::list))
+        .route(
+            "/v1/deployments/{name}",
+            get(deployments::get)
+                .put(deployments::apply)
+                .delete(deployments::stop),
+        )
+        .route("/v1/deployments/{name}/scale", post(deployments::scale))
+        .route("/v1/deployments/{name}/history", get(deployments::history))
+        .route("/v1/nodes", get(deployments::nodes))
+        .route("/v1/revisions", get(deployments::revisions))
+        .route("/v1/revisions/{rev}", get(deployments::revision))
         .route("/v1/cluster", get(status::cluster))
         .route("/v1/cluster/members", post(cluster::add_member))
         .route(

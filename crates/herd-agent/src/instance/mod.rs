@@ -1,0 +1,381 @@
+//! One instance's life on this node, from the assignment to its end: Provision (files,
+//! ports) → Ready (started; health not proven) → Run (health passed: in the catalog, takes
+//! traffic) → Destroy (out of the catalog, drained, stop signal, SIGKILL after
+//! `stop_timeout`). A process that exits on its own is started again after the restart
+//! policy's backoff, or is Failed past `restart.attempts` crashes within `restart.interval`
+//! — visible in its report, not retried until the operator acts.
+
+pub mod prepare;
+
+use crate::health;
+use crate::logs;
+use crate::ports::Ports;
+use crate::process::{self, Ledger, Recorded};
+use crate::report;
+use herd_agent_core::manifest::Manifest;
+use herd_agent_core::restart::{Crashes, Decision};
+use herd_agent_core::{parse_manifest, State};
+use herd_api::wire::{Assignment, InstanceReport};
+use herd_api::RegistryClient;
+use prepare::Launch;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+/// Between leaving the catalog and the stop signal: the gateways learn of the
+/// deregistration through their watch within milliseconds; this covers a lagging one and
+/// lets requests already sent finish.
+pub const DRAIN: Duration = Duration::from_secs(1);
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What every instance of this agent shares.
+pub struct Ctx {
+    pub client: RegistryClient,
+    pub node: String,
+    /// Where instances are reached from other machines (their catalog address).
+    pub address: String,
+    pub dir: PathBuf,
+    pub ports: Ports,
+    pub ledger: Ledger,
+    /// The node's lease: reports and catalog entries live on it.
+    pub lease: watch::Receiver<u64>,
+}
+
+/// The instance's report and whether it is in the catalog, written on every change.
+struct Life {
+    ctx: Arc<Ctx>,
+    report: InstanceReport,
+    in_catalog: bool,
+}
+
+impl Life {
+    async fn set(&mut self, state: State, message: impl Into<String>) {
+        let message = message.into();
+        if self.report.state != state.as_str() || self.report.message != message {
+            tracing::info!(instance = %self.report.id, state = %state, %message, "agent: instance");
+            self.report.state = state.as_str().to_string();
+            self.report.since_ms = now_ms();
+            self.report.message = message;
+        }
+        self.publish().await;
+    }
+
+    async fn publish(&self) {
+        let lease = *self.ctx.lease.borrow();
+        if let Err(e) = report::put(&self.ctx.client, lease, &self.report).await {
+            tracing::warn!(instance = %self.report.id, error = %e, "agent: cannot write the instance's report");
+        }
+    }
+
+    async fn enter_catalog(&mut self) {
+        let Some(port) = self.report.port else {
+            return; // no port: nothing to send traffic to
+        };
+        let lease = *self.ctx.lease.borrow();
+        match report::register(
+            &self.ctx.client,
+            lease,
+            &self.report,
+            &self.ctx.address,
+            port,
+        )
+        .await
+        {
+            Ok(()) => self.in_catalog = true,
+            Err(e) => {
+                tracing::warn!(instance = %self.report.id, error = %e, "agent: cannot register in the catalog")
+            }
+        }
+    }
+
+    async fn leave_catalog(&mut self) {
+        if self.in_catalog {
+            report::deregister(&self.ctx.client, &self.report.service, &self.report.id).await;
+            self.in_catalog = false;
+        }
+    }
+}
+
+enum Ended {
+    Exited(String),
+    Stop,
+}
+
+/// Run the assigned instance until `stop` turns true.
+pub async fn run(ctx: Arc<Ctx>, a: Assignment, mut stop: watch::Receiver<bool>) {
+    let mut life = Life {
+        ctx: ctx.clone(),
+        report: InstanceReport {
+            id: a.instance.clone(),
+            service: a.service.clone(),
+            node: ctx.node.clone(),
+            version: a.version.clone(),
+            state: String::new(),
+            since_ms: now_ms(),
+            pid: None,
+            ports: Default::default(),
+            port: None,
+            restarts: 0,
+            health: "unknown".into(),
+            message: String::new(),
+        },
+        in_catalog: false,
+    };
+    let mut held = Vec::new();
+    match parse_manifest(&a.manifest, &a.service) {
+        Err(e) => life.set(State::Failed, format!("manifest: {e}")).await,
+        Ok(m) => {
+            life.set(State::Provision, "").await;
+            match provision(&ctx, &m, &a, &mut held) {
+                Err(e) => life.set(State::Failed, e).await,
+                Ok((launch, ports)) => {
+                    life.report.ports = ports.iter().cloned().collect();
+                    life.report.port = ports.first().map(|(_, p)| *p);
+                    supervise(&mut life, &m, &launch, &mut stop).await;
+                }
+            }
+        }
+    }
+    // Failed (or finished): stay visible until the assignment goes.
+    while !*stop.borrow() {
+        if stop.changed().await.is_err() {
+            break;
+        }
+    }
+    life.leave_catalog().await;
+    ctx.ports.release(held);
+    report::delete(&ctx.client, &a.service, &a.instance).await;
+}
+
+fn provision(
+    ctx: &Ctx,
+    m: &Manifest,
+    a: &Assignment,
+    held: &mut Vec<u16>,
+) -> Result<(Launch, Vec<(String, u16)>), String> {
+    let workdir = prepare::files(&ctx.dir, m)?;
+    let mut ports = Vec::new();
+    for name in &m.run.ports {
+        let p = ctx.ports.take().ok_or_else(|| {
+            let [lo, hi] = ctx.ports.range();
+            format!("no free port left in the agent's range {lo}-{hi}")
+        })?;
+        held.push(p);
+        ports.push((name.clone(), p));
+    }
+    let ids = [
+        ("HERD_SERVICE", a.service.as_str()),
+        ("HERD_INSTANCE", a.instance.as_str()),
+        ("HERD_VERSION", a.version.as_str()),
+    ];
+    Ok((prepare::launch(m, workdir, &ports, ids), ports))
+}
+
+fn spawn(ctx: &Ctx, a: &Assignment, l: &Launch) -> std::io::Result<Child> {
+    let mut child = Command::new(&l.program)
+        .args(&l.args)
+        .envs(l.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(&l.workdir)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let (out, err) = logs::paths(&ctx.dir, &a.service, &a.instance);
+    if let Some(o) = child.stdout.take() {
+        tokio::spawn(logs::copy(o, out));
+    }
+    if let Some(e) = child.stderr.take() {
+        tokio::spawn(logs::copy(e, err));
+    }
+    Ok(child)
+}
+
+fn describe(status: std::io::Result<ExitStatus>) -> String {
+    match status {
+        Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
+            (Some(c), _) => format!("exited with status {c}"),
+            (None, Some(sig)) => format!("killed by signal {sig}"),
+            _ => "exited".into(),
+        },
+        Err(e) => format!("lost: {e}"),
+    }
+}
+
+async fn supervise(life: &mut Life, m: &Manifest, l: &Launch, stop: &mut watch::Receiver<bool>) {
+    let ctx = life.ctx.clone();
+    let a_service = life.report.service.clone();
+    let a_id = life.report.id.clone();
+    let assignment = Assignment {
+        service: a_service.clone(),
+        instance: a_id.clone(),
+        node: ctx.node.clone(),
+        version: life.report.version.clone(),
+        manifest: String::new(),
+        token: 0,
+    };
+    let mut crashes = Crashes::default();
+    loop {
+        let ended = match spawn(&ctx, &assignment, l) {
+            Err(e) => Ended::Exited(format!("could not start {}: {e}", l.program.display())),
+            Ok(mut child) => {
+                let pid = child.id();
+                life.report.pid = pid;
+                if let Some(pid) = pid {
+                    if let Some(start_time) = process::start_time(pid) {
+                        ctx.ledger.add(Recorded {
+                            instance: a_id.clone(),
+                            pid,
+                            start_time,
+                        });
+                    }
+                }
+                let ended = watch_process(life, m, &mut child, stop).await;
+                if let Ended::Stop = ended {
+                    stop_process(life, m, &mut child).await;
+                    ctx.ledger.remove(&a_id);
+                    return;
+                }
+                ctx.ledger.remove(&a_id);
+                ended
+            }
+        };
+        let Ended::Exited(why) = ended else {
+            return;
+        };
+        life.leave_catalog().await;
+        life.report.pid = None;
+        life.report.health = "unknown".into();
+        match crashes.on_exit(&m.restart, now_ms()) {
+            Decision::RestartAfter(delay) => {
+                life.report.restarts = crashes.restarts;
+                life.set(
+                    State::Provision,
+                    format!("{why}; starting again in {:.1}s", delay.as_secs_f64()),
+                )
+                .await;
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = wait_true(stop) => return,
+                }
+            }
+            Decision::Failed { crashes: n } => {
+                life.set(
+                    State::Failed,
+                    format!(
+                        "{why}; crashed {n} times within {}s (restart.attempts = {}): not restarted until the service is applied, restarted or scaled again",
+                        m.restart.interval.as_secs(),
+                        m.restart.attempts
+                    ),
+                )
+                .await;
+                return;
+            }
+        }
+    }
+}
+
+async fn wait_true(stop: &mut watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Ready → Run → (health lost) Ready …, until the process exits or the stop comes.
+async fn watch_process(
+    life: &mut Life,
+    m: &Manifest,
+    child: &mut Child,
+    stop: &mut watch::Receiver<bool>,
+) -> Ended {
+    let mut lease = life.ctx.lease.clone();
+    let check = m.health.clone().and_then(|h| {
+        let port = life.report.ports.get(&h.port).copied()?;
+        Some((h, SocketAddr::from(([127, 0, 0, 1], port))))
+    });
+    if check.is_none() {
+        life.set(State::Run, "").await;
+        life.enter_catalog().await;
+    } else {
+        life.set(State::Ready, "").await;
+    }
+    let interval = check
+        .as_ref()
+        .map_or(Duration::from_secs(3600), |(h, _)| h.interval);
+    let mut tick = tokio::time::interval(interval);
+    let (mut passes, mut fails) = (0u32, 0u32);
+    loop {
+        tokio::select! {
+            status = child.wait() => return Ended::Exited(describe(status)),
+            _ = wait_true(stop) => return Ended::Stop,
+            changed = lease.changed() => {
+                if changed.is_ok() {
+                    // The node has a new lease: our report and catalog entry lived on the old.
+                    life.publish().await;
+                    if life.in_catalog {
+                        life.enter_catalog().await;
+                    }
+                }
+            }
+            _ = tick.tick(), if check.is_some() => {
+                let Some((h, addr)) = &check else { continue };
+                match health::probe(h, *addr).await {
+                    Ok(()) => {
+                        passes += 1;
+                        fails = 0;
+                        if passes >= h.healthy_threshold && life.report.health != "passing" {
+                            life.report.health = "passing".into();
+                            life.set(State::Run, "").await;
+                            life.enter_catalog().await;
+                        }
+                    }
+                    Err(why) => {
+                        fails += 1;
+                        passes = 0;
+                        if fails >= h.unhealthy_threshold && life.report.health != "failing" {
+                            life.report.health = "failing".into();
+                            life.leave_catalog().await;
+                            life.set(State::Ready, format!("health check failing: {why}")).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Out of the catalog, drained, the stop signal to the whole group, SIGKILL after
+/// `stop_timeout`.
+async fn stop_process(life: &mut Life, m: &Manifest, child: &mut Child) {
+    life.set(State::Destroy, "").await;
+    let was_serving = life.in_catalog;
+    life.leave_catalog().await;
+    if was_serving {
+        tokio::time::sleep(DRAIN).await;
+    }
+    let Some(pid) = child.id() else {
+        return; // already reaped
+    };
+    process::signal_group(pid, process::signal_number(m.run.stop_signal));
+    if tokio::time::timeout(m.run.stop_timeout, child.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(instance = %life.report.id, "agent: no exit within stop_timeout; SIGKILL");
+        process::signal_group(pid, libc::SIGKILL);
+        let _ = child.wait().await;
+    }
+    // Whatever else the group started goes with it.
+    process::signal_group(pid, libc::SIGKILL);
+}

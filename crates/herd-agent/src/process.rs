@@ -1,0 +1,148 @@
+//! Processes the agent starts: each in its own process group (so a stop reaches its
+//! children too), recorded by pid and start time (so a pid the kernel reused for another
+//! program is never signalled), signalled through the group.
+
+use std::path::{Path, PathBuf};
+
+/// The start time of `pid` in clock ticks since boot (field 22 of /proc/<pid>/stat), or
+/// None when no such process runs.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from its end.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Signal the process group `pgid` (the leader's pid). True when it was delivered.
+pub fn signal_group(pgid: u32, signal: i32) -> bool {
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return false;
+    };
+    if pgid <= 1 {
+        return false;
+    }
+    // SAFETY: kill(2) takes plain integers; a negative pid addresses the process group.
+    unsafe { libc::kill(-pgid, signal) == 0 }
+}
+
+pub fn signal_number(s: herd_agent_core::manifest::StopSignal) -> i32 {
+    use herd_agent_core::manifest::StopSignal::*;
+    match s {
+        Term => libc::SIGTERM,
+        Int => libc::SIGINT,
+        Quit => libc::SIGQUIT,
+        Hup => libc::SIGHUP,
+        Usr1 => libc::SIGUSR1,
+        Usr2 => libc::SIGUSR2,
+    }
+}
+
+/// One process the agent started, as recorded on disk.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Recorded {
+    pub instance: String,
+    pub pid: u32,
+    pub start_time: u64,
+}
+
+/// The file of the processes this agent runs, rewritten whole on every change.
+pub struct Ledger {
+    path: PathBuf,
+    entries: std::sync::Mutex<Vec<Recorded>>,
+}
+
+impl Ledger {
+    pub fn open(dir: &Path) -> Ledger {
+        let path = dir.join("processes.json");
+        let entries = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        Ledger {
+            path,
+            entries: std::sync::Mutex::new(entries),
+        }
+    }
+
+    /// What the previous run left: processes still running with their recorded start time.
+    pub fn survivors(&self) -> Vec<Recorded> {
+        let list = self.entries.lock().map(|e| e.clone()).unwrap_or_default();
+        list.into_iter()
+            .filter(|r| start_time(r.pid) == Some(r.start_time))
+            .collect()
+    }
+
+    pub fn add(&self, r: Recorded) {
+        self.change(|e| {
+            e.retain(|x| x.instance != r.instance);
+            e.push(r);
+        });
+    }
+
+    pub fn remove(&self, instance: &str) {
+        self.change(|e| e.retain(|x| x.instance != instance));
+    }
+
+    pub fn clear(&self) {
+        self.change(Vec::clear);
+    }
+
+    fn change(&self, f: impl FnOnce(&mut Vec<Recorded>)) {
+        let Ok(mut e) = self.entries.lock() else {
+            return;
+        };
+        f(&mut e);
+        let tmp = self.path.with_extension("json.tmp");
+        let ok = serde_json::to_vec(&*e)
+            .ok()
+            .is_some_and(|b| std::fs::write(&tmp, b).is_ok());
+        if ok {
+            let _ = std::fs::rename(&tmp, &self.path);
+        }
+    }
+}
+
+/// Stop what a previous run of the agent left running (it was killed, or the machine's
+/// agent was restarted): the stop signal, then SIGKILL after `grace`. The controller
+/// decides afresh what runs here; starting anew beats adopting a process whose pipes,
+/// health and catalog entry nobody tended meanwhile.
+pub async fn stop_survivors(ledger: &Ledger, grace: std::time::Duration) -> usize {
+    let survivors = ledger.survivors();
+    for r in &survivors {
+        tracing::info!(instance = %r.instance, pid = r.pid, "agent: stopping an instance left by a previous run");
+        signal_group(r.pid, libc::SIGTERM);
+    }
+    let deadline = tokio::time::Instant::now() + grace;
+    while survivors
+        .iter()
+        .any(|r| start_time(r.pid) == Some(r.start_time))
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for r in survivors
+        .iter()
+        .filter(|r| start_time(r.pid) == Some(r.start_time))
+    {
+        signal_group(r.pid, libc::SIGKILL);
+    }
+    ledger.clear();
+    survivors.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_own_start_time_reads_and_a_missing_pid_has_none() {
+        let me = std::process::id();
+        let t = start_time(me).expect("this process has a start time");
+        assert_eq!(start_time(me), Some(t), "it does not change");
+        assert_eq!(start_time(u32::MAX - 1), None);
+        assert!(
+            !signal_group(0, 0) && !signal_group(1, 0),
+            "never the whole session or init"
+        );
+    }
+}

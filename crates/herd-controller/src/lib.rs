@@ -1,0 +1,277 @@
+//! The controller: runs inside every `herd server`, and exactly one acts at a time — the
+//! leader of herd's own election `herd-controller`. It reconciles what operators applied
+//! (`herd/deployments/`) with what agents report (`herd/nodes/`, `herd/instances/`) by
+//! writing assignments (`herd/assignments/<node>/<instance>`); agents do the rest.
+//!
+//! It is an ordinary registry client (herd-api over HTTP, like a Kubernetes controller and
+//! its API server), and every write it makes is a transaction that first compares its own
+//! election key's create revision — its fencing token: a controller that lost its lease
+//! (paused, cut off) cannot write after another took over. The decisions are `plan`'s,
+//! pure; this crate must not import the registry's server code, nor the agent.
+
+pub mod plan;
+
+use herd_api::wire::{
+    keys, Assignment, CampaignRequest, DeploymentRecord, InstanceReport, KeepAliveAnswer, KvRange,
+    LeaderAnswer, LeaseAnswer, LeaseGrantRequest, NodeReport, TxnAnswer,
+};
+use herd_api::{ApiError, RegistryClient};
+use herd_registry_core::{Compare, CompareOp, CompareTarget, Op, Txn, MAX_TXN_OPS};
+use http::Method;
+use plan::{plan, Action, Snapshot};
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+/// How often the leader looks at the cluster again.
+const PASS_EVERY: Duration = Duration::from_millis(500);
+/// The controller's lease: a paused leader loses its place this long after its last renewal.
+const LEASE_TTL_S: f64 = 4.0;
+/// A campaign call's wait before it asks again (well under the client's 30 s timeout).
+const CAMPAIGN_WAIT_S: f64 = 20.0;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// How often an idle controller looks whether cluster management is in use.
+const IDLE_LOOK_EVERY: Duration = Duration::from_secs(1);
+
+/// Campaign, lead while the lease lives, campaign again: forever. `identity` names this
+/// controller in the election (its server's address).
+///
+/// A registry nobody deploys to stays exactly as its users left it: the controller only
+/// campaigns (which writes an election key, a revision) once a deployment or an agent's
+/// node key exists under `herd/`.
+pub async fn run(client: RegistryClient, identity: String) {
+    while !in_use(&client).await {
+        tokio::time::sleep(IDLE_LOOK_EVERY).await;
+    }
+    loop {
+        match lead(&client, &identity).await {
+            Ok(()) => tracing::warn!("controller: lost leadership; campaigning again"),
+            Err(e) => {
+                tracing::debug!(error = %e, "controller: not leading");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Whether any key of cluster management exists (a local, serializable read: no Raft round).
+async fn in_use(client: &RegistryClient) -> bool {
+    let r: Result<KvRange, ApiError> = client
+        .get(Method::GET, "/v1/kv/herd/?prefix&limit=1&serializable")
+        .await;
+    r.is_ok_and(|r| !r.kvs.is_empty())
+}
+
+struct Leadership {
+    key: String,
+    token: u64,
+    lost: watch::Receiver<bool>,
+    _keeper: tokio::task::JoinHandle<()>,
+}
+
+async fn lead(client: &RegistryClient, identity: &str) -> Result<(), ApiError> {
+    let lease: LeaseAnswer = client
+        .send(
+            Method::POST,
+            "/v1/lease",
+            &LeaseGrantRequest { ttl_s: LEASE_TTL_S },
+        )
+        .await?;
+    let (tx, lost) = watch::channel(false);
+    let keeper = tokio::spawn(keep_alive(client.clone(), lease.id, tx));
+    let leadership = loop {
+        let req = CampaignRequest {
+            value: identity.to_string(),
+            lease: Some(lease.id),
+            ttl_s: None,
+            timeout_s: Some(CAMPAIGN_WAIT_S),
+        };
+        let path = format!("/v1/election/{}/campaign", keys::CONTROLLER_ELECTION);
+        match client
+            .send::<_, LeaderAnswer>(Method::POST, &path, &req)
+            .await
+        {
+            Ok(won) => {
+                break Leadership {
+                    key: won.leader.key,
+                    token: won.leader.revision,
+                    lost: lost.clone(),
+                    _keeper: keeper,
+                }
+            }
+            Err(e) if e.status() == Some(408) && !*lost.borrow() => continue,
+            Err(e) => {
+                keeper.abort();
+                return Err(e);
+            }
+        }
+    };
+    tracing::info!(token = leadership.token, "controller: leading the cluster");
+    let result = reconcile_while_leading(client, &leadership).await;
+    let _ = client
+        .call(
+            Method::DELETE,
+            &format!("/v1/lease/{}", lease.id),
+            Vec::new(),
+        )
+        .await;
+    result
+}
+
+async fn keep_alive(client: RegistryClient, lease: u64, lost: watch::Sender<bool>) {
+    let every = Duration::from_secs_f64(LEASE_TTL_S / 4.0);
+    let path = format!("/v1/lease/{lease}/keepalive");
+    loop {
+        tokio::time::sleep(every).await;
+        match client.get::<KeepAliveAnswer>(Method::POST, &path).await {
+            Ok(_) => {}
+            Err(e) if e.status() == Some(404) => {
+                let _ = lost.send(true);
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "controller: renewing its lease failed; retrying")
+            }
+        }
+    }
+}
+
+async fn reconcile_while_leading(client: &RegistryClient, l: &Leadership) -> Result<(), ApiError> {
+    let mut lost = l.lost.clone();
+    let mut last_short: BTreeMap<String, String> = BTreeMap::new();
+    loop {
+        if *lost.borrow() {
+            return Ok(());
+        }
+        let snapshot = read(client).await?;
+        let fresh = fresh_ids(client, &snapshot).await?;
+        let mut fresh = fresh.into_iter();
+        let mut next_id = |service: &str| {
+            let id = fresh.next().unwrap_or_else(now_ms);
+            format!("{service}-{}", base36(id))
+        };
+        let (actions, short) = plan(&snapshot, now_ms(), l.token, &mut next_id);
+        for s in &short {
+            if last_short.get(&s.service) != Some(&s.reason) {
+                tracing::warn!(service = %s.service, reason = %s.reason, "controller: cannot place every instance");
+            }
+        }
+        last_short = short.into_iter().map(|s| (s.service, s.reason)).collect();
+        if !actions.is_empty() && !write(client, l, &actions).await? {
+            tracing::warn!(
+                "controller: a write was refused by the fence: another controller leads"
+            );
+            return Ok(());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PASS_EVERY) => {}
+            _ = lost.changed() => {}
+        }
+    }
+}
+
+/// Enough fresh ids for this pass: at most one per missing instance of every service.
+async fn fresh_ids(client: &RegistryClient, s: &Snapshot) -> Result<Vec<u64>, ApiError> {
+    let wanted: u32 = s.deployments.iter().map(|d| d.count).sum();
+    let have = s.assignments.len() as u32;
+    let count = wanted.saturating_sub(have).clamp(1, 1000);
+    let a: herd_api::wire::IdsAnswer = client
+        .get(Method::POST, &format!("/v1/ids?count={count}"))
+        .await?;
+    Ok(a.ids)
+}
+
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+async fn prefix<T: DeserializeOwned>(
+    client: &RegistryClient,
+    prefix: &str,
+) -> Result<Vec<T>, ApiError> {
+    let r: KvRange = client
+        .get(Method::GET, &format!("/v1/kv/{prefix}?prefix"))
+        .await?;
+    Ok(r.kvs
+        .iter()
+        .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+        .collect())
+}
+
+async fn read(client: &RegistryClient) -> Result<Snapshot, ApiError> {
+    let deployments: Vec<DeploymentRecord> = prefix(client, keys::DEPLOYMENTS).await?;
+    let nodes: Vec<NodeReport> = prefix(client, keys::NODES).await?;
+    let assignments: Vec<Assignment> = prefix(client, keys::ASSIGNMENTS).await?;
+    let reports: Vec<InstanceReport> = prefix(client, keys::INSTANCES).await?;
+    Ok(Snapshot {
+        deployments,
+        nodes,
+        assignments,
+        reports: reports.into_iter().map(|r| (r.id.clone(), r)).collect(),
+    })
+}
+
+/// Apply the actions in fenced transactions; false when the fence refused (deposed).
+async fn write(
+    client: &RegistryClient,
+    l: &Leadership,
+    actions: &[Action],
+) -> Result<bool, ApiError> {
+    let mut ops = Vec::new();
+    for a in actions {
+        match a {
+            Action::Assign(a) => {
+                tracing::info!(service = %a.service, instance = %a.instance, node = %a.node, version = %a.version, "controller: assign");
+                ops.push(Op::Put {
+                    key: keys::assignment(&a.node, &a.instance),
+                    value: serde_json::to_vec(a).unwrap_or_default(),
+                    lease: None,
+                });
+            }
+            Action::Unassign {
+                node,
+                instance,
+                why,
+            } => {
+                tracing::info!(%instance, %node, why, "controller: unassign");
+                ops.push(Op::Delete {
+                    key: keys::assignment(node, instance),
+                    prefix: false,
+                });
+            }
+        }
+    }
+    for chunk in ops.chunks(MAX_TXN_OPS) {
+        let txn = Txn {
+            compares: vec![Compare {
+                key: l.key.clone(),
+                target: CompareTarget::CreateRevision(l.token),
+                op: CompareOp::Eq,
+            }],
+            success: chunk.to_vec(),
+            failure: vec![],
+        };
+        let answer: TxnAnswer = client.send(Method::POST, "/v1/txn", &txn).await?;
+        if !answer.succeeded {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}

@@ -1,0 +1,194 @@
+//! The controller's decision, pure: from what the registry holds (deployments, live
+//! nodes, assignments, what agents report) to the assignments to add and remove. No I/O and
+//! no clock: `now_ms` and fresh instance ids come in, so a test states the exact outcome.
+//!
+//! Per service, with N instances wanted of version V:
+//! - an assignment on a node whose lease ended is removed (and replaced below);
+//! - more of V than N: the surplus goes, instances not running first;
+//! - fewer of V than N: with no instance of another version (a first deploy, a scale-up, a
+//!   replacement) every missing one is placed at once; during an update, at most
+//!   `update.max_parallel` new instances are on their way at a time (a surge);
+//! - an instance of another version goes once an instance of V has run for
+//!   `update.min_healthy_time` to take its place, so the count serving never drops below N
+//!   through an update;
+//! - a service without a deployment loses all its assignments.
+
+use herd_agent_core::manifest::Manifest;
+use herd_agent_core::parse_manifest;
+use herd_agent_core::placement::{place, NodeView, PlacementError};
+use herd_api::wire::{Assignment, DeploymentRecord, InstanceReport, NodeReport};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What the controller read from the registry in one pass.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub deployments: Vec<DeploymentRecord>,
+    pub nodes: Vec<NodeReport>,
+    pub assignments: Vec<Assignment>,
+    /// By instance id.
+    pub reports: BTreeMap<String, InstanceReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Assign(Assignment),
+    Unassign {
+        node: String,
+        instance: String,
+        why: &'static str,
+    },
+}
+
+/// Why a service could not get all the instances it wants (shown in the controller's log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shortfall {
+    pub service: String,
+    pub reason: String,
+}
+
+pub fn plan(
+    s: &Snapshot,
+    now_ms: u64,
+    token: u64,
+    next_id: &mut dyn FnMut(&str) -> String,
+) -> (Vec<Action>, Vec<Shortfall>) {
+    let live: BTreeSet<&str> = s.nodes.iter().map(|n| n.name.as_str()).collect();
+    let wanted: BTreeSet<&str> = s.deployments.iter().map(|d| d.name.as_str()).collect();
+    let mut actions = Vec::new();
+    let mut short = Vec::new();
+    for a in &s.assignments {
+        if !wanted.contains(a.service.as_str()) {
+            actions.push(unassign(a, "service stopped"));
+        }
+    }
+    // Instances per node over every service, as placement weighs load.
+    let mut per_node: BTreeMap<String, u32> = BTreeMap::new();
+    for a in s
+        .assignments
+        .iter()
+        .filter(|a| live.contains(a.node.as_str()))
+    {
+        *per_node.entry(a.node.clone()).or_default() += 1;
+    }
+    for d in &s.deployments {
+        let Ok(m) = parse_manifest(&d.manifest, &d.name) else {
+            short.push(Shortfall {
+                service: d.name.clone(),
+                reason: "its stored manifest no longer reads; apply it again".into(),
+            });
+            continue;
+        };
+        let mine: Vec<&Assignment> = s
+            .assignments
+            .iter()
+            .filter(|a| a.service == d.name)
+            .collect();
+        let (alive, dead): (Vec<&Assignment>, Vec<&Assignment>) = mine
+            .into_iter()
+            .partition(|a| live.contains(a.node.as_str()));
+        for a in dead {
+            actions.push(unassign(a, "its node's lease ended"));
+        }
+        let (mut new, mut old): (Vec<&Assignment>, Vec<&Assignment>) =
+            alive.into_iter().partition(|a| a.version == d.version);
+        let state = |a: &Assignment| s.reports.get(&a.instance).map(|r| r.state.as_str());
+        let min_healthy = m.update.min_healthy_time.as_millis() as u64;
+        let proven = |a: &Assignment| {
+            s.reports.get(&a.instance).is_some_and(|r| {
+                r.state == "Run"
+                    && r.version == a.version
+                    && now_ms.saturating_sub(r.since_ms) >= min_healthy
+            })
+        };
+        let n = d.count as usize;
+        // Surplus of the wanted version: those not running go first, then the newest ids.
+        if new.len() > n {
+            new.sort_by_key(|a| {
+                (
+                    state(a) == Some("Run"),
+                    std::cmp::Reverse(a.instance.clone()),
+                )
+            });
+            for a in new.drain(..new.len() - n) {
+                actions.push(unassign(a, "scaled down"));
+            }
+        }
+        let healthy = new.iter().filter(|a| proven(a)).count();
+        let missing = n - new.len();
+        let add = if old.is_empty() {
+            missing
+        } else {
+            let on_the_way = new.len() - healthy;
+            missing.min((m.update.max_parallel as usize).saturating_sub(on_the_way))
+        };
+        if add > 0 {
+            match placed(&m, s, &d.name, &per_node, add as u32) {
+                Ok(nodes) => {
+                    for node in nodes {
+                        *per_node.entry(node.clone()).or_default() += 1;
+                        actions.push(Action::Assign(Assignment {
+                            service: d.name.clone(),
+                            instance: next_id(&d.name),
+                            node,
+                            version: d.version.clone(),
+                            manifest: d.manifest.clone(),
+                            token,
+                        }));
+                    }
+                }
+                Err(e) => short.push(Shortfall {
+                    service: d.name.clone(),
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        // Old versions leave as proven new ones take their places.
+        let surplus = (healthy + old.len()).saturating_sub(n).min(old.len());
+        old.sort_by_key(|a| (state(a) == Some("Run"), a.instance.clone()));
+        for a in old.into_iter().take(surplus) {
+            actions.push(unassign(a, "replaced by the new version"));
+        }
+    }
+    (actions, short)
+}
+
+fn unassign(a: &Assignment, why: &'static str) -> Action {
+    Action::Unassign {
+        node: a.node.clone(),
+        instance: a.instance.clone(),
+        why,
+    }
+}
+
+fn placed(
+    m: &Manifest,
+    s: &Snapshot,
+    service: &str,
+    per_node: &BTreeMap<String, u32>,
+    add: u32,
+) -> Result<Vec<String>, PlacementError> {
+    let nodes: Vec<NodeView> = s
+        .nodes
+        .iter()
+        .map(|n| NodeView {
+            name: n.name.clone(),
+            labels: n.labels.clone(),
+            alive: true,
+            instances: per_node.get(&n.name).copied().unwrap_or(0),
+            load: n.load,
+        })
+        .collect();
+    let mut current: BTreeMap<String, u32> = BTreeMap::new();
+    let live: BTreeSet<&str> = s.nodes.iter().map(|n| n.name.as_str()).collect();
+    for a in s
+        .assignments
+        .iter()
+        .filter(|a| a.service == service && live.contains(a.node.as_str()))
+    {
+        *current.entry(a.node.clone()).or_default() += 1;
+    }
+    place(&m.placement, &nodes, &current, add)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,442 @@
+//! `/v1/deployments`, `/v1/nodes`, `/v1/revisions`: cluster management's state as the
+//! operator changes and reads it. An apply, scale or stop validates the manifest (the same
+//! rules as `herd apply --dry-run`), checks every `depends_on` range across the services,
+//! and writes the deployment and a new cluster revision in one transaction. Acting on it is
+//! the controller's job (it watches these keys); this module only records and reports.
+
+use crate::api::body::RequestBody;
+use crate::api::error::{bad, command_error, internal, ok, ApiError, ApiResult};
+use crate::api::query::{flag, read_barrier, Params};
+use crate::raft::node::{now_ms, RegistryNode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use herd_agent_core::depends::violations;
+use herd_agent_core::revision::ServiceEntry;
+use herd_agent_core::{parse_manifest, Manifest};
+use herd_api::wire::{
+    keys, ChangeAnswer, DeploymentList, DeploymentRecord, DeploymentStatus, InstanceReport,
+    NodeList, NodeReport, RevisionRecord, ScaleRequest, ServiceVersion,
+};
+use herd_registry_core::{Command, Compare, CompareOp, CompareTarget, KeyValue, Op, Outcome, Txn};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+type Shared = Arc<RegistryNode>;
+
+/// The counter of cluster revisions (its value is the last revision, in decimal).
+const REVISION_COUNTER: &str = "herd/revision";
+
+fn range(node: &RegistryNode, prefix: &str) -> Result<(u64, Vec<KeyValue>), ApiError> {
+    let a = node
+        .state
+        .applied
+        .read()
+        .map_err(|_| internal("state lock poisoned"))?;
+    Ok((a.store.revision(), a.store.range(prefix, 0).0))
+}
+
+fn records(kvs: &[KeyValue]) -> BTreeMap<String, DeploymentRecord> {
+    kvs.iter()
+        .filter_map(|kv| serde_json::from_slice::<DeploymentRecord>(&kv.value).ok())
+        .map(|r| (r.name.clone(), r))
+        .collect()
+}
+
+fn entry(m: &Manifest, count: u32) -> ServiceEntry {
+    ServiceEntry {
+        version: m.version.clone(),
+        count,
+        depends_on: m.depends_on.clone(),
+    }
+}
+
+/// Every service's entry, for the `depends_on` check.
+fn architecture(records: &BTreeMap<String, DeploymentRecord>) -> BTreeMap<String, ServiceEntry> {
+    records
+        .values()
+        .filter_map(|r| {
+            let m = parse_manifest(&r.manifest, &r.name).ok()?;
+            Some((r.name.clone(), entry(&m, r.count)))
+        })
+        .collect()
+}
+
+/// Write `change` (None: remove `name`) and a new cluster revision, atomically; retried
+/// when another change won the race for the revision counter.
+async fn commit(
+    node: &RegistryNode,
+    name: &str,
+    change: Option<DeploymentRecord>,
+    what: String,
+) -> Result<u64, ApiError> {
+    for _ in 0..8 {
+        read_barrier_all(node).await?;
+        let (counter, deployments) = {
+            let a = node
+                .state
+                .applied
+                .read()
+                .map_err(|_| internal("state lock poisoned"))?;
+            (
+                a.store.get(REVISION_COUNTER),
+                records(&a.store.range(keys::DEPLOYMENTS, 0).0),
+            )
+        };
+        let last: u64 = counter
+            .as_ref()
+            .and_then(|kv| std::str::from_utf8(&kv.value).ok()?.parse().ok())
+            .unwrap_or(0);
+        let rev = last + 1;
+        let mut services = deployments.clone();
+        let mut ops = vec![Op::Put {
+            key: REVISION_COUNTER.into(),
+            value: rev.to_string().into_bytes(),
+            lease: None,
+        }];
+        match &change {
+            Some(r) => {
+                let mut r = r.clone();
+                r.revision = rev;
+                ops.push(Op::Put {
+                    key: keys::deployment(name),
+                    value: serde_json::to_vec(&r).map_err(|e| internal(e.to_string()))?,
+                    lease: None,
+                });
+                services.insert(name.to_string(), r);
+            }
+            None => {
+                ops.push(Op::Delete {
+                    key: keys::deployment(name),
+                    prefix: false,
+                });
+                services.remove(name);
+            }
+        }
+        let record = RevisionRecord {
+            revision: rev,
+            at_ms: now_ms(),
+            change: what.clone(),
+            services: services
+                .values()
+                .map(|r| {
+                    (
+                        r.name.clone(),
+                        ServiceVersion {
+                            version: r.version.clone(),
+                            count: r.count,
+                        },
+                    )
+                })
+                .collect(),
+        };
+        ops.push(Op::Put {
+            key: keys::revision(rev),
+            value: serde_json::to_vec(&record).map_err(|e| internal(e.to_string()))?,
+            lease: None,
+        });
+        let txn = Txn {
+            compares: vec![Compare {
+                key: REVISION_COUNTER.into(),
+                target: CompareTarget::ModRevision(counter.map_or(0, |kv| kv.mod_revision)),
+                op: CompareOp::Eq,
+            }],
+            success: ops,
+            failure: vec![],
+        };
+        let resp = node.write(Command::Txn(txn)).await?;
+        match resp.outcome {
+            Outcome::Txn {
+                succeeded: true, ..
+            } => return Ok(rev),
+            Outcome::Txn { .. } => continue,
+            Outcome::Rejected(e) => return Err(command_error(&e)),
+            other => return Err(internal(format!("unexpected answer {other:?}"))),
+        }
+    }
+    Err(ApiError(
+        StatusCode::CONFLICT,
+        "other changes kept winning the race for the next cluster revision; retry".into(),
+    ))
+}
+
+async fn read_barrier_all(node: &RegistryNode) -> Result<(), ApiError> {
+    Ok(node.read_barrier().await?)
+}
+
+fn check_depends(
+    deployments: &BTreeMap<String, DeploymentRecord>,
+    name: &str,
+    next: Option<ServiceEntry>,
+) -> Result<(), ApiError> {
+    let mut arch = architecture(deployments);
+    match next {
+        Some(e) => {
+            arch.insert(name.to_string(), e);
+        }
+        None => {
+            arch.remove(name);
+        }
+    }
+    let v = violations(&arch);
+    if v.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = v.iter().map(|v| v.to_string()).collect();
+    Err(ApiError(
+        StatusCode::CONFLICT,
+        format!(
+            "refused: it would break depends_on: {}; change the dependent first, or apply versions that satisfy it",
+            list.join("; ")
+        ),
+    ))
+}
+
+/// `PUT /v1/deployments/<name>[?dry_run]`, the manifest (TOML) as the body.
+pub async fn apply(
+    State(node): State<Shared>,
+    Path(name): Path<String>,
+    Query(q): Params,
+    RequestBody(body): RequestBody,
+) -> ApiResult {
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| bad("the manifest is not UTF-8 text; send the TOML file as the body"))?;
+    let m = parse_manifest(text, &format!("{name}.toml"))
+        .map_err(|e| bad(format!("manifest refused:\n{e}")))?;
+    if m.name != name {
+        return Err(bad(format!(
+            "the manifest names service \"{}\" but the path says \"{name}\"; PUT it to /v1/deployments/{}",
+            m.name, m.name
+        )));
+    }
+    read_barrier(&node, &q).await?;
+    let (_, kvs) = range(&node, keys::DEPLOYMENTS)?;
+    let deployments = records(&kvs);
+    let count = m.instances.count;
+    check_depends(&deployments, &name, Some(entry(&m, count)))?;
+    let version = m.version.to_string();
+    if flag(&q, "dry_run") {
+        return ok(ChangeAnswer {
+            name,
+            revision: 0,
+            version,
+            count,
+            dry_run: true,
+        });
+    }
+    let record = DeploymentRecord {
+        name: name.clone(),
+        version: version.clone(),
+        manifest: text.to_string(),
+        count,
+        revision: 0,
+        applied_ms: now_ms(),
+    };
+    let revision = commit(
+        &node,
+        &name,
+        Some(record),
+        format!("apply {name} {version}"),
+    )
+    .await?;
+    ok(ChangeAnswer {
+        name,
+        revision,
+        version,
+        count,
+        dry_run: false,
+    })
+}
+
+fn current(node: &RegistryNode, name: &str) -> Result<DeploymentRecord, ApiError> {
+    let (_, kvs) = range(node, &keys::deployment(name))?;
+    kvs.iter()
+        .find(|kv| kv.key == keys::deployment(name))
+        .and_then(|kv| serde_json::from_slice(&kv.value).ok())
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no deployment \"{name}\"; apply its manifest first (herd apply -f FILE)"),
+            )
+        })
+}
+
+/// `POST /v1/deployments/<name>/scale {"count": N}`, within the manifest's min..max.
+pub async fn scale(
+    State(node): State<Shared>,
+    Path(name): Path<String>,
+    RequestBody(body): RequestBody,
+) -> ApiResult {
+    let req: ScaleRequest =
+        crate::api::body::parse_json(&body, crate::api::body::Empty::Refuse, r#"{"count": N}"#)?;
+    node.read_barrier().await?;
+    let mut rec = current(&node, &name)?;
+    let m = parse_manifest(&rec.manifest, &name).map_err(|e| internal(e.to_string()))?;
+    if !(m.instances.min..=m.instances.max).contains(&req.count) {
+        return Err(bad(format!(
+            "count {} is outside instances.min..max ({}..{}) of {name}; change the manifest's bounds to go further",
+            req.count, m.instances.min, m.instances.max
+        )));
+    }
+    rec.count = req.count;
+    let (version, count) = (rec.version.clone(), rec.count);
+    let revision = commit(&node, &name, Some(rec), format!("scale {name} {count}")).await?;
+    ok(ChangeAnswer {
+        name,
+        revision,
+        version,
+        count,
+        dry_run: false,
+    })
+}
+
+/// `DELETE /v1/deployments/<name>`: stop every instance and forget the service.
+pub async fn stop(State(node): State<Shared>, Path(name): Path<String>) -> ApiResult {
+    node.read_barrier().await?;
+    let rec = current(&node, &name)?;
+    let (_, kvs) = range(&node, keys::DEPLOYMENTS)?;
+    check_depends(&records(&kvs), &name, None)?;
+    let revision = commit(&node, &name, None, format!("stop {name}")).await?;
+    ok(ChangeAnswer {
+        name,
+        revision,
+        version: rec.version,
+        count: 0,
+        dry_run: false,
+    })
+}
+
+/// A service's state from its instances: what an operator wants to see first.
+pub fn service_state(rec: &DeploymentRecord, instances: &[InstanceReport]) -> String {
+    let running: Vec<&InstanceReport> = instances.iter().filter(|i| i.state == "Run").collect();
+    let state = if instances.iter().any(|i| i.state == "Failed") {
+        "Failed"
+    } else if instances.iter().any(|i| i.version != rec.version) {
+        "Update"
+    } else if running.len() as u32 == rec.count && instances.len() as u32 == rec.count {
+        "Run"
+    } else if running.is_empty() && rec.count > 0 {
+        "Provision"
+    } else {
+        "Scale"
+    };
+    state.to_string()
+}
+
+fn status_of(rec: DeploymentRecord, kvs: &[KeyValue]) -> DeploymentStatus {
+    let prefix = keys::instances_of(&rec.name);
+    let mut instances: Vec<InstanceReport> = kvs
+        .iter()
+        .filter(|kv| kv.key.starts_with(&prefix))
+        .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+        .collect();
+    instances.sort_by(|a: &InstanceReport, b| a.id.cmp(&b.id));
+    DeploymentStatus {
+        state: service_state(&rec, &instances),
+        name: rec.name,
+        version: rec.version,
+        revision: rec.revision,
+        count: rec.count,
+        instances,
+    }
+}
+
+/// `GET /v1/deployments/<name>`.
+pub async fn get(
+    State(node): State<Shared>,
+    Path(name): Path<String>,
+    Query(q): Params,
+) -> ApiResult {
+    read_barrier(&node, &q).await?;
+    let rec = current(&node, &name)?;
+    let (_, kvs) = range(&node, &keys::instances_of(&name))?;
+    ok(status_of(rec, &kvs))
+}
+
+/// `GET /v1/deployments`.
+pub async fn list(State(node): State<Shared>, Query(q): Params) -> ApiResult {
+    read_barrier(&node, &q).await?;
+    let (revision, kvs) = range(&node, keys::DEPLOYMENTS)?;
+    let (_, inst) = range(&node, keys::INSTANCES)?;
+    let deployments = records(&kvs)
+        .into_values()
+        .map(|r| status_of(r, &inst))
+        .collect();
+    ok(DeploymentList {
+        revision,
+        deployments,
+    })
+}
+
+/// `GET /v1/nodes`: the agents alive now (their keys live on their leases).
+pub async fn nodes(State(node): State<Shared>, Query(q): Params) -> ApiResult {
+    read_barrier(&node, &q).await?;
+    let (_, kvs) = range(&node, keys::NODES)?;
+    let nodes = kvs
+        .iter()
+        .filter_map(|kv| serde_json::from_slice::<NodeReport>(&kv.value).ok())
+        .collect();
+    ok(NodeList { nodes })
+}
+
+/// `GET /v1/revisions`: every cluster revision, oldest first.
+pub async fn revisions(State(node): State<Shared>, Query(q): Params) -> ApiResult {
+    read_barrier(&node, &q).await?;
+    let (_, kvs) = range(&node, keys::REVISIONS)?;
+    let list: Vec<RevisionRecord> = kvs
+        .iter()
+        .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+        .collect();
+    ok(list)
+}
+
+/// `GET /v1/revisions/<rev>`.
+pub async fn revision(
+    State(node): State<Shared>,
+    Path(rev): Path<String>,
+    Query(q): Params,
+) -> ApiResult {
+    let rev: u64 = rev
+        .parse()
+        .map_err(|_| bad(format!("revision \"{rev}\" is not a number")))?;
+    read_barrier(&node, &q).await?;
+    let (_, kvs) = range(&node, &keys::revision(rev))?;
+    match kvs
+        .first()
+        .and_then(|kv| serde_json::from_slice::<RevisionRecord>(&kv.value).ok())
+    {
+        Some(r) => ok(r),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no cluster revision {rev}; GET /v1/revisions lists them"),
+        )),
+    }
+}
+
+/// `GET /v1/deployments/<name>/history`: the revisions that changed this service.
+pub async fn history(
+    State(node): State<Shared>,
+    Path(name): Path<String>,
+    Query(q): Params,
+) -> ApiResult {
+    read_barrier(&node, &q).await?;
+    let (_, kvs) = range(&node, keys::REVISIONS)?;
+    let mut last: Option<ServiceVersion> = None;
+    let mut out = Vec::new();
+    for r in kvs
+        .iter()
+        .filter_map(|kv| serde_json::from_slice::<RevisionRecord>(&kv.value).ok())
+    {
+        let now = r.services.get(&name).cloned();
+        if now != last {
+            out.push(r);
+        }
+        last = now;
+    }
+    if out.is_empty() {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("service \"{name}\" has never been applied"),
+        ));
+    }
+    ok(out)
+}

@@ -1,0 +1,255 @@
+//! `herd apply|status|nodes|scale|stop|history|logs`: cluster management from the shell.
+//! Each is one call to `/v1/deployments` (or `/v1/nodes`, `/v1/revisions`); `logs` reads
+//! the files an agent on this machine wrote.
+
+use crate::client::Target;
+use crate::exit::{out, print_json, Usage};
+use anyhow::Context;
+use clap::Args;
+use herd_api::wire::{ChangeAnswer, DeploymentList, DeploymentStatus, NodeList, ScaleRequest};
+use http::Method;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct ApplyArgs {
+    /// The service's manifest (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    pub file: PathBuf,
+    /// Validate and check depends_on against the cluster; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    pub service: String,
+    /// One instance (default: every instance of the service on this machine).
+    #[arg(long)]
+    pub instance: Option<String>,
+    /// The agent's data directory.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "herd-agent",
+        env = "HERD_DATA_DIR"
+    )]
+    pub data_dir: PathBuf,
+    /// stderr instead of stdout.
+    #[arg(long)]
+    pub stderr: bool,
+}
+
+pub enum Call {
+    Apply(ApplyArgs),
+    Status { service: Option<String>, json: bool },
+    Nodes,
+    Scale { service: String, count: u32 },
+    Stop { service: String },
+    History { service: Option<String> },
+}
+
+pub fn run(target: Target, call: Call) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(dispatch(target, call))
+}
+
+async fn dispatch(target: Target, call: Call) -> anyhow::Result<()> {
+    let c = target.client();
+    match call {
+        Call::Apply(a) => {
+            let text = std::fs::read_to_string(&a.file)
+                .map_err(|e| Usage(format!("cannot read {}: {e}", a.file.display())))?;
+            // Refused here with the file's own name before anything is sent.
+            let m = herd_agent_core::parse_manifest(&text, &a.file.display().to_string())
+                .map_err(|e| Usage(e.to_string()))?;
+            let q = if a.dry_run { "?dry_run" } else { "" };
+            let answer = c
+                .call(Method::PUT, &format!("/v1/deployments/{}{q}", m.name), text)
+                .await?;
+            let r: ChangeAnswer = answer.json()?;
+            if a.dry_run {
+                eprintln!(
+                    "herd: {} {} is valid and keeps every depends_on; nothing changed (--dry-run)",
+                    r.name, r.version
+                );
+            } else {
+                eprintln!(
+                    "herd: {} {} applied at cluster revision {}; `herd status {}` follows it",
+                    r.name, r.version, r.revision, r.name
+                );
+            }
+            print_json(&answer.body)
+        }
+        Call::Status {
+            service: Some(s),
+            json,
+        } => {
+            let a = c
+                .call(Method::GET, &format!("/v1/deployments/{s}"), Vec::new())
+                .await?;
+            if json {
+                return print_json(&a.body);
+            }
+            let d: DeploymentStatus = a.json()?;
+            out(&table(&[d]))?;
+            Ok(())
+        }
+        Call::Status {
+            service: None,
+            json,
+        } => {
+            let a = c.call(Method::GET, "/v1/deployments", Vec::new()).await?;
+            if json {
+                return print_json(&a.body);
+            }
+            let l: DeploymentList = a.json()?;
+            out(&table(&l.deployments))?;
+            Ok(())
+        }
+        Call::Nodes => {
+            let a = c.call(Method::GET, "/v1/nodes", Vec::new()).await?;
+            let l: NodeList = a.json()?;
+            let mut s = format!(
+                "{:<16} {:<16} {:>5} {:>8} {:>6}  {:<13} {}\n",
+                "NODE", "ADDRESS", "CORES", "MEMORY", "LOAD", "PORTS", "LABELS"
+            );
+            for n in l.nodes {
+                let labels: Vec<String> =
+                    n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                s.push_str(&format!(
+                    "{:<16} {:<16} {:>5} {:>7}M {:>6.2}  {:<13} {}\n",
+                    n.name,
+                    n.address,
+                    n.cores,
+                    n.memory_bytes >> 20,
+                    n.load,
+                    format!("{}-{}", n.ports[0], n.ports[1]),
+                    labels.join(",")
+                ));
+            }
+            out(&s)?;
+            Ok(())
+        }
+        Call::Scale { service, count } => {
+            let body = serde_json::to_vec(&ScaleRequest { count })?;
+            let a = c
+                .call(
+                    Method::POST,
+                    &format!("/v1/deployments/{service}/scale"),
+                    body,
+                )
+                .await?;
+            print_json(&a.body)
+        }
+        Call::Stop { service } => {
+            let a = c
+                .call(
+                    Method::DELETE,
+                    &format!("/v1/deployments/{service}"),
+                    Vec::new(),
+                )
+                .await?;
+            print_json(&a.body)
+        }
+        Call::History { service } => {
+            let path = match service {
+                Some(s) => format!("/v1/deployments/{s}/history"),
+                None => "/v1/revisions".into(),
+            };
+            let a = c.call(Method::GET, &path, Vec::new()).await?;
+            print_json(&a.body)
+        }
+    }
+}
+
+fn ago(ms: u64) -> String {
+    let now = herd_agent::instance::now_ms();
+    let s = now.saturating_sub(ms) / 1000;
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        _ => format!("{}h", s / 3600),
+    }
+}
+
+fn table(list: &[DeploymentStatus]) -> String {
+    let mut s = String::new();
+    for d in list {
+        s.push_str(&format!(
+            "{} {}  {}  {} wanted  revision {}\n",
+            d.name, d.version, d.state, d.count, d.revision
+        ));
+        s.push_str(&format!(
+            "  {:<24} {:<14} {:>7} {:>6} {:<10} {:<9} {:>5} {:>8}  {}\n",
+            "INSTANCE", "NODE", "PID", "PORT", "VERSION", "STATE", "SINCE", "RESTARTS", "HEALTH"
+        ));
+        for i in &d.instances {
+            s.push_str(&format!(
+                "  {:<24} {:<14} {:>7} {:>6} {:<10} {:<9} {:>5} {:>8}  {}{}\n",
+                i.id,
+                i.node,
+                i.pid.map_or("-".into(), |p| p.to_string()),
+                i.port.map_or("-".into(), |p| p.to_string()),
+                i.version,
+                i.state,
+                ago(i.since_ms),
+                i.restarts,
+                i.health,
+                if i.message.is_empty() {
+                    String::new()
+                } else {
+                    format!("  ({})", i.message)
+                }
+            ));
+        }
+    }
+    if list.is_empty() {
+        s.push_str("no deployments; apply one with `herd apply -f FILE`\n");
+    }
+    s
+}
+
+/// Print an instance's log files (oldest rotated file first).
+pub fn logs(l: LogsArgs) -> anyhow::Result<()> {
+    let dir = l.data_dir.join("logs").join(&l.service);
+    let kind = if l.stderr { "stderr" } else { "stdout" };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("no logs of {} under {}", l.service, dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.contains(&format!(".{kind}.log"))
+                && l.instance
+                    .as_ref()
+                    .is_none_or(|i| name.starts_with(&format!("{i}.")))
+        })
+        .collect();
+    // x.log.3, x.log.2, x.log.1, x.log: oldest first.
+    files.sort_by_key(|p| {
+        let name = p.to_string_lossy().into_owned();
+        let n: u32 = name
+            .rsplit('.')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (
+            name.split(".log").next().unwrap_or("").to_string(),
+            std::cmp::Reverse(n),
+        )
+    });
+    if files.is_empty() {
+        return Err(Usage(format!(
+            "no {kind} logs of {} in {}",
+            l.service,
+            dir.display()
+        ))
+        .into());
+    }
+    for f in files {
+        let bytes = std::fs::read(&f)?;
+        out(&String::from_utf8_lossy(&bytes))?;
+    }
+    Ok(())
+}
