@@ -157,7 +157,22 @@ async fn reconcile_while_leading(client: &RegistryClient, l: &Leadership) -> Res
             let id = fresh.next().unwrap_or_else(now_ms);
             format!("{service}-{}", base36(id))
         };
-        let (actions, short) = plan(&snapshot, now_ms(), l.token, &mut next_id);
+        let plan::Plan {
+            actions,
+            shortfalls: short,
+            reverts,
+        } = plan(&snapshot, now_ms(), l.token, &mut next_id);
+        for r in &reverts {
+            tracing::warn!(service = %r.service, from = %r.from, to = %r.to, reason = %r.reason, "controller: update failed; reverting");
+            let path = format!(
+                "/v1/deployments/{}?reason={}",
+                r.service,
+                percent_encode(&format!("auto-revert {} -> {}: {}", r.from, r.to, r.reason))
+            );
+            if let Err(e) = client.call(Method::PUT, &path, r.manifest.clone()).await {
+                tracing::warn!(service = %r.service, error = %e, "controller: the revert was refused");
+            }
+        }
         for s in &short {
             if last_short.get(&s.service) != Some(&s.reason) {
                 tracing::warn!(service = %s.service, reason = %s.reason, "controller: cannot place every instance");
@@ -186,6 +201,19 @@ async fn fresh_ids(client: &RegistryClient, s: &Snapshot) -> Result<Vec<u64>, Ap
         .get(Method::POST, &format!("/v1/ids?count={count}"))
         .await?;
     Ok(a.ids)
+}
+
+/// A query value: everything but unreserved characters percent-encoded (RFC 3986).
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn base36(mut n: u64) -> String {

@@ -11,6 +11,10 @@
 //! - an instance of another version goes once an instance of V has run for
 //!   `update.min_healthy_time` to take its place, so the count serving never drops below N
 //!   through an update;
+//! - a new instance not proven by `update.healthy_deadline` after it was assigned fails
+//!   the update: with `update.auto_revert` and instances of the previous version still
+//!   there (they are never removed before new ones are proven), the service goes back to
+//!   that version (a [`Revert`]); otherwise the update holds, the old instances serving;
 //! - a service without a deployment loses all its assignments.
 
 use herd_agent_core::manifest::Manifest;
@@ -39,6 +43,25 @@ pub enum Action {
     },
 }
 
+/// An update that failed its deadline, to undo: apply `manifest` (the previous version's,
+/// as its instances carry it) again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revert {
+    pub service: String,
+    pub from: String,
+    pub to: String,
+    pub manifest: String,
+    pub reason: String,
+}
+
+/// What one pass decided.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    pub shortfalls: Vec<Shortfall>,
+    pub reverts: Vec<Revert>,
+}
+
 /// Why a service could not get all the instances it wants (shown in the controller's log).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shortfall {
@@ -51,11 +74,12 @@ pub fn plan(
     now_ms: u64,
     token: u64,
     next_id: &mut dyn FnMut(&str) -> String,
-) -> (Vec<Action>, Vec<Shortfall>) {
+) -> Plan {
     let live: BTreeSet<&str> = s.nodes.iter().map(|n| n.name.as_str()).collect();
     let wanted: BTreeSet<&str> = s.deployments.iter().map(|d| d.name.as_str()).collect();
     let mut actions = Vec::new();
     let mut short = Vec::new();
+    let mut reverts = Vec::new();
     for a in &s.assignments {
         if !wanted.contains(a.service.as_str()) {
             actions.push(unassign(a, "service stopped"));
@@ -113,6 +137,32 @@ pub fn plan(
                 actions.push(unassign(a, "scaled down"));
             }
         }
+        let deadline = m.update.healthy_deadline.as_millis() as u64;
+        let late = new.iter().find(|a| {
+            !proven(a) && a.assigned_ms > 0 && now_ms.saturating_sub(a.assigned_ms) > deadline
+        });
+        if let (Some(late), Some(prev)) = (late, old.first()) {
+            if m.update.auto_revert {
+                let why = s
+                    .reports
+                    .get(&late.instance)
+                    .map(|r| format!("{} ({})", r.state, r.message))
+                    .unwrap_or_else(|| "never reported".into());
+                reverts.push(Revert {
+                    service: d.name.clone(),
+                    from: d.version.clone(),
+                    to: prev.version.clone(),
+                    manifest: prev.manifest.clone(),
+                    reason: format!(
+                        "instance {} of {} not healthy within update.healthy_deadline ({}s): {why}",
+                        late.instance,
+                        d.version,
+                        deadline / 1000
+                    ),
+                });
+                continue;
+            }
+        }
         let healthy = new.iter().filter(|a| proven(a)).count();
         let missing = n - new.len();
         let add = if old.is_empty() {
@@ -133,6 +183,7 @@ pub fn plan(
                             version: d.version.clone(),
                             manifest: d.manifest.clone(),
                             token,
+                            assigned_ms: now_ms,
                         }));
                     }
                 }
@@ -149,7 +200,11 @@ pub fn plan(
             actions.push(unassign(a, "replaced by the new version"));
         }
     }
-    (actions, short)
+    Plan {
+        actions,
+        shortfalls: short,
+        reverts,
+    }
 }
 
 fn unassign(a: &Assignment, why: &'static str) -> Action {

@@ -180,7 +180,7 @@ fn provision(
     Ok((prepare::launch(m, workdir, &ports, ids), ports))
 }
 
-fn spawn(ctx: &Ctx, a: &Assignment, l: &Launch) -> std::io::Result<Child> {
+fn spawn(ctx: &Ctx, service: &str, instance: &str, l: &Launch) -> std::io::Result<Child> {
     let mut child = Command::new(&l.program)
         .args(&l.args)
         .envs(l.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -190,7 +190,7 @@ fn spawn(ctx: &Ctx, a: &Assignment, l: &Launch) -> std::io::Result<Child> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    let (out, err) = logs::paths(&ctx.dir, &a.service, &a.instance);
+    let (out, err) = logs::paths(&ctx.dir, service, instance);
     if let Some(o) = child.stdout.take() {
         tokio::spawn(logs::copy(o, out));
     }
@@ -215,17 +215,9 @@ async fn supervise(life: &mut Life, m: &Manifest, l: &Launch, stop: &mut watch::
     let ctx = life.ctx.clone();
     let a_service = life.report.service.clone();
     let a_id = life.report.id.clone();
-    let assignment = Assignment {
-        service: a_service.clone(),
-        instance: a_id.clone(),
-        node: ctx.node.clone(),
-        version: life.report.version.clone(),
-        manifest: String::new(),
-        token: 0,
-    };
     let mut crashes = Crashes::default();
     loop {
-        let ended = match spawn(&ctx, &assignment, l) {
+        let ended = match spawn(&ctx, &a_service, &a_id, l) {
             Err(e) => Ended::Exited(format!("could not start {}: {e}", l.program.display())),
             Ok(mut child) => {
                 let pid = child.id();

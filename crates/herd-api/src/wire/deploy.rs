@@ -107,6 +107,10 @@ pub struct Assignment {
     pub manifest: String,
     /// The controller's fencing token when it wrote this.
     pub token: u64,
+    /// When the controller made it (ms since the epoch): `update.healthy_deadline` counts
+    /// from here.
+    #[serde(default)]
+    pub assigned_ms: u64,
 }
 
 /// What an agent sees of one instance.

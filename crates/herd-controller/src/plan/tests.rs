@@ -40,6 +40,7 @@ fn assigned(id: &str, node: &str, version: &str) -> Assignment {
         version: version.into(),
         manifest: manifest(version, 1, ""),
         token: 1,
+        assigned_ms: 0,
     }
 }
 
@@ -88,7 +89,11 @@ fn a_first_deploy_places_every_instance_at_once_spread_over_nodes() {
         nodes: vec![node("a"), node("b")],
         ..Snapshot::default()
     };
-    let (actions, short) = plan(&s, 0, 7, &mut ids());
+    let Plan {
+        actions,
+        shortfalls: short,
+        ..
+    } = plan(&s, 0, 7, &mut ids());
     assert_eq!(
         summary(&actions),
         ["+web-n1@a:1.0.0", "+web-n2@b:1.0.0", "+web-n3@a:1.0.0"]
@@ -111,7 +116,7 @@ fn instances_of_a_dead_node_are_replaced_on_the_living() {
         ],
         ..Snapshot::default()
     };
-    let (actions, _) = plan(&s, 0, 1, &mut ids());
+    let Plan { actions, .. } = plan(&s, 0, 1, &mut ids());
     assert_eq!(summary(&actions), ["-web-2@b", "+web-n1@a:1.0.0"]);
 }
 
@@ -132,21 +137,21 @@ fn a_rolling_update_surges_one_at_a_time_and_retires_old_only_after_min_healthy_
         .into(),
     };
     // Step 1: one new instance (max_parallel = 1), no old one leaves yet.
-    let (actions, _) = plan(&s, 10_000, 1, &mut ids());
+    let Plan { actions, .. } = plan(&s, 10_000, 1, &mut ids());
     assert_eq!(summary(&actions), ["+web-n1@a:2.0.0"]);
     // Step 2: it runs, but for 1.5 s only: nothing changes.
     s.assignments.push(assigned("web-3", "a", "2.0.0"));
     s.reports.extend([report("web-3", "2.0.0", "Run", 10_000)]);
-    let (actions, _) = plan(&s, 11_500, 1, &mut ids());
+    let Plan { actions, .. } = plan(&s, 11_500, 1, &mut ids());
     assert_eq!(summary(&actions), Vec::<String>::new());
     // Step 3: past min_healthy_time (2 s): one old leaves, the next new one starts.
-    let (actions, _) = plan(&s, 12_000, 1, &mut ids());
+    let Plan { actions, .. } = plan(&s, 12_000, 1, &mut ids());
     assert_eq!(summary(&actions), ["+web-n1@b:2.0.0", "-web-1@a"]);
     // Step 4: both new proven: the last old one leaves.
     s.assignments.retain(|a| a.instance != "web-1");
     s.assignments.push(assigned("web-4", "b", "2.0.0"));
     s.reports.extend([report("web-4", "2.0.0", "Run", 12_000)]);
-    let (actions, _) = plan(&s, 14_000, 1, &mut ids());
+    let Plan { actions, .. } = plan(&s, 14_000, 1, &mut ids());
     assert_eq!(summary(&actions), ["-web-2@b"]);
 }
 
@@ -167,7 +172,7 @@ fn a_new_version_that_never_runs_holds_the_update_and_keeps_the_old_serving() {
         ]
         .into(),
     };
-    let (actions, _) = plan(&s, 60_000, 1, &mut ids());
+    let Plan { actions, .. } = plan(&s, 60_000, 1, &mut ids());
     assert_eq!(summary(&actions), Vec::<String>::new());
 }
 
@@ -187,13 +192,13 @@ fn scaling_down_removes_instances_not_running_first_and_a_stopped_service_everyt
         ]
         .into(),
     };
-    let (actions, _) = plan(&s, 0, 1, &mut ids());
+    let Plan { actions, .. } = plan(&s, 0, 1, &mut ids());
     assert_eq!(summary(&actions), ["-web-3@b", "-web-2@b"]);
     let stopped = Snapshot {
         deployments: vec![],
         ..s
     };
-    let (actions, _) = plan(&stopped, 0, 1, &mut ids());
+    let Plan { actions, .. } = plan(&stopped, 0, 1, &mut ids());
     assert_eq!(summary(&actions), ["-web-1@a", "-web-2@b", "-web-3@b"]);
 }
 
@@ -206,8 +211,57 @@ fn a_label_nobody_carries_is_a_shortfall_with_the_reason() {
         nodes: vec![node("a")],
         ..Snapshot::default()
     };
-    let (actions, short) = plan(&s, 0, 1, &mut ids());
+    let Plan {
+        actions,
+        shortfalls: short,
+        ..
+    } = plan(&s, 0, 1, &mut ids());
     assert!(actions.is_empty());
     assert_eq!(short.len(), 1);
     assert!(short[0].reason.contains("zone=x"), "{:?}", short[0]);
+}
+
+#[test]
+fn an_update_not_healthy_by_its_deadline_reverts_to_the_version_still_serving() {
+    let mut late = assigned("web-3", "b", "3.0.0");
+    late.assigned_ms = 10_000;
+    let mut s = Snapshot {
+        deployments: vec![deployment("3.0.0", 2)],
+        nodes: vec![node("a"), node("b")],
+        assignments: vec![
+            assigned("web-1", "a", "1.0.0"),
+            assigned("web-2", "b", "1.0.0"),
+            late,
+        ],
+        reports: [
+            report("web-1", "1.0.0", "Run", 0),
+            report("web-2", "1.0.0", "Run", 0),
+            report("web-3", "3.0.0", "Ready", 10_000),
+        ]
+        .into(),
+    };
+    s.deployments[0].manifest = manifest("3.0.0", 2, "healthy_deadline = \"5s\"\n");
+    // At 14.9 s (4.9 s after the assignment) it still waits.
+    let p = plan(&s, 14_900, 1, &mut ids());
+    assert!(p.reverts.is_empty() && p.actions.is_empty(), "{p:?}");
+    // Past 5 s: revert to 1.0.0 with the old instances' manifest, nothing else this pass.
+    let p = plan(&s, 15_001, 1, &mut ids());
+    assert!(p.actions.is_empty(), "{p:?}");
+    assert_eq!(p.reverts.len(), 1);
+    let r = &p.reverts[0];
+    assert_eq!((r.from.as_str(), r.to.as_str()), ("3.0.0", "1.0.0"));
+    assert_eq!(r.manifest, manifest("1.0.0", 1, ""));
+    assert!(
+        r.reason.contains("web-3") && r.reason.contains("Ready"),
+        "{}",
+        r.reason
+    );
+    // With auto_revert off the update holds instead.
+    s.deployments[0].manifest = manifest(
+        "3.0.0",
+        2,
+        "healthy_deadline = \"5s\"\nauto_revert = false\n",
+    );
+    let p = plan(&s, 15_001, 1, &mut ids());
+    assert!(p.reverts.is_empty() && p.actions.is_empty(), "{p:?}");
 }

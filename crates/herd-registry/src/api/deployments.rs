@@ -231,13 +231,12 @@ pub async fn apply(
         revision: 0,
         applied_ms: now_ms(),
     };
-    let revision = commit(
-        &node,
-        &name,
-        Some(record),
-        format!("apply {name} {version}"),
-    )
-    .await?;
+    // The controller says why when it applies a revert; an operator's apply is plain.
+    let change = match q.get("reason").filter(|r| !r.is_empty()) {
+        Some(reason) => format!("apply {name} {version}: {reason}"),
+        None => format!("apply {name} {version}"),
+    };
+    let revision = commit(&node, &name, Some(record), change).await?;
     ok(ChangeAnswer {
         name,
         revision,

@@ -184,7 +184,7 @@ max_delay = "200ms"
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rolling_update_under_load_fails_no_request_and_switches_versions() {
+async fn a_rolling_update_and_an_auto_revert_under_load_fail_no_request() {
     let dir = TestDir::new("cluster-roll");
     let api = Api::default();
     let server = single_node(&dir, &api).await;
@@ -242,6 +242,41 @@ async fn a_rolling_update_under_load_fails_no_request_and_switches_versions() {
     apply(&server, &dir.path, &demo_manifest("2.0.0", 2, ""));
     let s = all_run(&api, &server, "web", 2, "2.0.0").await;
     reached_through_gateway(&c, &gw, "2.0.0", &ids(&s)).await;
+
+    // 3.0.0 never passes its health check: past healthy_deadline (3 s) the controller
+    // reverts to 2.0.0, whose instances never stopped serving.
+    let broken = demo_manifest("3.0.0", 2, "")
+        .replace(
+            r#"args = ["demo-app", "--version", "3.0.0"]"#,
+            r#"args = ["demo-app", "--version", "3.0.0", "--unhealthy"]"#,
+        )
+        .replace(r#"healthy_deadline = "30s""#, r#"healthy_deadline = "3s""#);
+    assert!(broken.contains("--unhealthy") && broken.contains(r#""3s""#));
+    apply(&server, &dir.path, &broken);
+    eventually(
+        "3.0.0 started and seen Ready",
+        Duration::from_secs(10),
+        || async {
+            let s = status(&api, &server, "web").await?;
+            s["instances"]
+                .as_array()?
+                .iter()
+                .any(|i| i["version"] == "3.0.0")
+                .then_some(())
+        },
+    )
+    .await;
+    let reverted = eventually(
+        "the deployment back at 2.0.0",
+        Duration::from_secs(20),
+        || async {
+            let s = status(&api, &server, "web").await?;
+            (s["version"] == "2.0.0").then_some(s)
+        },
+    )
+    .await;
+    assert!(reverted["revision"].as_u64() >= Some(4), "{reverted}");
+    all_run(&api, &server, "web", 2, "2.0.0").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     done.store(true, Ordering::SeqCst);
     let (statuses, versions) = load.await.unwrap();
@@ -275,7 +310,15 @@ async fn a_rolling_update_under_load_fails_no_request_and_switches_versions() {
         .iter()
         .map(|r| r["services"]["web"]["version"].as_str().unwrap_or(""))
         .collect();
-    assert_eq!(versions, ["1.0.0", "2.0.0"], "{h}");
+    assert_eq!(versions, ["1.0.0", "2.0.0", "3.0.0", "2.0.0"], "{h}");
+    let last = h.as_array().unwrap().last().unwrap()["change"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        last.starts_with("apply web 2.0.0: auto-revert 3.0.0 -> 2.0.0")
+            && last.contains("healthy_deadline"),
+        "{last}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
