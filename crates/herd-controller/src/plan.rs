@@ -8,7 +8,7 @@
 //! - fewer of V than N: with no instance of another version (a first deploy, a scale-up, a
 //!   replacement) every missing one is placed at once; during an update, at most
 //!   `update.max_parallel` new instances are on their way at a time (a surge);
-//! - an instance of another version goes once an instance of V has run for
+//! - an instance of another version (or of an older generation: `herd restart`) goes once an instance of V has run for
 //!   `update.min_healthy_time` to take its place, so the count serving never drops below N
 //!   through an update;
 //! - a new instance not proven by `update.healthy_deadline` after it was assigned fails
@@ -113,8 +113,9 @@ pub fn plan(
         for a in dead {
             actions.push(unassign(a, "its node's lease ended"));
         }
-        let (mut new, mut old): (Vec<&Assignment>, Vec<&Assignment>) =
-            alive.into_iter().partition(|a| a.version == d.version);
+        let (mut new, mut old): (Vec<&Assignment>, Vec<&Assignment>) = alive
+            .into_iter()
+            .partition(|a| a.version == d.version && a.generation == d.generation);
         let state = |a: &Assignment| s.reports.get(&a.instance).map(|r| r.state.as_str());
         let min_healthy = m.update.min_healthy_time.as_millis() as u64;
         let proven = |a: &Assignment| {
@@ -184,6 +185,7 @@ pub fn plan(
                             manifest: d.manifest.clone(),
                             token,
                             assigned_ms: now_ms,
+                            generation: d.generation,
                         }));
                     }
                 }

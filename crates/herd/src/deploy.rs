@@ -6,7 +6,10 @@ use crate::client::Target;
 use crate::exit::{out, print_json, Usage};
 use anyhow::Context;
 use clap::Args;
-use herd_api::wire::{ChangeAnswer, DeploymentList, DeploymentStatus, NodeList, ScaleRequest};
+use herd_api::wire::{
+    ChangeAnswer, DeploymentList, DeploymentStatus, NodeList, RevisionRecord, RollbackAnswer,
+    RollbackRequest, ScaleRequest,
+};
 use http::Method;
 use std::path::PathBuf;
 
@@ -39,8 +42,28 @@ pub struct LogsArgs {
     pub stderr: bool,
 }
 
+#[derive(clap::Subcommand)]
+pub enum Rollout {
+    /// Where an update stands: instances per version and state.
+    Status { service: String },
+    /// Roll back to the version before this one (or the one at --to), with every dependent
+    /// whose depends_on the older version breaks.
+    Undo {
+        service: String,
+        /// A cluster revision (`herd history SERVICE` lists them).
+        #[arg(long, value_name = "REV")]
+        to: Option<u64>,
+        /// Show the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
 pub enum Call {
     Apply(ApplyArgs),
+    Rollout(Rollout),
+    Restart { service: String },
+    Diff { from: u64, to: u64 },
     Status { service: Option<String>, json: bool },
     Nodes,
     Scale { service: String, count: u32 },
@@ -153,6 +176,75 @@ async fn dispatch(target: Target, call: Call) -> anyhow::Result<()> {
                 .await?;
             print_json(&a.body)
         }
+        Call::Rollout(Rollout::Undo {
+            service,
+            to,
+            dry_run,
+        }) => {
+            let body = serde_json::to_vec(&RollbackRequest {
+                to_revision: to,
+                dry_run,
+            })?;
+            let a = c
+                .call(
+                    Method::POST,
+                    &format!("/v1/deployments/{service}/rollback"),
+                    body,
+                )
+                .await?;
+            let r: RollbackAnswer = a.json()?;
+            for s in &r.steps {
+                eprintln!("herd: {} {} -> {}", s.service, s.from, s.to);
+            }
+            if r.steps.is_empty() {
+                eprintln!(
+                    "herd: {service} already runs what revision {} had",
+                    r.to_revision
+                );
+            } else if r.dry_run {
+                eprintln!(
+                    "herd: the plan to revision {} (--dry-run: nothing changed)",
+                    r.to_revision
+                );
+            } else {
+                eprintln!("herd: rolled back at cluster revision {}", r.revision);
+            }
+            print_json(&a.body)
+        }
+        Call::Rollout(Rollout::Status { service }) => {
+            let d: DeploymentStatus = c
+                .get(Method::GET, &format!("/v1/deployments/{service}"))
+                .await?;
+            let mut by: std::collections::BTreeMap<(String, String), u32> = Default::default();
+            for i in &d.instances {
+                *by.entry((i.version.clone(), i.state.clone())).or_default() += 1;
+            }
+            let mut s = format!(
+                "{} {}: {} ({} wanted, revision {})\n",
+                d.name, d.version, d.state, d.count, d.revision
+            );
+            for ((v, st), n) in by {
+                s.push_str(&format!("  {n} x {v} {st}\n"));
+            }
+            out(&s)?;
+            Ok(())
+        }
+        Call::Restart { service } => {
+            let a = c
+                .call(
+                    Method::POST,
+                    &format!("/v1/deployments/{service}/restart"),
+                    Vec::new(),
+                )
+                .await?;
+            print_json(&a.body)
+        }
+        Call::Diff { from, to } => {
+            let a: RevisionRecord = c.get(Method::GET, &format!("/v1/revisions/{from}")).await?;
+            let b: RevisionRecord = c.get(Method::GET, &format!("/v1/revisions/{to}")).await?;
+            out(&diff(&a, &b))?;
+            Ok(())
+        }
         Call::History { service } => {
             let path = match service {
                 Some(s) => format!("/v1/deployments/{s}/history"),
@@ -162,6 +254,39 @@ async fn dispatch(target: Target, call: Call) -> anyhow::Result<()> {
             print_json(&a.body)
         }
     }
+}
+
+/// What changed between two cluster revisions, a line per service that differs.
+pub fn diff(a: &RevisionRecord, b: &RevisionRecord) -> String {
+    let mut s = format!("revision {} -> {}\n", a.revision, b.revision);
+    let names: std::collections::BTreeSet<&String> =
+        a.services.keys().chain(b.services.keys()).collect();
+    let mut same = true;
+    for n in names {
+        match (a.services.get(n), b.services.get(n)) {
+            (Some(x), Some(y)) if x == y => {}
+            (Some(x), Some(y)) => {
+                same = false;
+                s.push_str(&format!(
+                    "~ {n}: {} x{} -> {} x{}\n",
+                    x.version, x.count, y.version, y.count
+                ));
+            }
+            (None, Some(y)) => {
+                same = false;
+                s.push_str(&format!("+ {n}: {} x{}\n", y.version, y.count));
+            }
+            (Some(x), None) => {
+                same = false;
+                s.push_str(&format!("- {n}: {} x{}\n", x.version, x.count));
+            }
+            (None, None) => {}
+        }
+    }
+    if same {
+        s.push_str("no service differs\n");
+    }
+    s
 }
 
 fn ago(ms: u64) -> String {
@@ -252,4 +377,47 @@ pub fn logs(l: LogsArgs) -> anyhow::Result<()> {
         out(&String::from_utf8_lossy(&bytes))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herd_api::wire::ServiceVersion;
+
+    fn rev(n: u64, services: &[(&str, &str, u32)]) -> RevisionRecord {
+        RevisionRecord {
+            revision: n,
+            at_ms: 0,
+            change: String::new(),
+            services: services
+                .iter()
+                .map(|(s, v, c)| {
+                    (
+                        s.to_string(),
+                        ServiceVersion {
+                            version: v.to_string(),
+                            count: *c,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_diff_names_every_service_added_removed_or_changed() {
+        let a = rev(
+            3,
+            &[("api", "1.0.0", 2), ("db", "2.1.0", 1), ("old", "0.1.0", 1)],
+        );
+        let b = rev(
+            7,
+            &[("api", "1.1.0", 3), ("db", "2.1.0", 1), ("new", "1.0.0", 1)],
+        );
+        assert_eq!(
+            diff(&a, &b),
+            "revision 3 -> 7\n~ api: 1.0.0 x2 -> 1.1.0 x3\n+ new: 1.0.0 x1\n- old: 0.1.0 x1\n"
+        );
+        assert_eq!(diff(&a, &a), "revision 3 -> 3\nno service differs\n");
+    }
 }

@@ -152,6 +152,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// An update: its status, or undo it (roll back, with the dependents it needs).
+    Rollout {
+        #[command(flatten)]
+        target: client::Target,
+        #[command(subcommand)]
+        cmd: deploy::Rollout,
+    },
+    /// Replace every instance of a service with a fresh one, one surge at a time.
+    Restart {
+        #[command(flatten)]
+        target: client::Target,
+        service: String,
+    },
+    /// What changed between two cluster revisions.
+    Diff {
+        #[command(flatten)]
+        target: client::Target,
+        from: u64,
+        to: u64,
+    },
     /// The agents alive now, with their machines and labels.
     Nodes {
         #[command(flatten)]
@@ -290,6 +310,11 @@ fn main() -> ExitCode {
             json,
         } => deploy::run(target, deploy::Call::Status { service, json }),
         Command::Nodes { target } => deploy::run(target, deploy::Call::Nodes),
+        Command::Rollout { target, cmd } => deploy::run(target, deploy::Call::Rollout(cmd)),
+        Command::Restart { target, service } => {
+            deploy::run(target, deploy::Call::Restart { service })
+        }
+        Command::Diff { target, from, to } => deploy::run(target, deploy::Call::Diff { from, to }),
         Command::Scale {
             target,
             service,

@@ -20,6 +20,9 @@ pub mod keys {
     /// `herd/instances/<service>/<instance>` → [`super::InstanceReport`], on the agent's
     /// lease: what the agent sees of each process.
     pub const INSTANCES: &str = "herd/instances/";
+    /// `herd/manifests/<service>/<version>` → the manifest text every applied version had,
+    /// so a rollback can run an old version exactly as it was.
+    pub const MANIFESTS: &str = "herd/manifests/";
     /// The election the controllers of every `herd server` campaign in.
     pub const CONTROLLER_ELECTION: &str = "herd-controller";
 
@@ -28,6 +31,9 @@ pub mod keys {
     }
     pub fn revision(rev: u64) -> String {
         format!("{REVISIONS}{rev:016}")
+    }
+    pub fn manifest(service: &str, version: &str) -> String {
+        format!("{MANIFESTS}{service}/{version}")
     }
     pub fn node(node: &str) -> String {
         format!("{NODES}{node}")
@@ -59,6 +65,10 @@ pub struct DeploymentRecord {
     /// The cluster revision this record was written at.
     pub revision: u64,
     pub applied_ms: u64,
+    /// Raised by `herd restart`: instances of an older generation are replaced like those
+    /// of an older version.
+    #[serde(default)]
+    pub generation: u32,
 }
 
 /// One architecture version: every service's version after a change.
@@ -111,6 +121,9 @@ pub struct Assignment {
     /// from here.
     #[serde(default)]
     pub assigned_ms: u64,
+    /// The deployment's generation it was made for (see [`DeploymentRecord::generation`]).
+    #[serde(default)]
+    pub generation: u32,
 }
 
 /// What an agent sees of one instance.
@@ -180,4 +193,33 @@ pub struct DeploymentList {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeList {
     pub nodes: Vec<NodeReport>,
+}
+
+/// `POST /v1/deployments/<name>/rollback`: back to the version the service had at
+/// `to_revision` (default: the version before the current one).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    #[serde(default)]
+    pub to_revision: Option<u64>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// One service a rollback changes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackStep {
+    pub service: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// The rollback's plan (the service first, then the dependents its older version needs
+/// rolled back with it) and the revision it made (0 on a dry run).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackAnswer {
+    pub revision: u64,
+    pub to_revision: u64,
+    pub steps: Vec<RollbackStep>,
+    pub dry_run: bool,
 }

@@ -22,7 +22,8 @@ pub use coord::{
 };
 pub use deploy::{
     keys, Assignment, ChangeAnswer, DeploymentList, DeploymentRecord, DeploymentStatus,
-    InstanceReport, NodeList, NodeReport, RevisionRecord, ScaleRequest, ServiceVersion,
+    InstanceReport, NodeList, NodeReport, RevisionRecord, RollbackAnswer, RollbackRequest,
+    RollbackStep, ScaleRequest, ServiceVersion,
 };
 pub use kv::{DeleteAnswer, Event, Kv, KvRange, PutAnswer, TxnAnswer, TxnResult, WatchLine};
 pub use lease::{KeepAliveAnswer, LeaseAnswer, LeaseGrantRequest, LeaseInfo, RevokeAnswer};

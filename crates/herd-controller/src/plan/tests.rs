@@ -15,6 +15,7 @@ fn deployment(version: &str, count: u32) -> DeploymentRecord {
         count,
         revision: 1,
         applied_ms: 0,
+        generation: 0,
     }
 }
 
@@ -41,6 +42,7 @@ fn assigned(id: &str, node: &str, version: &str) -> Assignment {
         manifest: manifest(version, 1, ""),
         token: 1,
         assigned_ms: 0,
+        generation: 0,
     }
 }
 
@@ -264,4 +266,22 @@ fn an_update_not_healthy_by_its_deadline_reverts_to_the_version_still_serving() 
     );
     let p = plan(&s, 15_001, 1, &mut ids());
     assert!(p.reverts.is_empty() && p.actions.is_empty(), "{p:?}");
+}
+
+#[test]
+fn a_restart_replaces_every_instance_of_the_older_generation_like_an_update() {
+    let mut d = deployment("1.0.0", 1);
+    d.generation = 1;
+    let s = Snapshot {
+        deployments: vec![d],
+        nodes: vec![node("a")],
+        assignments: vec![assigned("web-1", "a", "1.0.0")],
+        reports: [report("web-1", "1.0.0", "Run", 0)].into(),
+    };
+    let p = plan(&s, 10_000, 1, &mut ids());
+    assert_eq!(summary(&p.actions), ["+web-n1@a:1.0.0"]);
+    match &p.actions[0] {
+        Action::Assign(a) => assert_eq!(a.generation, 1),
+        other => panic!("{other:?}"),
+    }
 }

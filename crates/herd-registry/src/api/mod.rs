@@ -71,18 +71,26 @@ pub fn router(node: Shared) -> Router {
             axum::routing::delete(election::resign),
         )
         .route("/v1/ids", post(ids::ids))
-        .route("/v1/deployments", get(deployments::list))
+        .route("/v1/deployments", get(deployments::read::list))
         .route(
             "/v1/deployments/{name}",
-            get(deployments::get)
+            get(deployments::read::get)
                 .put(deployments::apply)
                 .delete(deployments::stop),
         )
         .route("/v1/deployments/{name}/scale", post(deployments::scale))
-        .route("/v1/deployments/{name}/history", get(deployments::history))
-        .route("/v1/nodes", get(deployments::nodes))
-        .route("/v1/revisions", get(deployments::revisions))
-        .route("/v1/revisions/{rev}", get(deployments::revision))
+        .route("/v1/deployments/{name}/restart", post(deployments::restart))
+        .route(
+            "/v1/deployments/{name}/rollback",
+            post(deployments::rollback::rollback),
+        )
+        .route(
+            "/v1/deployments/{name}/history",
+            get(deployments::read::history),
+        )
+        .route("/v1/nodes", get(deployments::read::nodes))
+        .route("/v1/revisions", get(deployments::read::revisions))
+        .route("/v1/revisions/{rev}", get(deployments::read::revision))
         .route("/v1/cluster", get(status::cluster))
         .route("/v1/cluster/members", post(cluster::add_member))
         .route(

@@ -3,6 +3,7 @@
 //! service processes (`herd demo-app`), and a real gateway following the catalog.
 
 mod deploy;
+mod rollback;
 
 use herd_testkit::prelude::*;
 use serde_json::Value;
@@ -12,8 +13,13 @@ use std::time::Duration;
 /// A manifest for `herd demo-app` at `version` with `count` instances and a fast health
 /// check; `extra` is appended (more tables).
 pub fn demo_manifest(version: &str, count: u32, extra: &str) -> String {
+    named_manifest("web", version, count, extra)
+}
+
+/// The same for a service called `name`.
+pub fn named_manifest(name: &str, version: &str, count: u32, extra: &str) -> String {
     format!(
-        r#"name = "web"
+        r#"name = "{name}"
 version = "{version}"
 
 [run]
@@ -47,6 +53,38 @@ delay = "200ms"
 max_delay = "1s"
 {extra}"#,
         bin = herd_bin()
+    )
+}
+
+/// `herd apply -f` of this text: (exit code, stdout, stderr).
+pub fn try_apply(server: &ServerProc, dir: &Path, text: &str) -> (i32, String, String) {
+    let file = dir.join(format!("manifest-{}.toml", free_port()));
+    std::fs::write(&file, text).unwrap();
+    let o = std::process::Command::new(herd_bin())
+        .args(["apply", "--server", &server.addr.to_string(), "-f"])
+        .arg(&file)
+        .env_remove("HERD_SERVER")
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// `herd ARGS --server S`: (exit code, stdout, stderr).
+pub fn herd(server: &ServerProc, args: &[&str]) -> (i32, String, String) {
+    let o = std::process::Command::new(herd_bin())
+        .args(args)
+        .args(["--server", &server.addr.to_string()])
+        .env_remove("HERD_SERVER")
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
     )
 }
 

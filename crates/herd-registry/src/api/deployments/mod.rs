@@ -14,19 +14,21 @@ use herd_agent_core::depends::violations;
 use herd_agent_core::revision::ServiceEntry;
 use herd_agent_core::{parse_manifest, Manifest};
 use herd_api::wire::{
-    keys, ChangeAnswer, DeploymentList, DeploymentRecord, DeploymentStatus, InstanceReport,
-    NodeList, NodeReport, RevisionRecord, ScaleRequest, ServiceVersion,
+    keys, ChangeAnswer, DeploymentRecord, RevisionRecord, ScaleRequest, ServiceVersion,
 };
 use herd_registry_core::{Command, Compare, CompareOp, CompareTarget, KeyValue, Op, Outcome, Txn};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-type Shared = Arc<RegistryNode>;
+pub mod read;
+pub mod rollback;
+
+pub(super) type Shared = Arc<RegistryNode>;
 
 /// The counter of cluster revisions (its value is the last revision, in decimal).
 const REVISION_COUNTER: &str = "herd/revision";
 
-fn range(node: &RegistryNode, prefix: &str) -> Result<(u64, Vec<KeyValue>), ApiError> {
+pub(super) fn range(node: &RegistryNode, prefix: &str) -> Result<(u64, Vec<KeyValue>), ApiError> {
     let a = node
         .state
         .applied
@@ -35,14 +37,14 @@ fn range(node: &RegistryNode, prefix: &str) -> Result<(u64, Vec<KeyValue>), ApiE
     Ok((a.store.revision(), a.store.range(prefix, 0).0))
 }
 
-fn records(kvs: &[KeyValue]) -> BTreeMap<String, DeploymentRecord> {
+pub(super) fn records(kvs: &[KeyValue]) -> BTreeMap<String, DeploymentRecord> {
     kvs.iter()
         .filter_map(|kv| serde_json::from_slice::<DeploymentRecord>(&kv.value).ok())
         .map(|r| (r.name.clone(), r))
         .collect()
 }
 
-fn entry(m: &Manifest, count: u32) -> ServiceEntry {
+pub(super) fn entry(m: &Manifest, count: u32) -> ServiceEntry {
     ServiceEntry {
         version: m.version.clone(),
         count,
@@ -61,12 +63,12 @@ fn architecture(records: &BTreeMap<String, DeploymentRecord>) -> BTreeMap<String
         .collect()
 }
 
-/// Write `change` (None: remove `name`) and a new cluster revision, atomically; retried
-/// when another change won the race for the revision counter.
-async fn commit(
+/// Write the `changes` (a record, or None: remove that service), each applied version's
+/// manifest, and a new cluster revision, atomically; retried when another change won the
+/// race for the revision counter.
+pub(super) async fn commit(
     node: &RegistryNode,
-    name: &str,
-    change: Option<DeploymentRecord>,
+    changes: Vec<(String, Option<DeploymentRecord>)>,
     what: String,
 ) -> Result<u64, ApiError> {
     for _ in 0..8 {
@@ -93,23 +95,30 @@ async fn commit(
             value: rev.to_string().into_bytes(),
             lease: None,
         }];
-        match &change {
-            Some(r) => {
-                let mut r = r.clone();
-                r.revision = rev;
-                ops.push(Op::Put {
-                    key: keys::deployment(name),
-                    value: serde_json::to_vec(&r).map_err(|e| internal(e.to_string()))?,
-                    lease: None,
-                });
-                services.insert(name.to_string(), r);
-            }
-            None => {
-                ops.push(Op::Delete {
-                    key: keys::deployment(name),
-                    prefix: false,
-                });
-                services.remove(name);
+        for (name, change) in &changes {
+            match change {
+                Some(r) => {
+                    let mut r = r.clone();
+                    r.revision = rev;
+                    ops.push(Op::Put {
+                        key: keys::deployment(name),
+                        value: serde_json::to_vec(&r).map_err(|e| internal(e.to_string()))?,
+                        lease: None,
+                    });
+                    ops.push(Op::Put {
+                        key: keys::manifest(name, &r.version),
+                        value: r.manifest.clone().into_bytes(),
+                        lease: None,
+                    });
+                    services.insert(name.to_string(), r);
+                }
+                None => {
+                    ops.push(Op::Delete {
+                        key: keys::deployment(name),
+                        prefix: false,
+                    });
+                    services.remove(name);
+                }
             }
         }
         let record = RevisionRecord {
@@ -230,13 +239,14 @@ pub async fn apply(
         count,
         revision: 0,
         applied_ms: now_ms(),
+        generation: 0,
     };
     // The controller says why when it applies a revert; an operator's apply is plain.
     let change = match q.get("reason").filter(|r| !r.is_empty()) {
         Some(reason) => format!("apply {name} {version}: {reason}"),
         None => format!("apply {name} {version}"),
     };
-    let revision = commit(&node, &name, Some(record), change).await?;
+    let revision = commit(&node, vec![(name.clone(), Some(record))], change).await?;
     ok(ChangeAnswer {
         name,
         revision,
@@ -246,7 +256,7 @@ pub async fn apply(
     })
 }
 
-fn current(node: &RegistryNode, name: &str) -> Result<DeploymentRecord, ApiError> {
+pub(super) fn current(node: &RegistryNode, name: &str) -> Result<DeploymentRecord, ApiError> {
     let (_, kvs) = range(node, &keys::deployment(name))?;
     kvs.iter()
         .find(|kv| kv.key == keys::deployment(name))
@@ -278,7 +288,12 @@ pub async fn scale(
     }
     rec.count = req.count;
     let (version, count) = (rec.version.clone(), rec.count);
-    let revision = commit(&node, &name, Some(rec), format!("scale {name} {count}")).await?;
+    let revision = commit(
+        &node,
+        vec![(name.clone(), Some(rec))],
+        format!("scale {name} {count}"),
+    )
+    .await?;
     ok(ChangeAnswer {
         name,
         revision,
@@ -294,7 +309,7 @@ pub async fn stop(State(node): State<Shared>, Path(name): Path<String>) -> ApiRe
     let rec = current(&node, &name)?;
     let (_, kvs) = range(&node, keys::DEPLOYMENTS)?;
     check_depends(&records(&kvs), &name, None)?;
-    let revision = commit(&node, &name, None, format!("stop {name}")).await?;
+    let revision = commit(&node, vec![(name.clone(), None)], format!("stop {name}")).await?;
     ok(ChangeAnswer {
         name,
         revision,
@@ -304,138 +319,24 @@ pub async fn stop(State(node): State<Shared>, Path(name): Path<String>) -> ApiRe
     })
 }
 
-/// A service's state from its instances: what an operator wants to see first.
-pub fn service_state(rec: &DeploymentRecord, instances: &[InstanceReport]) -> String {
-    let running: Vec<&InstanceReport> = instances.iter().filter(|i| i.state == "Run").collect();
-    let state = if instances.iter().any(|i| i.state == "Failed") {
-        "Failed"
-    } else if instances.iter().any(|i| i.version != rec.version) {
-        "Update"
-    } else if running.len() as u32 == rec.count && instances.len() as u32 == rec.count {
-        "Run"
-    } else if running.is_empty() && rec.count > 0 {
-        "Provision"
-    } else {
-        "Scale"
-    };
-    state.to_string()
-}
-
-fn status_of(rec: DeploymentRecord, kvs: &[KeyValue]) -> DeploymentStatus {
-    let prefix = keys::instances_of(&rec.name);
-    let mut instances: Vec<InstanceReport> = kvs
-        .iter()
-        .filter(|kv| kv.key.starts_with(&prefix))
-        .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
-        .collect();
-    instances.sort_by(|a: &InstanceReport, b| a.id.cmp(&b.id));
-    DeploymentStatus {
-        state: service_state(&rec, &instances),
-        name: rec.name,
-        version: rec.version,
-        revision: rec.revision,
-        count: rec.count,
-        instances,
-    }
-}
-
-/// `GET /v1/deployments/<name>`.
-pub async fn get(
-    State(node): State<Shared>,
-    Path(name): Path<String>,
-    Query(q): Params,
-) -> ApiResult {
-    read_barrier(&node, &q).await?;
-    let rec = current(&node, &name)?;
-    let (_, kvs) = range(&node, &keys::instances_of(&name))?;
-    ok(status_of(rec, &kvs))
-}
-
-/// `GET /v1/deployments`.
-pub async fn list(State(node): State<Shared>, Query(q): Params) -> ApiResult {
-    read_barrier(&node, &q).await?;
-    let (revision, kvs) = range(&node, keys::DEPLOYMENTS)?;
-    let (_, inst) = range(&node, keys::INSTANCES)?;
-    let deployments = records(&kvs)
-        .into_values()
-        .map(|r| status_of(r, &inst))
-        .collect();
-    ok(DeploymentList {
+/// `POST /v1/deployments/<name>/restart`: replace every instance with a fresh one of the
+/// same version, by the rolling update's rules (seed 001's graceful restart).
+pub async fn restart(State(node): State<Shared>, Path(name): Path<String>) -> ApiResult {
+    node.read_barrier().await?;
+    let mut rec = current(&node, &name)?;
+    rec.generation += 1;
+    let (version, count) = (rec.version.clone(), rec.count);
+    let revision = commit(
+        &node,
+        vec![(name.clone(), Some(rec))],
+        format!("restart {name}"),
+    )
+    .await?;
+    ok(ChangeAnswer {
+        name,
         revision,
-        deployments,
+        version,
+        count,
+        dry_run: false,
     })
-}
-
-/// `GET /v1/nodes`: the agents alive now (their keys live on their leases).
-pub async fn nodes(State(node): State<Shared>, Query(q): Params) -> ApiResult {
-    read_barrier(&node, &q).await?;
-    let (_, kvs) = range(&node, keys::NODES)?;
-    let nodes = kvs
-        .iter()
-        .filter_map(|kv| serde_json::from_slice::<NodeReport>(&kv.value).ok())
-        .collect();
-    ok(NodeList { nodes })
-}
-
-/// `GET /v1/revisions`: every cluster revision, oldest first.
-pub async fn revisions(State(node): State<Shared>, Query(q): Params) -> ApiResult {
-    read_barrier(&node, &q).await?;
-    let (_, kvs) = range(&node, keys::REVISIONS)?;
-    let list: Vec<RevisionRecord> = kvs
-        .iter()
-        .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
-        .collect();
-    ok(list)
-}
-
-/// `GET /v1/revisions/<rev>`.
-pub async fn revision(
-    State(node): State<Shared>,
-    Path(rev): Path<String>,
-    Query(q): Params,
-) -> ApiResult {
-    let rev: u64 = rev
-        .parse()
-        .map_err(|_| bad(format!("revision \"{rev}\" is not a number")))?;
-    read_barrier(&node, &q).await?;
-    let (_, kvs) = range(&node, &keys::revision(rev))?;
-    match kvs
-        .first()
-        .and_then(|kv| serde_json::from_slice::<RevisionRecord>(&kv.value).ok())
-    {
-        Some(r) => ok(r),
-        None => Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("no cluster revision {rev}; GET /v1/revisions lists them"),
-        )),
-    }
-}
-
-/// `GET /v1/deployments/<name>/history`: the revisions that changed this service.
-pub async fn history(
-    State(node): State<Shared>,
-    Path(name): Path<String>,
-    Query(q): Params,
-) -> ApiResult {
-    read_barrier(&node, &q).await?;
-    let (_, kvs) = range(&node, keys::REVISIONS)?;
-    let mut last: Option<ServiceVersion> = None;
-    let mut out = Vec::new();
-    for r in kvs
-        .iter()
-        .filter_map(|kv| serde_json::from_slice::<RevisionRecord>(&kv.value).ok())
-    {
-        let now = r.services.get(&name).cloned();
-        if now != last {
-            out.push(r);
-        }
-        last = now;
-    }
-    if out.is_empty() {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("service \"{name}\" has never been applied"),
-        ));
-    }
-    ok(out)
 }
