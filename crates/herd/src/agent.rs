@@ -100,19 +100,7 @@ pub fn run(a: AgentArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let shutdown = async {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) else {
-                return std::future::pending().await;
-            };
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        };
+        let shutdown = interrupted();
         herd_agent::run(
             opts,
             |node| {
@@ -133,6 +121,21 @@ pub fn run(a: AgentArgs) -> anyhow::Result<()> {
         .await
     })?;
     Ok(())
+}
+
+/// Resolves at SIGTERM or SIGINT.
+pub async fn interrupted() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
 }
 
 /// The controller of a `herd server`, on its own thread and runtime: it is a client of the

@@ -1,6 +1,7 @@
 //! `herd up`: everything on one machine with embedded defaults — a single-node registry
-//! and a gateway whose backend follows a service in it. Register instances and they take
-//! traffic; stop heartbeating and they leave.
+//! with its controller, an agent (node `local`, data in `<data-dir>/agent`) and a gateway
+//! whose backend follows a service in the catalog. `herd apply` a manifest and its
+//! instances take traffic; register instances by hand and they do too.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -52,6 +53,8 @@ pub fn run(opts: UpOptions) -> anyhow::Result<()> {
     // gateway port must not follow a line that told a supervisor we were ready.
     let registry_ready = ready.to_json();
     let registry = ready.addr.to_string();
+    crate::agent::start_controller(registry.clone(), None);
+    let agent = start_agent(&registry, &opts.data_dir)?;
     let text = gateway_toml(&registry, &opts.listen, &opts.admin, &opts.service);
     let source = herd_gateway::ConfigSource::Text {
         name: "<herd up>".into(),
@@ -72,7 +75,9 @@ pub fn run(opts: UpOptions) -> anyhow::Result<()> {
         let _ = writeln!(
             err,
             "\nherd is up: registry at {registry} (data in {}), gateway at {web}.\n\n  \
-             herd svc register {service} {service}-1 127.0.0.1:9000 --server {registry}   # add an instance\n  \
+             herd apply -f examples/web.toml --server {registry}   # deploy 3 instances of web\n  \
+             herd status --server {registry}                       # every instance\n  \
+             herd svc register {service} {service}-1 127.0.0.1:9000 --server {registry}   # or add one by hand\n  \
              curl http://{web}/                                  # routed to service \"{service}\"\n  \
              herd svc ls {service} --server {registry}\n  \
              curl http://{admin}/status                          # gateway state\n  \
@@ -82,7 +87,38 @@ pub fn run(opts: UpOptions) -> anyhow::Result<()> {
             opts.data_dir.display()
         );
     })?;
-    // The registry thread saw the same signal and is shutting down.
+    // The agent and the registry threads saw the same signal: the agent stops its
+    // instances (out of the catalog first), then the registry shuts down.
+    let _ = agent.join();
     let _ = server.join();
     Ok(())
+}
+
+/// The machine's agent, on its own thread and runtime, until SIGINT/SIGTERM.
+fn start_agent(
+    registry: &str,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let opts = herd_agent::AgentOptions {
+        servers: vec![registry.to_string()],
+        token: None,
+        data_dir: data_dir.join("agent"),
+        name: "local".into(),
+        labels: Default::default(),
+        address: "127.0.0.1".into(),
+        ports: (21000, 21999),
+        lease_ttl: std::time::Duration::from_secs(5),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    Ok(std::thread::Builder::new()
+        .name("herd-agent".into())
+        .spawn(move || {
+            let result = rt.block_on(herd_agent::run(opts, |_| {}, crate::agent::interrupted()));
+            if let Err(e) = result {
+                tracing::error!(error = %e, "agent stopped");
+            }
+        })?)
 }

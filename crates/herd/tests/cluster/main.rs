@@ -4,6 +4,7 @@
 
 mod deploy;
 mod rollback;
+mod up;
 
 use herd_testkit::prelude::*;
 use serde_json::Value;
