@@ -107,17 +107,37 @@ fn data_err(dir: &std::path::Path, reason: impl ToString) -> RegistryError {
 
 /// Run a registry node until SIGTERM/SIGINT.
 pub fn run(opts: ServerOptions, on_ready: impl FnOnce(&ServerReady)) -> Result<(), RegistryError> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let rt = runtime()?;
+    rt.block_on(async {
+        // Before "ready": a supervisor may signal as soon as it hears it, and until the
+        // handlers exist SIGTERM kills the process without the orderly stop.
+        let signals = stop_signals().map_err(RegistryError::Runtime)?;
+        serve(opts, on_ready, wait_for_stop(signals)).await
+    })
+}
+
+/// Run a registry node until `stop` resolves: a node hosted inside another program (a
+/// test harness running several nodes in one process).
+pub fn run_until(
+    opts: ServerOptions,
+    on_ready: impl FnOnce(&ServerReady),
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), RegistryError> {
+    runtime()?.block_on(serve(opts, on_ready, stop))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, RegistryError> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(RegistryError::Runtime)?;
-    rt.block_on(serve(opts, on_ready))
+        .map_err(RegistryError::Runtime)
 }
 
 async fn serve(
     opts: ServerOptions,
     on_ready: impl FnOnce(&ServerReady),
+    stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), RegistryError> {
     let dir = opts.data_dir.clone();
     std::fs::create_dir_all(&dir).map_err(|e| data_err(&dir, e))?;
@@ -237,16 +257,13 @@ async fn serve(
         dns::spawn(node.clone(), sockets, stop_tx.subscribe());
     }
 
-    // Before "ready": a supervisor may signal as soon as it hears it, and until the
-    // handlers exist SIGTERM kills the process without the orderly stop below.
-    let stop_signals = stop_signals().map_err(RegistryError::Runtime)?;
     on_ready(&ServerReady {
         id: node_file.id,
         addr,
         process_id,
         dns: dns_addr,
     });
-    wait_for_stop(stop_signals).await;
+    stop.await;
     tracing::info!("stopping registry node");
     let _ = stop_tx.send(true);
     let _ = raft.shutdown().await;

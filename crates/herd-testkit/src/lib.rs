@@ -3,8 +3,9 @@
 //! 127.0.0.1 with ephemeral ports, clients that speak to them over the network, scratch
 //! directories, polling with a deadline, and the network-namespace lab of the fault suite.
 //!
-//! It owns no product logic and must not import herd's crates: a test sees herd from the
-//! outside, so a bug in the product cannot hide in a shared helper.
+//! It owns no product logic. It sees herd from the outside — processes, sockets, HTTP —
+//! so a bug in the product cannot hide in a shared helper; the one exception is `inproc`,
+//! which hosts registry nodes in the test process (still spoken to only over HTTP).
 
 pub mod agent;
 pub mod api;
@@ -14,6 +15,7 @@ pub mod dirs;
 pub mod faults;
 pub mod gateway;
 pub mod http;
+pub mod inproc;
 pub mod raw_server;
 pub mod registry;
 
@@ -29,6 +31,7 @@ pub mod prelude {
     pub use crate::dirs::*;
     pub use crate::gateway::*;
     pub use crate::http::*;
+    pub use crate::inproc::*;
     pub use crate::registry::*;
     pub use crate::{eventually, herd_bin};
 }

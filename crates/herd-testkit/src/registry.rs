@@ -200,16 +200,23 @@ pub fn start_cluster(dir: &TestDir, n: usize, token: Option<&str>) -> Vec<Server
 /// Index (in `nodes`) of the running node whose /status says "leader", polling for up to
 /// 10 s. When two claim it (an old leader not yet told), the higher term wins.
 pub async fn wait_for_leader(api: &Api, nodes: &[&ServerProc]) -> usize {
+    let addrs: Vec<Option<SocketAddr>> = nodes
+        .iter()
+        .map(|n| n.is_running().then_some(n.addr))
+        .collect();
+    leader_index(api, &addrs).await
+}
+
+/// The same over addresses (None: a node that is down), for in-process nodes too.
+pub async fn leader_index(api: &Api, addrs: &[Option<SocketAddr>]) -> usize {
     eventually(
         "a leader among the running nodes",
         Duration::from_secs(10),
         || async {
             let mut best: Option<(u64, usize)> = None;
-            for (i, n) in nodes.iter().enumerate() {
-                if !n.is_running() {
-                    continue;
-                }
-                if let Ok(s) = api.status(n.addr).await {
+            for (i, a) in addrs.iter().enumerate() {
+                let Some(a) = a else { continue };
+                if let Ok(s) = api.status(*a).await {
                     if s["role"] == "leader" {
                         let term = s["term"].as_u64().unwrap_or(0);
                         if best.is_none_or(|(t, _)| term > t) {

@@ -33,7 +33,7 @@ fn error_of(r: &Reply, what: &str) -> String {
     msg
 }
 
-async fn commit_indexes(api: &Api, nodes: &[ServerProc]) -> Vec<u64> {
+async fn commit_indexes(api: &Api, nodes: &[InProcNode]) -> Vec<u64> {
     let mut out = Vec::new();
     for n in nodes {
         let s = api.status(n.addr).await.expect("status");
@@ -45,10 +45,11 @@ async fn commit_indexes(api: &Api, nodes: &[ServerProc]) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_json_and_followers_pass_the_leaders_answer_on() {
     let dir = TestDir::new("reg-errors");
-    let nodes = start_cluster(&dir, 3, None);
+    // In-process nodes: this test needs a cluster's answers, not its processes.
+    let nodes = inproc_cluster(&dir, 3);
     let api = Api::default();
-    let refs: Vec<&ServerProc> = nodes.iter().collect();
-    let l = wait_for_leader(&api, &refs).await;
+    let addrs: Vec<Option<SocketAddr>> = nodes.iter().map(|n| Some(n.addr)).collect();
+    let l = leader_index(&api, &addrs).await;
     let leader = nodes[l].addr;
     let follower = nodes[(l + 1) % 3].addr;
     // A committed write everyone has applied, so followers know the leader and its state.
