@@ -11,6 +11,8 @@
 //! - an instance of another version (or of an older generation: `herd restart`) goes once an instance of V has run for
 //!   `update.min_healthy_time` to take its place, so the count serving never drops below N
 //!   through an update;
+//! - with `update.canary = N` and the deployment not promoted, an update starts N new
+//!   instances and retires no old one until `herd rollout promote`;
 //! - a new instance not proven by `update.healthy_deadline` after it was assigned fails
 //!   the update: with `update.auto_revert` and instances of the previous version still
 //!   there (they are never removed before new ones are proven), the service goes back to
@@ -165,7 +167,10 @@ pub fn plan(
             }
         }
         let healthy = new.iter().filter(|a| proven(a)).count();
-        let missing = n - new.len();
+        let canary = m.update.canary as usize;
+        let held = canary > 0 && !d.promoted && !old.is_empty();
+        let n_now = if held { canary.min(n) } else { n };
+        let missing = n_now.saturating_sub(new.len());
         let add = if old.is_empty() {
             missing
         } else {
@@ -195,8 +200,12 @@ pub fn plan(
                 }),
             }
         }
-        // Old versions leave as proven new ones take their places.
-        let surplus = (healthy + old.len()).saturating_sub(n).min(old.len());
+        // Old versions leave as proven new ones take their places (not while canaries wait).
+        let surplus = if held {
+            0
+        } else {
+            (healthy + old.len()).saturating_sub(n).min(old.len())
+        };
         old.sort_by_key(|a| (state(a) == Some("Run"), a.instance.clone()));
         for a in old.into_iter().take(surplus) {
             actions.push(unassign(a, "replaced by the new version"));

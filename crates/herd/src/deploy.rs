@@ -46,6 +46,8 @@ pub struct LogsArgs {
 pub enum Rollout {
     /// Where an update stands: instances per version and state.
     Status { service: String },
+    /// Let an update waiting on its canaries (update.canary) go on.
+    Promote { service: String },
     /// Roll back to the version before this one (or the one at --to), with every dependent
     /// whose depends_on the older version breaks.
     Undo {
@@ -209,6 +211,16 @@ async fn dispatch(target: Target, call: Call) -> anyhow::Result<()> {
             } else {
                 eprintln!("herd: rolled back at cluster revision {}", r.revision);
             }
+            print_json(&a.body)
+        }
+        Call::Rollout(Rollout::Promote { service }) => {
+            let a = c
+                .call(
+                    Method::POST,
+                    &format!("/v1/deployments/{service}/promote"),
+                    Vec::new(),
+                )
+                .await?;
             print_json(&a.body)
         }
         Call::Rollout(Rollout::Status { service }) => {

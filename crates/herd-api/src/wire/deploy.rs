@@ -69,6 +69,10 @@ pub struct DeploymentRecord {
     /// of an older version.
     #[serde(default)]
     pub generation: u32,
+    /// With `update.canary = N`, an update starts N new instances and goes no further
+    /// until `herd rollout promote` sets this.
+    #[serde(default)]
+    pub promoted: bool,
 }
 
 /// One architecture version: every service's version after a change.

@@ -16,6 +16,7 @@ fn deployment(version: &str, count: u32) -> DeploymentRecord {
         revision: 1,
         applied_ms: 0,
         generation: 0,
+        promoted: false,
     }
 }
 
@@ -284,4 +285,38 @@ fn a_restart_replaces_every_instance_of_the_older_generation_like_an_update() {
         Action::Assign(a) => assert_eq!(a.generation, 1),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn canaries_start_and_wait_for_promote_then_the_update_goes_on() {
+    let mut d = deployment("2.0.0", 3);
+    d.manifest = manifest("2.0.0", 3, "canary = 1\n");
+    let mut s = Snapshot {
+        deployments: vec![d],
+        nodes: vec![node("a")],
+        assignments: vec![
+            assigned("web-1", "a", "1.0.0"),
+            assigned("web-2", "a", "1.0.0"),
+            assigned("web-3", "a", "1.0.0"),
+        ],
+        reports: [
+            report("web-1", "1.0.0", "Run", 0),
+            report("web-2", "1.0.0", "Run", 0),
+            report("web-3", "1.0.0", "Run", 0),
+        ]
+        .into(),
+    };
+    assert_eq!(
+        summary(&plan(&s, 0, 1, &mut ids()).actions),
+        ["+web-n1@a:2.0.0"]
+    );
+    s.assignments.push(assigned("web-4", "a", "2.0.0"));
+    s.reports.extend([report("web-4", "2.0.0", "Run", 0)]);
+    // Proven long ago, but not promoted: nothing moves.
+    assert!(plan(&s, 60_000, 1, &mut ids()).actions.is_empty());
+    s.deployments[0].promoted = true;
+    assert_eq!(
+        summary(&plan(&s, 60_000, 1, &mut ids()).actions),
+        ["+web-n1@a:2.0.0", "-web-1@a"]
+    );
 }

@@ -80,6 +80,7 @@ pub fn router(node: Shared) -> Router {
         )
         .route("/v1/deployments/{name}/scale", post(deployments::scale))
         .route("/v1/deployments/{name}/restart", post(deployments::restart))
+        .route("/v1/deployments/{name}/promote", post(deployments::promote))
         .route(
             "/v1/deployments/{name}/rollback",
             post(deployments::rollback::rollback),

@@ -173,3 +173,63 @@ async fn restart_replaces_every_instance_and_scale_changes_the_count_within_boun
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_waits_for_promote_then_the_update_goes_on() {
+    let dir = TestDir::new("cluster-canary");
+    let api = Api::default();
+    let server = single_node(&dir, &api).await;
+    let _a = AgentProc::start(
+        server.addr,
+        dir.node("agent-a"),
+        "node-a",
+        "",
+        "23600-23649",
+    );
+    let canary = |v: &str| {
+        named_manifest("web", v, 2, "").replace("max_parallel = 1", "max_parallel = 1\ncanary = 1")
+    };
+    apply(&server, &dir.path, &canary("1.0.0"));
+    all_run(&api, &server, "web", 2, "1.0.0").await;
+    apply(&server, &dir.path, &canary("2.0.0"));
+    let versions = |s: &Value| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = s["instances"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .map(|i| {
+                        (
+                            i["version"].as_str().unwrap_or("").into(),
+                            i["state"].as_str().unwrap_or("").into(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let want = vec![
+        ("1.0.0".to_string(), "Run".to_string()),
+        ("1.0.0".to_string(), "Run".to_string()),
+        ("2.0.0".to_string(), "Run".to_string()),
+    ];
+    eventually(
+        "one canary beside the two old instances",
+        Duration::from_secs(20),
+        || async {
+            let s = status(&api, &server, "web").await?;
+            (versions(&s) == want).then_some(())
+        },
+    )
+    .await;
+    // Past min_healthy_time (0.5 s) nothing moves without a promote.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(versions(&status(&api, &server, "web").await.unwrap()), want);
+    let (code, _, err) = herd(&server, &["rollout", "promote", "web"]);
+    assert_eq!(code, 0, "{err}");
+    all_run(&api, &server, "web", 2, "2.0.0").await;
+    let (code, _, err) = herd(&server, &["rollout", "promote", "web"]);
+    assert_ne!(code, 0, "promoting twice is refused");
+    assert!(err.contains("already promoted"), "{err}");
+}

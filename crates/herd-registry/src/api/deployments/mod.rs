@@ -240,6 +240,7 @@ pub async fn apply(
         revision: 0,
         applied_ms: now_ms(),
         generation: 0,
+        promoted: false,
     };
     // The controller says why when it applies a revert; an operator's apply is plain.
     let change = match q.get("reason").filter(|r| !r.is_empty()) {
@@ -319,12 +320,41 @@ pub async fn stop(State(node): State<Shared>, Path(name): Path<String>) -> ApiRe
     })
 }
 
+/// `POST /v1/deployments/<name>/promote`: canaries proved themselves; the update goes on.
+pub async fn promote(State(node): State<Shared>, Path(name): Path<String>) -> ApiResult {
+    node.read_barrier().await?;
+    let mut rec = current(&node, &name)?;
+    if rec.promoted {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("{name} {} is already promoted; nothing waits", rec.version),
+        ));
+    }
+    rec.promoted = true;
+    let (version, count) = (rec.version.clone(), rec.count);
+    let revision = commit(
+        &node,
+        vec![(name.clone(), Some(rec))],
+        format!("promote {name} {version}"),
+    )
+    .await?;
+    ok(ChangeAnswer {
+        name,
+        revision,
+        version,
+        count,
+        dry_run: false,
+    })
+}
+
 /// `POST /v1/deployments/<name>/restart`: replace every instance with a fresh one of the
 /// same version, by the rolling update's rules (seed 001's graceful restart).
 pub async fn restart(State(node): State<Shared>, Path(name): Path<String>) -> ApiResult {
     node.read_barrier().await?;
     let mut rec = current(&node, &name)?;
     rec.generation += 1;
+    // The same version again: no canary stage.
+    rec.promoted = true;
     let (version, count) = (rec.version.clone(), rec.count);
     let revision = commit(
         &node,

@@ -165,6 +165,8 @@ pub async fn rollback(
                 revision: 0,
                 applied_ms: now_ms(),
                 generation,
+                // A rollback goes back to something that ran: no canary stage.
+                promoted: true,
             }),
         ));
     }
