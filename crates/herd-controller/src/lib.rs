@@ -151,17 +151,29 @@ async fn reconcile_while_leading(client: &RegistryClient, l: &Leadership) -> Res
             return Ok(());
         }
         let snapshot = read(client).await?;
-        let fresh = fresh_ids(client, &snapshot).await?;
-        let mut fresh = fresh.into_iter();
-        let mut next_id = |service: &str| {
-            let id = fresh.next().unwrap_or_else(now_ms);
-            format!("{service}-{}", base36(id))
+        // Plan once counting the ids it takes (plan is pure: the same inputs decide the
+        // same), fetch exactly that many cluster-unique ids, then plan with them.
+        let now = now_ms();
+        let mut wanted = 0u32;
+        let _ = plan(&snapshot, now, l.token, &mut |_: &str| {
+            wanted += 1;
+            String::new()
+        });
+        let mut fresh = fresh_ids(client, wanted).await?.into_iter();
+        let mut spare = 0u32;
+        let mut next_id = |service: &str| match fresh.next() {
+            Some(id) => format!("{service}-{}", base36(id)),
+            // Not reached (as many ids as the first plan took); unique all the same.
+            None => {
+                spare += 1;
+                format!("{service}-{}x{spare}", base36(now))
+            }
         };
         let plan::Plan {
             actions,
             shortfalls: short,
             reverts,
-        } = plan(&snapshot, now_ms(), l.token, &mut next_id);
+        } = plan(&snapshot, now, l.token, &mut next_id);
         for r in &reverts {
             tracing::warn!(service = %r.service, from = %r.from, to = %r.to, reason = %r.reason, "controller: update failed; reverting");
             let path = format!(
@@ -192,13 +204,16 @@ async fn reconcile_while_leading(client: &RegistryClient, l: &Leadership) -> Res
     }
 }
 
-/// Enough fresh ids for this pass: at most one per missing instance of every service.
-async fn fresh_ids(client: &RegistryClient, s: &Snapshot) -> Result<Vec<u64>, ApiError> {
-    let wanted: u32 = s.deployments.iter().map(|d| d.count).sum();
-    let have = s.assignments.len() as u32;
-    let count = wanted.saturating_sub(have).clamp(1, 1000);
+/// `count` cluster-unique ids (none asked for: no call).
+async fn fresh_ids(client: &RegistryClient, count: u32) -> Result<Vec<u64>, ApiError> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
     let a: herd_api::wire::IdsAnswer = client
-        .get(Method::POST, &format!("/v1/ids?count={count}"))
+        .get(
+            Method::POST,
+            &format!("/v1/ids?count={}", count.min(10_000)),
+        )
         .await?;
     Ok(a.ids)
 }

@@ -29,8 +29,12 @@ pub fn files(dir: &Path, m: &Manifest) -> Result<PathBuf, String> {
     }
     let parent = target.parent().ok_or("no parent directory")?;
     std::fs::create_dir_all(parent).map_err(|e| format!("create {}: {e}", parent.display()))?;
-    // Filled beside, then renamed: a crash halfway never leaves a half-copied version.
-    let tmp = parent.join(format!(".{}.partial-{}", m.version, std::process::id()));
+    // Filled beside, then renamed: a crash halfway never leaves a half-copied version. Two
+    // instances of one version provisioning at once each fill their own; the first rename
+    // wins and the other finds the version in place.
+    static FILLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = FILLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = parent.join(format!(".{}.partial-{}-{n}", m.version, std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
     match &m.artifact {
@@ -55,7 +59,12 @@ pub fn files(dir: &Path, m: &Manifest) -> Result<PathBuf, String> {
             ));
         }
     }
-    std::fs::rename(&tmp, &target).map_err(|e| format!("rename to {}: {e}", target.display()))?;
+    if let Err(e) = std::fs::rename(&tmp, &target) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        if !target.exists() {
+            return Err(format!("rename to {}: {e}", target.display()));
+        }
+    }
     Ok(target)
 }
 
@@ -116,5 +125,44 @@ pub fn launch(
         args,
         env,
         workdir,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instances_of_one_version_provisioning_at_once_all_find_its_files() {
+        let dir = std::env::temp_dir().join(format!("herd-prepare-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let art = dir.join("art");
+        std::fs::create_dir_all(art.join("bin")).unwrap();
+        std::fs::write(art.join("bin/app"), b"#!/bin/sh\n").unwrap();
+        let text = format!(
+            "name = \"web\"\nversion = \"1.2.3\"\nartifact = \"{}\"\n[run]\ncommand = \"bin/app\"\n",
+            art.display()
+        );
+        let m = herd_agent_core::parse_manifest(&text, "t.toml").unwrap();
+        let data = dir.join("data");
+        let results: Vec<Result<PathBuf, String>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| files(&data, &m))).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for r in &results {
+            assert_eq!(
+                r.as_deref(),
+                Ok(data.join("services/web/1.2.3").as_path()),
+                "{results:?}"
+            );
+        }
+        assert!(data.join("services/web/1.2.3/bin/app").exists());
+        let leftovers: Vec<_> = std::fs::read_dir(data.join("services/web"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(leftovers, ["1.2.3"], "no partial copies left behind");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

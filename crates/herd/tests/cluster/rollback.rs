@@ -233,3 +233,34 @@ async fn a_canary_waits_for_promote_then_the_update_goes_on() {
     assert_ne!(code, 0, "promoting twice is refused");
     assert!(err.contains("already promoted"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wide_surge_gives_every_new_instance_its_own_id() {
+    // max_parallel = count: the whole new version starts in one pass, beside the old one;
+    // each new instance needs a fresh cluster-unique id in that same pass.
+    let dir = TestDir::new("cluster-surge");
+    let api = Api::default();
+    let server = single_node(&dir, &api).await;
+    let _a = AgentProc::start(
+        server.addr,
+        dir.node("agent-a"),
+        "node-a",
+        "",
+        "23650-23674",
+    );
+    let _b = AgentProc::start(
+        server.addr,
+        dir.node("agent-b"),
+        "node-b",
+        "",
+        "23675-23699",
+    );
+    let wide =
+        |v: &str| named_manifest("web", v, 4, "").replace("max_parallel = 1", "max_parallel = 4");
+    apply(&server, &dir.path, &wide("1.0.0"));
+    let before = ids(&all_run(&api, &server, "web", 4, "1.0.0").await);
+    apply(&server, &dir.path, &wide("2.0.0"));
+    let after = ids(&all_run(&api, &server, "web", 4, "2.0.0").await);
+    assert_eq!(after.len(), 4, "{after:?}");
+    assert!(after.is_disjoint(&before));
+}
