@@ -20,7 +20,7 @@ mod upstream;
 
 /// Public for the fuzz targets (fuzz/) and the corpus tests: the parsers of bytes that
 /// clients and servers send.
-pub use codec::{h1, proxy_protocol, sni};
+pub use codec::{chunked, h1, proxy_protocol, sni};
 pub use state::snapshot::check_certificates;
 
 use arc_swap::ArcSwap;

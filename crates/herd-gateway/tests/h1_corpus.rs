@@ -1,13 +1,14 @@
 //! The HTTP/1.1 parsers — the request head clients send, the response head and chunk-size
 //! line servers send — checked as the fuzz targets check them, by plain `cargo test`: the
-//! committed corpora in `fuzz/corpus/h1_request_head/`, `h1_response_head/` and
-//! `h1_chunk_size/` with the answer RFC 9112 gives for each named case, then a bounded,
-//! deterministic mutation loop.
+//! committed corpora in `fuzz/corpus/h1_request_head/`, `h1_response_head/`,
+//! `h1_chunk_size/` and `h1_chunked_body/` with the answer RFC 9112 gives for each named
+//! case, then a bounded, deterministic mutation loop.
 
 mod mutate;
 
 use bytes::BytesMut;
-use herd_gateway::h1::{parse_chunk_size, parse_head, parse_request, Head, RequestHead};
+use herd_gateway::chunked::{decode, Step};
+use herd_gateway::h1::{parse_chunk_size, parse_head, parse_request, Chunk, Head, RequestHead};
 use http::{StatusCode, Version};
 
 /// What the response-head target asserts, for one input: a parsed head consumed a whole
@@ -300,4 +301,89 @@ fn mutations_keep_the_properties() {
             "{line:?}"
         );
     });
+}
+
+/// What the chunked-body target asserts: (data, trailers as text, complete) of `body` fed
+/// in pieces of `piece` bytes.
+fn chunked(body: &[u8], piece: usize) -> (Vec<u8>, Vec<String>, bool) {
+    let mut state = Chunk::Size;
+    let mut buf = BytesMut::new();
+    let (mut data, mut fed) = (Vec::new(), 0);
+    loop {
+        match decode(&mut buf, &mut state) {
+            Ok(Step::Data(d)) => data.extend_from_slice(&d),
+            Ok(Step::End(t)) => {
+                let t = t
+                    .map(|t| t.iter().map(|(k, v)| format!("{k}: {v:?}")).collect())
+                    .unwrap_or_default();
+                assert!(data.len() <= body.len());
+                return (data, t, true);
+            }
+            Ok(Step::NeedMore(_)) if fed < body.len() => {
+                let end = (fed + piece).min(body.len());
+                buf.extend_from_slice(&body[fed..end]);
+                fed = end;
+            }
+            Ok(Step::NeedMore(_)) | Err(_) => {
+                assert!(data.len() <= body.len());
+                return (data, Vec::new(), false);
+            }
+        }
+    }
+}
+
+fn split_invariant(body: &[u8]) {
+    let whole = chunked(body, body.len().max(1));
+    for piece in 1..=16 {
+        let p = chunked(body, piece);
+        assert_eq!(
+            p.2, whole.2,
+            "verdict differs in pieces of {piece}: {body:?}"
+        );
+        if whole.2 {
+            assert_eq!(
+                (&p.0, &p.1),
+                (&whole.0, &whole.1),
+                "pieces of {piece}: {body:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn chunked_bodies_decode_as_the_rfc_says_in_any_pieces() {
+    let corpus = mutate::corpus("h1_chunked_body");
+    let expect: &[(&str, Option<&[u8]>)] = &[
+        ("simple", Some(b"hello")),
+        ("two_chunks", Some(b"hello world")),
+        ("extensions", Some(b"hello")),
+        ("hex_upper", Some(b"0123456789")),
+        ("lf_only", Some(b"hello")),
+        ("trailers", Some(b"abc")),
+        ("empty_body", Some(b"")),
+        ("data_longer_than_size", None),
+        ("bad_size", None),
+        ("size_overflow", None),
+        ("cut_in_data", None),
+        ("bad_trailer", None),
+    ];
+    assert_eq!(
+        corpus.len(),
+        expect.len(),
+        "every corpus entry has its answer here"
+    );
+    for (name, want) in expect {
+        let body = mutate::entry(&corpus, name);
+        let (data, trailers, complete) = chunked(body, 3);
+        match want {
+            Some(d) => assert!(complete && data == *d, "{name}: {data:?}"),
+            None => assert!(!complete, "{name} must not decode"),
+        }
+        if *name == "trailers" {
+            assert_eq!(trailers, ["grpc-status: \"0\"", "x-a: \"1\""]);
+        }
+        split_invariant(body);
+    }
+    let interesting = [b'\r', b'\n', b';', b'0', b'1', b'a', b'f', b':', b' ', 0x00];
+    mutate::mutations(&corpus, 0x6368_6b64, 20_000, &interesting, split_invariant);
 }

@@ -195,7 +195,7 @@ pub(crate) enum RespFraming {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Chunk {
+pub enum Chunk {
     Size,
     Data(u64),
     DataEnd,

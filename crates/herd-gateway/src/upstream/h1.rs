@@ -13,8 +13,8 @@
 
 use crate::codec::body::{BodyError, UpstreamBody};
 use crate::codec::h1::*;
-use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use bytes::{Bytes, BytesMut};
+use http::header;
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use std::future::{poll_fn, Future as _};

@@ -3,6 +3,7 @@
 //! the body ended cleanly.
 
 use super::*;
+use crate::codec::chunked;
 
 /// A response body read straight from the server's connection.
 pub struct H1Body {
@@ -64,80 +65,13 @@ impl H1Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<io::Result<Frame<Bytes>>>> {
         loop {
-            match *state {
-                Chunk::Size => {
-                    if let Some(pos) = conn.buf.iter().position(|&b| b == b'\n') {
-                        let line = conn.buf.split_to(pos + 1);
-                        let size = parse_chunk_size(&line)?;
-                        *state = if size == 0 {
-                            Chunk::Trailers
-                        } else {
-                            Chunk::Data(size)
-                        };
-                        continue;
-                    }
-                    if conn.buf.len() > MAX_CHUNK_LINE {
-                        return Poll::Ready(Some(Err(bad("chunk size line too long"))));
-                    }
+            let remaining = match chunked::decode(&mut conn.buf, state) {
+                Ok(chunked::Step::Data(d)) => return Poll::Ready(Some(Ok(Frame::data(d)))),
+                Ok(chunked::Step::End(trailers)) => {
+                    return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))))
                 }
-                Chunk::Data(left) => {
-                    if !conn.buf.is_empty() {
-                        let n = (conn.buf.len() as u64).min(left) as usize;
-                        let data = conn.buf.split_to(n).freeze();
-                        *state = if n as u64 == left {
-                            Chunk::DataEnd
-                        } else {
-                            Chunk::Data(left - n as u64)
-                        };
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                }
-                Chunk::DataEnd => {
-                    if conn.buf.len() >= 2 {
-                        if &conn.buf[..2] != b"\r\n" {
-                            if conn.buf[0] == b'\n' {
-                                conn.buf.advance(1);
-                            } else {
-                                return Poll::Ready(Some(Err(bad("chunk not followed by CRLF"))));
-                            }
-                        } else {
-                            conn.buf.advance(2);
-                        }
-                        *state = Chunk::Size;
-                        continue;
-                    }
-                }
-                Chunk::Trailers => {
-                    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                    match httparse::parse_headers(&conn.buf, &mut slots) {
-                        Ok(httparse::Status::Complete((len, fields))) => {
-                            let mut trailers = HeaderMap::new();
-                            for f in fields {
-                                if let (Ok(n), Ok(v)) = (
-                                    HeaderName::from_bytes(f.name.as_bytes()),
-                                    HeaderValue::from_bytes(f.value),
-                                ) {
-                                    trailers.append(n, v);
-                                }
-                            }
-                            conn.buf.advance(len);
-                            return Poll::Ready(
-                                (!trailers.is_empty()).then(|| Ok(Frame::trailers(trailers))),
-                            );
-                        }
-                        Ok(httparse::Status::Partial) if conn.buf.len() <= MAX_TRAILERS => {}
-                        Ok(httparse::Status::Partial) => {
-                            return Poll::Ready(Some(Err(bad("trailer section too long"))))
-                        }
-                        Err(e) => {
-                            return Poll::Ready(Some(Err(bad(format!("invalid trailers: {e}")))))
-                        }
-                    }
-                }
-            }
-            let remaining = match *state {
-                Chunk::Data(left) => left,
-                _ => 0,
+                Ok(chunked::Step::NeedMore(remaining)) => remaining,
+                Err(e) => return Poll::Ready(Some(Err(e))),
             };
             let eof = || "server closed the connection in the middle of a chunked body".into();
             if let Err(e) = std::task::ready!(conn.poll_body_bytes(cx, remaining, eof)) {

@@ -1,4 +1,5 @@
 use super::*;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpListener;
