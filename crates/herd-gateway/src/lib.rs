@@ -23,6 +23,7 @@ mod upstream;
 pub use codec::{chunked, h1, proxy_protocol, sni};
 pub use state::snapshot::check_certificates;
 
+use crate::state::shared::ShortMutex as Mutex;
 use arc_swap::ArcSwap;
 use herd_config::Config;
 use herd_telemetry::{Counter, Gauge, ProcessId};
@@ -32,7 +33,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 

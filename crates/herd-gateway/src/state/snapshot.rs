@@ -4,6 +4,7 @@
 //! (backend, address), so a reload neither resets health nor forgets a drained server.
 
 use crate::state::access_log::AccessLogSink;
+use crate::state::shared::ShortMutex as Mutex;
 use crate::state::sticky::SourceIpTable;
 use arc_swap::ArcSwap;
 use herd_balance::{
@@ -15,7 +16,7 @@ use http::{HeaderName, HeaderValue};
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Operator-set state of a server, from the runtime API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,9 +1,9 @@
 //! Session persistence state that is not carried by the client: the source-IP table.
 //! Cookie modes need no table — the client carries the server id.
 
+use crate::state::shared::ShortMutex as Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::Duration;
 
 const SHARDS: usize = 16;
