@@ -1,3 +1,4 @@
-//! Worker threads and their accept loops.
+//! The process's machinery: worker threads and their accept loops, listening sockets.
 
+pub(crate) mod bind;
 pub(crate) mod worker;
