@@ -40,6 +40,9 @@ pub struct LogsArgs {
     /// stderr instead of stdout.
     #[arg(long)]
     pub stderr: bool,
+    /// Keep printing what the instances write (new instances too) until interrupted.
+    #[arg(short, long)]
+    pub follow: bool,
 }
 
 #[derive(clap::Subcommand)]
@@ -384,11 +387,57 @@ pub fn logs(l: LogsArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    for f in files {
-        let bytes = std::fs::read(&f)?;
+    for f in &files {
+        let bytes = std::fs::read(f)?;
         out(&String::from_utf8_lossy(&bytes))?;
     }
+    if l.follow {
+        follow(&dir, kind, l.instance.as_deref())?;
+    }
     Ok(())
+}
+
+/// The current (not rotated) log files of the wanted kind and instance, with their sizes.
+fn current_files(dir: &std::path::Path, kind: &str, instance: Option<&str>) -> Vec<(PathBuf, u64)> {
+    let suffix = format!(".{kind}.log");
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let wanted = name.ends_with(&suffix)
+                && instance.is_none_or(|i| name.starts_with(&format!("{i}.")));
+            wanted.then(|| (e.path(), e.metadata().map_or(0, |m| m.len())))
+        })
+        .collect()
+}
+
+/// `-f`: print what is appended, like `tail -F` over every instance's file; a file that
+/// shrank was rotated and is read from its start, a new instance's file from its start.
+fn follow(dir: &std::path::Path, kind: &str, instance: Option<&str>) -> anyhow::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut at: std::collections::HashMap<PathBuf, u64> =
+        current_files(dir, kind, instance).into_iter().collect();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        for (path, len) in current_files(dir, kind, instance) {
+            let from = match at.get(&path) {
+                Some(&seen) if len >= seen => seen,
+                _ => 0,
+            };
+            if len == from {
+                at.insert(path, len);
+                continue;
+            }
+            let mut f = std::fs::File::open(&path)?;
+            f.seek(SeekFrom::Start(from))?;
+            let mut buf = Vec::new();
+            f.take(len - from).read_to_end(&mut buf)?;
+            out(&String::from_utf8_lossy(&buf))?;
+            at.insert(path, len);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -139,10 +139,54 @@ args = ["-c", "echo starting; echo failing >&2; exit 3"]
 [restart]
 attempts = 2
 interval = "60s"
-delay = "100ms"
-max_delay = "200ms"
+delay = "1s"
+max_delay = "1s"
 "#;
     apply(&server, &dir.path, manifest);
+    // `herd logs -f` started once the first run wrote its stderr prints the later runs'
+    // lines as they are written (restarts come 1 s apart).
+    let log_dir = dir.node("agent-a").join("logs").join("crashy");
+    eventually(
+        "the first run's stderr file",
+        Duration::from_secs(10),
+        || async {
+            std::fs::read_dir(&log_dir)
+                .ok()?
+                .filter_map(|e| e.ok())
+                .any(|e| e.file_name().to_string_lossy().ends_with(".stderr.log"))
+                .then_some(())
+        },
+    )
+    .await;
+    let mut follow = std::process::Command::new(herd_bin())
+        .args(["logs", "crashy", "--stderr", "-f", "--data-dir"])
+        .arg(dir.node("agent-a"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut failing = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while failing < 3 && std::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            failing += usize::from(line == "failing");
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert_eq!(failing, 3, "herd logs -f printed each run's stderr line");
     let s = eventually(
         "the instance to be Failed",
         Duration::from_secs(20),
