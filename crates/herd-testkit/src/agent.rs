@@ -14,7 +14,8 @@ pub struct AgentProc {
     child: Option<Child>,
     pub name: String,
     pub dir: PathBuf,
-    pub server: SocketAddr,
+    /// The registry nodes it is given, comma-separated.
+    pub servers: String,
     pub labels: String,
     pub ports: String,
     pub ready: Value,
@@ -31,13 +32,28 @@ impl AgentProc {
         labels: &str,
         ports: &str,
     ) -> AgentProc {
+        AgentProc::start_with(&[server], dir, name, labels, ports)
+    }
+
+    /// The same, given several registry nodes (it fails over between them).
+    pub fn start_with(
+        servers: &[SocketAddr],
+        dir: PathBuf,
+        name: &str,
+        labels: &str,
+        ports: &str,
+    ) -> AgentProc {
         std::fs::create_dir_all(&dir).unwrap();
         let mut a = AgentProc {
             child: None,
             stderr_path: dir.join("agent.stderr.log"),
             name: name.into(),
             dir,
-            server,
+            servers: servers
+                .iter()
+                .map(SocketAddr::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
             labels: labels.into(),
             ports: ports.into(),
             ready: Value::Null,
@@ -55,7 +71,7 @@ impl AgentProc {
         let mut child = Command::new(herd_bin())
             .arg("agent")
             .arg("--server")
-            .arg(self.server.to_string())
+            .arg(&self.servers)
             .arg("--data-dir")
             .arg(&self.dir)
             .args([

@@ -3,6 +3,7 @@
 //! service processes (`herd demo-app`), and a real gateway following the catalog.
 
 mod deploy;
+mod failover;
 mod rollback;
 mod up;
 
