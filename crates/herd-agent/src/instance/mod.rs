@@ -5,6 +5,7 @@
 //! policy's backoff, or is Failed past `restart.attempts` crashes within `restart.interval`
 //! — visible in its report, not retried until the operator acts.
 
+pub mod download;
 pub mod prepare;
 
 use crate::health;
@@ -135,7 +136,7 @@ pub async fn run(ctx: Arc<Ctx>, a: Assignment, mut stop: watch::Receiver<bool>) 
         Err(e) => life.set(State::Failed, format!("manifest: {e}")).await,
         Ok(m) => {
             life.set(State::Provision, "").await;
-            match provision(&ctx, &m, &a, &mut held) {
+            match provision(&ctx, &m, &a, &mut held).await {
                 Err(e) => life.set(State::Failed, e).await,
                 Ok((launch, ports)) => {
                     life.report.ports = ports.iter().cloned().collect();
@@ -156,13 +157,13 @@ pub async fn run(ctx: Arc<Ctx>, a: Assignment, mut stop: watch::Receiver<bool>) 
     report::delete(&ctx.client, &a.service, &a.instance).await;
 }
 
-fn provision(
+async fn provision(
     ctx: &Ctx,
     m: &Manifest,
     a: &Assignment,
     held: &mut Vec<u16>,
 ) -> Result<(Launch, Vec<(String, u16)>), String> {
-    let workdir = prepare::files(&ctx.dir, m)?;
+    let workdir = prepare::files(&ctx.dir, m).await?;
     let mut ports = Vec::new();
     for name in &m.run.ports {
         let p = ctx.ports.take().ok_or_else(|| {

@@ -22,7 +22,7 @@ pub fn version_dir(dir: &Path, m: &Manifest) -> PathBuf {
 }
 
 /// The version's directory, filled from the artifact the first time.
-pub fn files(dir: &Path, m: &Manifest) -> Result<PathBuf, String> {
+pub async fn files(dir: &Path, m: &Manifest) -> Result<PathBuf, String> {
     let target = version_dir(dir, m);
     if target.exists() {
         return Ok(target);
@@ -52,11 +52,11 @@ pub fn files(dir: &Path, m: &Manifest) -> Result<PathBuf, String> {
                     .map_err(|e| format!("copy artifact {p}: {e}"))?;
             }
         }
-        Some(Artifact::Url { url, .. }) => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(format!(
-                "artifact {url}: downloading artifacts is not supported yet; copy it to the agent's machine and use a path"
-            ));
+        Some(Artifact::Url { url, sha256 }) => {
+            if let Err(e) = super::download::fetch(url, sha256, &tmp).await {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
         }
     }
     if let Err(e) = std::fs::rename(&tmp, &target) {
@@ -145,9 +145,22 @@ mod tests {
         );
         let m = herd_agent_core::parse_manifest(&text, "t.toml").unwrap();
         let data = dir.join("data");
-        let results: Vec<Result<PathBuf, String>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| files(&data, &m))).collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .build()
+            .unwrap();
+        let results: Vec<Result<PathBuf, String>> = rt.block_on(async {
+            let tasks: Vec<_> = (0..8)
+                .map(|_| {
+                    let (data, m) = (data.clone(), m.clone());
+                    tokio::spawn(async move { files(&data, &m).await })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap());
+            }
+            out
         });
         for r in &results {
             assert_eq!(

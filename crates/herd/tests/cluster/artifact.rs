@@ -1,0 +1,131 @@
+//! Artifacts fetched over HTTP: the file lands in the version's directory and runs when its
+//! SHA-256 matches the manifest's; a mismatch installs nothing and the instance is Failed
+//! with both hashes named.
+
+use crate::{apply, status};
+use herd_testkit::prelude::*;
+use serde_json::Value;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Answers every request with `body` (and counts them).
+async fn file_server(body: Vec<u8>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(&body).await;
+            });
+        }
+    });
+    addr
+}
+
+fn sha256(bytes: &[u8], dir: &std::path::Path) -> String {
+    let f = dir.join("artifact-for-sha");
+    std::fs::write(&f, bytes).unwrap();
+    let o = std::process::Command::new("sha256sum")
+        .arg(&f)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn manifest(name: &str, url: &str, sha: &str) -> String {
+    format!(
+        r#"name = "{name}"
+version = "3.1.4"
+artifact = "{url}"
+sha256 = "{sha}"
+
+[run]
+command = "run-demo"
+ports = ["http"]
+
+[health]
+kind = "http"
+path = "/healthz"
+interval = "200ms"
+timeout = "200ms"
+healthy_threshold = 1
+
+[restart]
+attempts = 1
+interval = "60s"
+delay = "100ms"
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_artifact_runs_when_its_sha256_matches_and_installs_nothing_when_not() {
+    let dir = TestDir::new("cluster-artifact");
+    let api = Api::default();
+    let server = single_node(&dir, &api).await;
+    let agent_dir = dir.node("agent-a");
+    let _a = AgentProc::start(server.addr, agent_dir.clone(), "node-a", "", "23800-23849");
+    let script = format!("#!/bin/sh\nexec {} demo-app --version 3.1.4\n", herd_bin()).into_bytes();
+    let sum = sha256(&script, &dir.path);
+    let addr = file_server(script).await;
+    let url = format!("http://{addr}/releases/run-demo");
+
+    apply(&server, &dir.path, &manifest("fetched", &url, &sum));
+    let s: Value = eventually(
+        "the fetched artifact running",
+        Duration::from_secs(20),
+        || async {
+            let s = status(&api, &server, "fetched").await?;
+            (s["instances"][0]["state"] == "Run").then_some(s)
+        },
+    )
+    .await;
+    let port = s["instances"][0]["port"].as_u64().unwrap();
+    let r = get(&client(), &format!("http://127.0.0.1:{port}/"))
+        .await
+        .unwrap();
+    assert!(r.body.starts_with("demo-app 3.1.4"), "{}", r.body);
+    assert!(agent_dir.join("services/fetched/3.1.4/run-demo").exists());
+
+    let wrong = "0".repeat(64);
+    apply(&server, &dir.path, &manifest("tampered", &url, &wrong));
+    let s = eventually(
+        "the tampered artifact refused",
+        Duration::from_secs(20),
+        || async {
+            let s = status(&api, &server, "tampered").await?;
+            (s["instances"][0]["state"] == "Failed").then_some(s)
+        },
+    )
+    .await;
+    let msg = s["instances"][0]["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains(&sum) && msg.contains(&wrong),
+        "both hashes named: {msg}"
+    );
+    assert!(
+        !agent_dir.join("services/tampered/3.1.4").exists(),
+        "nothing installed for a mismatch"
+    );
+}
