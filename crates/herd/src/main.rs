@@ -364,6 +364,21 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
     let config = herd_config::parse(&text, &path.display().to_string())?;
     herd_gateway::check_certificates(&config)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if let Some(admin) = &config.admin {
+        let exposed = admin
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| !a.ip().is_loopback());
+        if exposed && admin.token_file.is_none() && std::env::var_os("HERD_ADMIN_TOKEN").is_none() {
+            eprintln!(
+                "herd: warning: {}: [admin] listen = \"{}\" is reachable from other machines and has \
+                 no token: anyone who can reach it can drain servers and reload the configuration; \
+                 bind it to 127.0.0.1 or set [admin] token_file (docs/admin-api.md)",
+                path.display(),
+                admin.listen
+            );
+        }
+    }
     println!(
         "{}: ok ({} listeners, {} routes, {} backends)",
         path.display(),

@@ -203,3 +203,25 @@ async fn a_port_another_process_listens_on_is_refused_unless_shared() {
     }
     drop(holder);
 }
+
+/// `herd check` says what the running gateway would warn about: an admin listener other
+/// machines can reach, with no token (docs/admin-api.md). It stays a warning: exit 0.
+#[test]
+fn check_warns_about_an_exposed_admin_listener_without_a_token() {
+    let web = listener("web", "127.0.0.1:0", "");
+    let exposed = format!("[admin]\nlisten = \"0.0.0.0:0\"\n\n{web}{BACKEND}");
+    let (code, err) = check(&exposed);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning") && err.contains("0.0.0.0:0") && err.contains("token_file"),
+        "{err}"
+    );
+    for quiet in [
+        format!("[admin]\nlisten = \"127.0.0.1:0\"\n\n{web}{BACKEND}"),
+        format!("[admin]\nlisten = \"[::1]:0\"\n\n{web}{BACKEND}"),
+    ] {
+        let (code, err) = check(&quiet);
+        assert_eq!(code, 0, "{err}");
+        assert!(!err.contains("warning"), "loopback needs no token: {err}");
+    }
+}
