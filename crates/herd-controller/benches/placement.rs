@@ -26,6 +26,7 @@ fn cluster(nodes: usize, count: u32) -> Snapshot {
             applied_ms: 0,
             generation: 0,
             promoted: true,
+            cause: "apply".into(),
         }],
         nodes: (0..nodes)
             .map(|i| NodeReport {

@@ -112,6 +112,7 @@ pub fn plan(
         let (alive, dead): (Vec<&Assignment>, Vec<&Assignment>) = mine
             .into_iter()
             .partition(|a| live.contains(a.node.as_str()));
+        let lost = dead.len();
         for a in dead {
             actions.push(unassign(a, "its node's lease ended"));
         }
@@ -177,6 +178,14 @@ pub fn plan(
             let on_the_way = new.len() - healthy;
             missing.min((m.update.max_parallel as usize).saturating_sub(on_the_way))
         };
+        // Why these start: what their state says until they run.
+        let purpose = match () {
+            _ if !old.is_empty() && d.cause == "rollback" => "rollback",
+            _ if !old.is_empty() => "update",
+            _ if lost > 0 => "replace",
+            _ if new.is_empty() => "deploy",
+            _ => "scale",
+        };
         if add > 0 {
             match placed(&m, s, &d.name, &per_node, add as u32) {
                 Ok(nodes) => {
@@ -191,6 +200,7 @@ pub fn plan(
                             token,
                             assigned_ms: now_ms,
                             generation: d.generation,
+                            purpose: purpose.into(),
                         }));
                     }
                 }

@@ -56,11 +56,20 @@ struct Life {
     ctx: Arc<Ctx>,
     report: InstanceReport,
     in_catalog: bool,
+    /// Why the controller started it (the assignment's purpose), shown as the state until
+    /// it first runs: Update, Scale or Rollback rather than Provision/Ready.
+    purpose: Option<State>,
+    has_run: bool,
 }
 
 impl Life {
     async fn set(&mut self, state: State, message: impl Into<String>) {
         let message = message.into();
+        self.has_run |= state == State::Run;
+        let state = match (state, self.purpose) {
+            (State::Provision | State::Ready, Some(p)) if !self.has_run => p,
+            (s, _) => s,
+        };
         if self.report.state != state.as_str() || self.report.message != message {
             tracing::info!(instance = %self.report.id, state = %state, %message, "agent: instance");
             self.report.state = state.as_str().to_string();
@@ -130,6 +139,13 @@ pub async fn run(ctx: Arc<Ctx>, a: Assignment, mut stop: watch::Receiver<bool>) 
             message: String::new(),
         },
         in_catalog: false,
+        purpose: match a.purpose.as_str() {
+            "update" => Some(State::Update),
+            "scale" => Some(State::Scale),
+            "rollback" => Some(State::Rollback),
+            _ => None,
+        },
+        has_run: false,
     };
     let mut held = Vec::new();
     match parse_manifest(&a.manifest, &a.service) {

@@ -73,6 +73,10 @@ pub struct DeploymentRecord {
     /// until `herd rollout promote` sets this.
     #[serde(default)]
     pub promoted: bool,
+    /// What made this record: `apply`, `scale`, `restart`, `promote` or `rollback` (the
+    /// instances an update starts show `Update`, or `Rollback` for a rollback's).
+    #[serde(default)]
+    pub cause: String,
 }
 
 /// One architecture version: every service's version after a change.
@@ -128,6 +132,11 @@ pub struct Assignment {
     /// The deployment's generation it was made for (see [`DeploymentRecord::generation`]).
     #[serde(default)]
     pub generation: u32,
+    /// Why it was made: `deploy` (a first start), `scale`, `update`, `rollback` or
+    /// `replace` (its node was lost). Until it runs, the instance's state says so (seed
+    /// 001's Scale, Update, Rollback; Provision otherwise).
+    #[serde(default)]
+    pub purpose: String,
 }
 
 /// What an agent sees of one instance.

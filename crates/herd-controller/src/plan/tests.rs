@@ -17,6 +17,7 @@ fn deployment(version: &str, count: u32) -> DeploymentRecord {
         applied_ms: 0,
         generation: 0,
         promoted: false,
+        cause: "apply".into(),
     }
 }
 
@@ -44,6 +45,7 @@ fn assigned(id: &str, node: &str, version: &str) -> Assignment {
         token: 1,
         assigned_ms: 0,
         generation: 0,
+        purpose: String::new(),
     }
 }
 
@@ -319,4 +321,35 @@ fn canaries_start_and_wait_for_promote_then_the_update_goes_on() {
         summary(&plan(&s, 60_000, 1, &mut ids()).actions),
         ["+web-n1@a:2.0.0", "-web-1@a"]
     );
+}
+
+#[test]
+fn each_new_instance_says_why_it_starts() {
+    let purposes = |p: &Plan| -> Vec<String> {
+        p.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Assign(a) => Some(a.purpose.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut s = Snapshot {
+        deployments: vec![deployment("1.0.0", 1)],
+        nodes: vec![node("a"), node("b")],
+        ..Snapshot::default()
+    };
+    assert_eq!(purposes(&plan(&s, 0, 1, &mut ids())), ["deploy"]);
+    s.assignments.push(assigned("web-1", "a", "1.0.0"));
+    s.reports.extend([report("web-1", "1.0.0", "Run", 0)]);
+    s.deployments[0].count = 2;
+    assert_eq!(purposes(&plan(&s, 0, 1, &mut ids())), ["scale"]);
+    s.deployments[0].count = 1;
+    s.nodes.retain(|n| n.name == "b");
+    assert_eq!(purposes(&plan(&s, 0, 1, &mut ids())), ["replace"]);
+    s.nodes.push(node("a"));
+    s.deployments[0].version = "2.0.0".into();
+    assert_eq!(purposes(&plan(&s, 0, 1, &mut ids())), ["update"]);
+    s.deployments[0].cause = "rollback".into();
+    assert_eq!(purposes(&plan(&s, 0, 1, &mut ids())), ["rollback"]);
 }

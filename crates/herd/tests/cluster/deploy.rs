@@ -298,15 +298,15 @@ async fn a_rolling_update_and_an_auto_revert_under_load_fail_no_request() {
     assert!(broken.contains("--unhealthy") && broken.contains(r#""3s""#));
     apply(&server, &dir.path, &broken);
     eventually(
-        "3.0.0 started and seen Ready",
+        "3.0.0 started, in state Update (seed 001), and the service in Update",
         Duration::from_secs(10),
         || async {
             let s = status(&api, &server, "web").await?;
-            s["instances"]
+            let updating = s["instances"]
                 .as_array()?
                 .iter()
-                .any(|i| i["version"] == "3.0.0")
-                .then_some(())
+                .any(|i| i["version"] == "3.0.0" && i["state"] == "Update");
+            (updating && s["state"] == "Update").then_some(())
         },
     )
     .await;

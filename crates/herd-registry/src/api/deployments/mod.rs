@@ -241,6 +241,7 @@ pub async fn apply(
         applied_ms: now_ms(),
         generation: 0,
         promoted: false,
+        cause: "apply".into(),
     };
     // The controller says why when it applies a revert; an operator's apply is plain.
     let change = match q.get("reason").filter(|r| !r.is_empty()) {
@@ -288,6 +289,7 @@ pub async fn scale(
         )));
     }
     rec.count = req.count;
+    rec.cause = "scale".into();
     let (version, count) = (rec.version.clone(), rec.count);
     let revision = commit(
         &node,
@@ -331,6 +333,7 @@ pub async fn promote(State(node): State<Shared>, Path(name): Path<String>) -> Ap
         ));
     }
     rec.promoted = true;
+    rec.cause = "promote".into();
     let (version, count) = (rec.version.clone(), rec.count);
     let revision = commit(
         &node,
@@ -355,6 +358,7 @@ pub async fn restart(State(node): State<Shared>, Path(name): Path<String>) -> Ap
     rec.generation += 1;
     // The same version again: no canary stage.
     rec.promoted = true;
+    rec.cause = "restart".into();
     let (version, count) = (rec.version.clone(), rec.count);
     let revision = commit(
         &node,

@@ -14,14 +14,18 @@ use herd_registry_core::KeyValue;
 
 /// A service's state from its instances: what an operator wants to see first.
 pub fn service_state(rec: &DeploymentRecord, instances: &[InstanceReport]) -> String {
-    let running: Vec<&InstanceReport> = instances.iter().filter(|i| i.state == "Run").collect();
+    let running = instances.iter().filter(|i| i.state == "Run").count() as u32;
+    let settled = running == rec.count && instances.len() as u32 == rec.count;
+    let mixed = instances.iter().any(|i| i.version != rec.version);
     let state = if instances.iter().any(|i| i.state == "Failed") {
         "Failed"
-    } else if instances.iter().any(|i| i.version != rec.version) {
+    } else if mixed && rec.cause == "rollback" {
+        "Rollback"
+    } else if mixed || (rec.cause == "restart" && !settled) {
         "Update"
-    } else if running.len() as u32 == rec.count && instances.len() as u32 == rec.count {
+    } else if settled {
         "Run"
-    } else if running.is_empty() && rec.count > 0 {
+    } else if running == 0 && rec.count > 0 {
         "Provision"
     } else {
         "Scale"
@@ -146,4 +150,92 @@ pub async fn history(
         ));
     }
     ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(version: &str, count: u32, cause: &str) -> DeploymentRecord {
+        DeploymentRecord {
+            name: "web".into(),
+            version: version.into(),
+            manifest: String::new(),
+            count,
+            revision: 1,
+            applied_ms: 0,
+            generation: 0,
+            promoted: true,
+            cause: cause.into(),
+        }
+    }
+
+    fn inst(version: &str, state: &str) -> InstanceReport {
+        InstanceReport {
+            id: format!("web-{version}-{state}"),
+            service: "web".into(),
+            node: "a".into(),
+            version: version.into(),
+            state: state.into(),
+            since_ms: 0,
+            pid: None,
+            ports: Default::default(),
+            port: None,
+            restarts: 0,
+            health: "unknown".into(),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_services_state_follows_its_instances_and_what_changed_it() {
+        let cases = [
+            (
+                rec("1.0.0", 2, "apply"),
+                vec![inst("1.0.0", "Run"), inst("1.0.0", "Run")],
+                "Run",
+            ),
+            (
+                rec("1.0.0", 2, "apply"),
+                vec![inst("1.0.0", "Ready")],
+                "Provision",
+            ),
+            (rec("1.0.0", 2, "apply"), vec![], "Provision"),
+            (
+                rec("1.0.0", 3, "scale"),
+                vec![inst("1.0.0", "Run"), inst("1.0.0", "Scale")],
+                "Scale",
+            ),
+            (
+                rec("2.0.0", 1, "apply"),
+                vec![inst("1.0.0", "Run"), inst("2.0.0", "Update")],
+                "Update",
+            ),
+            (
+                rec("1.0.0", 1, "rollback"),
+                vec![inst("2.0.0", "Run"), inst("1.0.0", "Rollback")],
+                "Rollback",
+            ),
+            (
+                rec("1.0.0", 1, "restart"),
+                vec![inst("1.0.0", "Run"), inst("1.0.0", "Update")],
+                "Update",
+            ),
+            (
+                rec("1.0.0", 2, "apply"),
+                vec![inst("1.0.0", "Run"), inst("1.0.0", "Failed")],
+                "Failed",
+            ),
+            (rec("1.0.0", 0, "scale"), vec![], "Run"),
+        ];
+        for (r, list, want) in cases {
+            assert_eq!(
+                service_state(&r, &list),
+                want,
+                "{} {:?}",
+                r.cause,
+                list.iter().map(|i| &i.state).collect::<Vec<_>>()
+            );
+        }
+    }
 }

@@ -167,6 +167,7 @@ pub async fn rollback(
                 generation,
                 // A rollback goes back to something that ran: no canary stage.
                 promoted: true,
+                cause: "rollback".into(),
             }),
         ));
     }
