@@ -4,7 +4,6 @@
 
 use crate::herd_bin;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -92,16 +91,7 @@ impl AgentProc {
             .stderr(stderr)
             .spawn()
             .expect("start herd agent");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
-            }
-            for _ in lines {}
-        });
-        let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
+        let Ok(line) = crate::ready_line(&mut child, Duration::from_secs(30)) else {
             let _ = child.kill();
             let _ = child.wait();
             panic!(

@@ -7,7 +7,6 @@ use crate::herd_bin;
 use crate::http::{get, Client};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -47,17 +46,7 @@ impl Gateway {
             .stderr(stderr)
             .spawn()
             .expect("start herd");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
-            }
-            // Keep draining so an access log on stdout never blocks the gateway.
-            for _ in lines {}
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(20)) {
+        let line = match crate::ready_line(&mut child, Duration::from_secs(20)) {
             Ok(l) => l,
             Err(_) => {
                 let _ = child.kill();

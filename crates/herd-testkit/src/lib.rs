@@ -60,6 +60,26 @@ pub fn herd_bin() -> &'static str {
     })
 }
 
+/// The first line a started process prints on stdout (herd's ready line), waiting at most
+/// `within`; the rest of stdout is drained on a thread, so an access log there never
+/// blocks the process.
+pub fn ready_line(
+    child: &mut std::process::Child,
+    within: Duration,
+) -> Result<String, std::sync::mpsc::RecvTimeoutError> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        if let Some(Ok(first)) = lines.next() {
+            let _ = tx.send(first);
+        }
+        for _ in lines {}
+    });
+    rx.recv_timeout(within)
+}
+
 /// Poll `check` every 25 ms until it returns Some; panic naming `what` after `within`.
 pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
 where

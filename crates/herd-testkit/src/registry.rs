@@ -8,7 +8,6 @@ use crate::api::Api;
 use crate::dirs::{free_port, TestDir};
 use crate::{eventually, herd_bin};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -94,16 +93,7 @@ impl ServerProc {
             .stderr(stderr)
             .spawn()
             .expect("start herd server");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
-            }
-            for _ in lines {}
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(30)) {
+        let line = match crate::ready_line(&mut child, Duration::from_secs(30)) {
             Ok(l) => l,
             Err(_) => {
                 let _ = child.kill();

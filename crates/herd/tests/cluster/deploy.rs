@@ -2,24 +2,13 @@
 //! the gateway, restarts after a crash, Failed after a crash loop, a rolling update under
 //! load with no failed request, and an agent lost and back.
 
-use crate::{all_run, apply, demo_manifest, gateway_for, status};
+use crate::{all_run, apply, demo_manifest, gateway_for, ids, status};
 use herd_testkit::prelude::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-fn ids(s: &Value) -> BTreeSet<String> {
-    s["instances"]
-        .as_array()
-        .map(|l| {
-            l.iter()
-                .filter_map(|i| i["id"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// Every answer through the gateway until each of `ids` has answered (`demo-app V ID`).
 async fn reached_through_gateway(c: &Client, gw: &Gateway, version: &str, ids: &BTreeSet<String>) {

@@ -10,6 +10,7 @@ mod up;
 
 use herd_testkit::prelude::*;
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -107,6 +108,18 @@ pub fn apply(server: &ServerProc, dir: &Path, text: &str) -> Value {
         String::from_utf8_lossy(&o.stderr)
     );
     serde_json::from_slice(&o.stdout).expect("apply prints JSON")
+}
+
+/// The instance ids of a deployment status.
+pub fn ids(s: &Value) -> BTreeSet<String> {
+    s["instances"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|i| i["id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The deployment's status from the API.

@@ -2,22 +2,10 @@
 //! `herd rollout undo` taking a dependent back with the service it needs, `herd diff`,
 //! `herd restart`, and `herd scale`.
 
-use crate::{all_run, apply, herd, named_manifest, status, try_apply};
+use crate::{all_run, apply, herd, ids, named_manifest, status, try_apply};
 use herd_testkit::prelude::*;
 use serde_json::Value;
-use std::collections::BTreeSet;
 use std::time::Duration;
-
-fn ids(s: &Value) -> BTreeSet<String> {
-    s["instances"]
-        .as_array()
-        .map(|l| {
-            l.iter()
-                .filter_map(|i| i["id"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 fn needs(range: &str) -> String {
     format!("\n[depends_on]\ndb = \"{range}\"\n")

@@ -290,20 +290,8 @@ pub async fn scale(
     }
     rec.count = req.count;
     rec.cause = "scale".into();
-    let (version, count) = (rec.version.clone(), rec.count);
-    let revision = commit(
-        &node,
-        vec![(name.clone(), Some(rec))],
-        format!("scale {name} {count}"),
-    )
-    .await?;
-    ok(ChangeAnswer {
-        name,
-        revision,
-        version,
-        count,
-        dry_run: false,
-    })
+    let what = format!("scale {name} {}", rec.count);
+    record(&node, rec, what).await
 }
 
 /// `DELETE /v1/deployments/<name>`: stop every instance and forget the service.
@@ -322,6 +310,19 @@ pub async fn stop(State(node): State<Shared>, Path(name): Path<String>) -> ApiRe
     })
 }
 
+/// Write one service's changed record as a new cluster revision and answer with it.
+async fn record(node: &RegistryNode, rec: DeploymentRecord, what: String) -> ApiResult {
+    let (name, version, count) = (rec.name.clone(), rec.version.clone(), rec.count);
+    let revision = commit(node, vec![(name.clone(), Some(rec))], what).await?;
+    ok(ChangeAnswer {
+        name,
+        revision,
+        version,
+        count,
+        dry_run: false,
+    })
+}
+
 /// `POST /v1/deployments/<name>/promote`: canaries proved themselves; the update goes on.
 pub async fn promote(State(node): State<Shared>, Path(name): Path<String>) -> ApiResult {
     node.read_barrier().await?;
@@ -334,20 +335,8 @@ pub async fn promote(State(node): State<Shared>, Path(name): Path<String>) -> Ap
     }
     rec.promoted = true;
     rec.cause = "promote".into();
-    let (version, count) = (rec.version.clone(), rec.count);
-    let revision = commit(
-        &node,
-        vec![(name.clone(), Some(rec))],
-        format!("promote {name} {version}"),
-    )
-    .await?;
-    ok(ChangeAnswer {
-        name,
-        revision,
-        version,
-        count,
-        dry_run: false,
-    })
+    let what = format!("promote {name} {}", rec.version);
+    record(&node, rec, what).await
 }
 
 /// `POST /v1/deployments/<name>/restart`: replace every instance with a fresh one of the
@@ -359,18 +348,5 @@ pub async fn restart(State(node): State<Shared>, Path(name): Path<String>) -> Ap
     // The same version again: no canary stage.
     rec.promoted = true;
     rec.cause = "restart".into();
-    let (version, count) = (rec.version.clone(), rec.count);
-    let revision = commit(
-        &node,
-        vec![(name.clone(), Some(rec))],
-        format!("restart {name}"),
-    )
-    .await?;
-    ok(ChangeAnswer {
-        name,
-        revision,
-        version,
-        count,
-        dry_run: false,
-    })
+    record(&node, rec, format!("restart {name}")).await
 }
