@@ -8,6 +8,9 @@
 //!   lock-free and allocation-free, so they are safe on the data-plane hot path.
 //! - [`TextEncoder`]: renders those values as Prometheus text exposition format
 //!   (version 0.0.4) when scraped.
+//! - [`trace`]: W3C trace context, the span model, OTLP/HTTP traces in protobuf and JSON,
+//!   mergeable latency digests and cycle finding — the pieces the gateway's spans and the
+//!   server's trace store share.
 //!
 //! We do not use `prometheus-client` because its labelled families take a lock
 //! on every increment; here the labels live with the owning object and are
@@ -41,6 +44,7 @@ mod histogram;
 mod metrics;
 mod process;
 mod text;
+pub mod trace;
 
 pub use histogram::{Histogram, LATENCY_BUCKETS};
 pub use metrics::{Counter, Gauge};
