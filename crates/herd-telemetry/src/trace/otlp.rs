@@ -111,19 +111,19 @@ pub mod any_value {
     #[derive(Clone, PartialEq, prost::Oneof)]
     pub enum Value {
         #[prost(string, tag = "1")]
-        StringValue(String),
+        String(String),
         #[prost(bool, tag = "2")]
-        BoolValue(bool),
+        Bool(bool),
         #[prost(int64, tag = "3")]
-        IntValue(i64),
+        Int(i64),
         #[prost(double, tag = "4")]
-        DoubleValue(f64),
+        Double(f64),
         #[prost(message, tag = "5")]
-        ArrayValue(super::ArrayValue),
+        Array(super::ArrayValue),
         #[prost(message, tag = "6")]
-        KvlistValue(super::KeyValueList),
+        Kvlist(super::KeyValueList),
         #[prost(bytes = "vec", tag = "7")]
-        BytesValue(Vec<u8>),
+        Bytes(Vec<u8>),
     }
 }
 
@@ -206,7 +206,7 @@ fn service_name(attrs: &[KeyValue]) -> Option<&str> {
         .iter()
         .find(|kv| kv.key == "service.name")
         .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-            any_value::Value::StringValue(s) if !s.is_empty() => Some(s.as_str()),
+            any_value::Value::String(s) if !s.is_empty() => Some(s.as_str()),
             _ => None,
         })
 }
@@ -274,12 +274,12 @@ pub(crate) fn is_error(code: i32, kind: SpanKind, attrs: &[(String, AttrValue)])
 fn attr_value(v: any_value::Value) -> AttrValue {
     use any_value::Value as V;
     match v {
-        V::StringValue(s) => AttrValue::Str(s),
-        V::BoolValue(b) => AttrValue::Bool(b),
-        V::IntValue(i) => AttrValue::Int(i),
-        V::DoubleValue(d) => AttrValue::Double(d),
-        V::BytesValue(b) => AttrValue::Str(super::context::hex(&b)),
-        V::ArrayValue(a) => AttrValue::Str(format!(
+        V::String(s) => AttrValue::Str(s),
+        V::Bool(b) => AttrValue::Bool(b),
+        V::Int(i) => AttrValue::Int(i),
+        V::Double(d) => AttrValue::Double(d),
+        V::Bytes(b) => AttrValue::Str(super::context::hex(&b)),
+        V::Array(a) => AttrValue::Str(format!(
             "[{}]",
             a.values
                 .into_iter()
@@ -288,7 +288,7 @@ fn attr_value(v: any_value::Value) -> AttrValue {
                 .collect::<Vec<_>>()
                 .join(",")
         )),
-        V::KvlistValue(kv) => AttrValue::Str(format!(
+        V::Kvlist(kv) => AttrValue::Str(format!(
             "{{{}}}",
             kv.values
                 .into_iter()
@@ -314,7 +314,7 @@ pub fn encode(service: &str, spans: &[Span]) -> Vec<u8> {
     let str_kv = |k: &str, v: &str| KeyValue {
         key: k.to_string(),
         value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.to_string())),
+            value: Some(any_value::Value::String(v.to_string())),
         }),
     };
     let spans = spans
@@ -335,10 +335,10 @@ pub fn encode(service: &str, spans: &[Span]) -> Vec<u8> {
                     key: k.clone(),
                     value: Some(AnyValue {
                         value: Some(match v {
-                            AttrValue::Str(s) => any_value::Value::StringValue(s.clone()),
-                            AttrValue::Int(i) => any_value::Value::IntValue(*i),
-                            AttrValue::Double(d) => any_value::Value::DoubleValue(*d),
-                            AttrValue::Bool(b) => any_value::Value::BoolValue(*b),
+                            AttrValue::Str(s) => any_value::Value::String(s.clone()),
+                            AttrValue::Int(i) => any_value::Value::Int(*i),
+                            AttrValue::Double(d) => any_value::Value::Double(*d),
+                            AttrValue::Bool(b) => any_value::Value::Bool(*b),
                         }),
                     }),
                 })

@@ -166,20 +166,20 @@ fn key_value(kv: KeyValue) -> otlp::KeyValue {
 fn any_value(v: AnyValue) -> otlp::AnyValue {
     use any_value::Value as V;
     let value = if let Some(s) = v.string_value {
-        Some(V::StringValue(s))
+        Some(V::String(s))
     } else if let Some(b) = v.bool_value {
-        Some(V::BoolValue(b))
+        Some(V::Bool(b))
     } else if let Some(i) = v.int_value.as_ref().and_then(signed) {
-        Some(V::IntValue(i))
+        Some(V::Int(i))
     } else if let Some(d) = v.double_value {
-        Some(V::DoubleValue(d))
+        Some(V::Double(d))
     } else if let Some(a) = v.array_value {
-        Some(V::ArrayValue(otlp::ArrayValue {
+        Some(V::Array(otlp::ArrayValue {
             values: a.values.into_iter().map(any_value).collect(),
         }))
     } else {
         v.kvlist_value.map(|kv| {
-            V::KvlistValue(otlp::KeyValueList {
+            V::Kvlist(otlp::KeyValueList {
                 values: kv.values.into_iter().map(key_value).collect(),
             })
         })
@@ -189,7 +189,7 @@ fn any_value(v: AnyValue) -> otlp::AnyValue {
 
 /// Hex of any case; anything else becomes a wrong-length id the span check refuses.
 fn hex_bytes(s: &str) -> Vec<u8> {
-    if s.is_empty() || s.len() % 2 != 0 {
+    if s.is_empty() || s.len() & 1 == 1 {
         return if s.is_empty() { Vec::new() } else { vec![0] };
     }
     let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
