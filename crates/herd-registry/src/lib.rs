@@ -16,6 +16,7 @@
 mod api;
 mod dns;
 mod raft;
+mod telemetry;
 
 use raft::node::RegistryNode;
 use raft::types::{Node, NodeId};
@@ -222,7 +223,10 @@ async fn serve(
 
     let listener =
         tokio::net::TcpListener::from_std(std_listener).map_err(RegistryError::Runtime)?;
-    let app = api::router(node.clone());
+    let app = api::router(
+        node.clone(),
+        telemetry::Telemetry::new(telemetry::DEFAULT_MAX_SPANS),
+    );
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app)

@@ -11,6 +11,7 @@ mod coord;
 mod deploy;
 mod kv;
 mod lease;
+mod telemetry;
 
 pub use catalog::{InstanceList, RegisterAnswer, RegisterRequest, ServiceList};
 pub use cluster::{
@@ -27,6 +28,10 @@ pub use deploy::{
 };
 pub use kv::{DeleteAnswer, Event, Kv, KvRange, PutAnswer, TxnAnswer, TxnResult, WatchLine};
 pub use lease::{KeepAliveAnswer, LeaseAnswer, LeaseGrantRequest, LeaseInfo, RevokeAnswer};
+pub use telemetry::{
+    CallStats, Coverage, GraphAnswer, GraphEdge, GraphNode, LatencyDigest, TelemetryDump,
+    TopAnswer, TopRow, TraceAnswer, TraceSpan, TraceSummary, TracesAnswer,
+};
 
 pub use herd_registry_core::catalog::Instance;
 pub use herd_registry_core::{EventKind, Txn};

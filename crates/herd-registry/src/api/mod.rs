@@ -17,6 +17,7 @@ mod metrics;
 mod peer;
 mod query;
 mod status;
+mod telemetry;
 mod txn;
 mod watch;
 
@@ -33,8 +34,14 @@ use std::sync::Arc;
 
 type Shared = Arc<RegistryNode>;
 
-pub fn router(node: Shared) -> Router {
+pub fn router(node: Shared, traces: crate::telemetry::Telemetry) -> Router {
     Router::new()
+        .route("/v1/traces", post(telemetry::ingest))
+        .route("/v1/telemetry/top", get(telemetry::top))
+        .route("/v1/telemetry/graph", get(telemetry::graph))
+        .route("/v1/telemetry/traces", get(telemetry::traces))
+        .route("/v1/telemetry/traces/{id}", get(telemetry::one_trace))
+        .route("/v1/telemetry/aggregates", get(telemetry::aggregates))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/status", get(status::status))
         .route("/metrics", get(status::metrics))
@@ -99,6 +106,7 @@ pub fn router(node: Shared) -> Router {
             axum::routing::delete(cluster::remove_member),
         )
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .layer(axum::Extension(traces))
         .merge(
             Router::new()
                 .route("/raft/append", post(peer::raft_append))
