@@ -97,3 +97,5 @@ pub fn demo_toml(listen: &str, admin: &str, servers: &[String]) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tracing_tests;

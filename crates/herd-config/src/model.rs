@@ -15,6 +15,24 @@ pub struct Config {
     pub backends: BTreeMap<String, Backend>,
     /// Where `service = "..."` backends find their members.
     pub registry: Option<Registry>,
+    /// Where the gateway's spans go; None: the gateway passes trace context on untouched
+    /// and records nothing.
+    pub tracing: Option<Tracing>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tracing {
+    /// As written: `http://host:port/path`.
+    pub otlp_endpoint: String,
+    /// `host:port` and the path of the endpoint, split once here.
+    pub authority: String,
+    pub path: String,
+    /// Share of requests without a sampled parent that get a span (0.0–1.0, default 1.0).
+    pub sample_ratio: f64,
+    /// The `service.name` of the gateway's spans (default "herd-gateway").
+    pub service_name: String,
+    /// Finished spans waiting for export, at most; beyond, a span is dropped and counted.
+    pub max_queue: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +144,8 @@ pub struct Listener {
     /// tcp only: TLS passthrough routes by SNI, in file order; a connection whose SNI
     /// matches none (or that has none) goes to `backend`.
     pub sni_routes: Vec<SniRoute>,
+    /// Overrides `[tracing] sample_ratio` for this listener's requests.
+    pub sample_ratio: Option<f64>,
 }
 
 /// One TLS passthrough route of a tcp listener: connections whose ClientHello names one
@@ -204,6 +224,8 @@ pub struct Route {
     pub traffic: crate::traffic::RouteTraffic,
     /// Answer requests that came over plain HTTP with 308 to the same https URL.
     pub redirect_https: bool,
+    /// Overrides the listener's and `[tracing]`'s sample ratio for this route's requests.
+    pub sample_ratio: Option<f64>,
 }
 
 /// What the request looks like to the router: enough to match without copying it.

@@ -19,6 +19,17 @@ pub struct FileConfig {
     pub backends: BTreeMap<String, RawBackend>,
     #[serde(default)]
     pub registry: Option<RawRegistry>,
+    #[serde(default)]
+    pub tracing: Option<RawTracing>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    pub otlp_endpoint: String,
+    pub sample_ratio: Option<f64>,
+    pub service_name: Option<String>,
+    pub max_queue: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,6 +81,8 @@ pub struct RawListener {
     pub header_read_timeout: Option<String>,
     /// tcp listeners: TLS passthrough, each connection routed by its ClientHello's SNI.
     pub sni_routes: Option<Vec<RawSniRoute>>,
+    /// Share of this listener's requests traced (needs `[tracing]`).
+    pub sample_ratio: Option<f64>,
 }
 
 /// `{ server_names = ["a.example.com", "*.b.example.com"], backend = "x" }`
@@ -110,6 +123,7 @@ pub struct RawRoute {
     pub hours: Option<RawHours>,
     pub max_body_size: Option<toml::Value>,
     pub redirect_https: Option<bool>,
+    pub sample_ratio: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -12,6 +12,7 @@ use std::time::Duration;
 mod backend;
 use backend::{check_tcp_backend, validate_backend};
 mod tls;
+mod tracing;
 mod traffic;
 
 /// One thing wrong with the file: where, and what to do about it.
@@ -230,6 +231,7 @@ pub(crate) fn validate(raw: FileConfig, c: &mut Checker) -> Config {
             traffic,
             certificates,
             sni_routes,
+            sample_ratio: tracing::ratio(c, &format!("{f}.sample_ratio"), l.sample_ratio),
         });
     }
     check_overlapping_binds(c, &listeners, admin.as_ref().map(|a| a.listen.as_str()));
@@ -276,6 +278,25 @@ pub(crate) fn validate(raw: FileConfig, c: &mut Checker) -> Config {
         }
     }
 
+    let tracing = tracing::section(c, raw.tracing);
+    if tracing.is_none() {
+        for (i, l) in listeners.iter().enumerate() {
+            if l.sample_ratio.is_some() {
+                c.fail(
+                    format!("listeners[{i}].sample_ratio"),
+                    "traces go nowhere: add [tracing] otlp_endpoint = \"http://127.0.0.1:7400/v1/traces\"",
+                );
+            }
+        }
+        for (i, r) in raw.routes.iter().enumerate() {
+            if r.sample_ratio.is_some() {
+                c.fail(
+                    format!("routes[{i}].sample_ratio"),
+                    "traces go nowhere: add [tracing] otlp_endpoint = \"http://127.0.0.1:7400/v1/traces\"",
+                );
+            }
+        }
+    }
     let mut routes = Vec::new();
     for (i, r) in raw.routes.into_iter().enumerate() {
         routes.push(validate_route(c, i, r, &names, &backends));
@@ -294,6 +315,7 @@ pub(crate) fn validate(raw: FileConfig, c: &mut Checker) -> Config {
         routes,
         backends,
         registry,
+        tracing,
     }
 }
 
@@ -524,6 +546,7 @@ fn validate_route(
             .map(|t| c.duration(&format!("{f}.timeout"), Some(t), Duration::from_secs(30))),
         fallback: c.fallback(&format!("{f}.fallback"), r.fallback.as_ref()),
         redirect_https: r.redirect_https.unwrap_or(false),
+        sample_ratio: tracing::ratio(c, &format!("{f}.sample_ratio"), r.sample_ratio),
     }
 }
 

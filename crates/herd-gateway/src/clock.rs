@@ -32,6 +32,13 @@ pub fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Wall-clock nanoseconds, for span timestamps (OTLP counts from the epoch in ns).
+pub fn unix_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// A std instant, for the one API that takes no other: hyper's `Timer`.
 pub fn std_now() -> std::time::Instant {
     std::time::Instant::now()

@@ -131,6 +131,8 @@ pub fn run(source: ConfigSource, on_ready: impl FnOnce(&Ready)) -> Result<(), Ga
     let snap = Snapshot::build(config, 1, None)?;
     let workers = snap.config.gateway.workers;
     let drain_timeout = snap.config.gateway.drain_timeout;
+    // The queue is sized once: a reload may turn tracing on, off or elsewhere, not resize it.
+    let max_queue = snap.config.tracing.as_ref().map_or(8192, |t| t.max_queue);
 
     let mut per_worker: Vec<runtime::worker::ListenerSockets> =
         (0..workers).map(|_| Vec::new()).collect();
@@ -195,6 +197,7 @@ pub fn run(source: ConfigSource, on_ready: impl FnOnce(&Ready)) -> Result<(), Ga
         admin_addr,
         admin_token: arc_swap::ArcSwapOption::new(token.map(Arc::new)),
         workers,
+        spans: Arc::new(state::spans::SpanQueue::new(max_queue)),
     });
 
     let mut handles = Vec::with_capacity(workers);
@@ -213,6 +216,7 @@ pub fn run(source: ConfigSource, on_ready: impl FnOnce(&Ready)) -> Result<(), Ga
         shared.restart_health_checks(&snap);
         shared.restart_discovery(&snap);
         let _ticker = control::health::spawn_ticker(shared.clone());
+        let _exporter = control::export::spawn(shared.clone());
         if let Some(sock) = admin_socket {
             control::admin::spawn(shared.clone(), sock).map_err(GatewayError::Runtime)?;
         }

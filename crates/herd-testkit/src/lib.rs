@@ -18,6 +18,7 @@ pub mod http;
 pub mod inproc;
 pub mod raw_server;
 pub mod registry;
+pub mod traced;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -33,6 +34,7 @@ pub mod prelude {
     pub use crate::http::*;
     pub use crate::inproc::*;
     pub use crate::registry::*;
+    pub use crate::traced::*;
     pub use crate::{eventually, herd_bin};
 }
 

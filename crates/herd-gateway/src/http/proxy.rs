@@ -73,10 +73,10 @@ async fn route_and_forward(
     let ls = &snap.listeners[listener];
     let (mut parts, body) = req.into_parts();
     let host = headers::settle_host(&mut parts);
-    let log = ls
+    let mut log = ls
         .access_log
         .as_ref()
-        .map(|sink| LogRecord::new(sink, &ls.name, client, &parts));
+        .map(|sink| LogRecord::new(Some(sink), &ls.name, client, &parts));
     if let Err(e) = host {
         if let Some(stats) = w.shared.listener_stats.get(listener) {
             stats.traffic.bad_host.inc();
@@ -112,6 +112,13 @@ async fn route_and_forward(
             done,
         ));
     };
+    if let Some(ratio) = route.trace_ratio {
+        let queue = &w.shared.spans;
+        if let Some(t) = crate::http::trace::begin(&w, queue, &route, &mut parts.headers, ratio) {
+            log.get_or_insert_with(|| LogRecord::new(None, &ls.name, client, &parts))
+                .trace = Some(Box::new(t));
+        }
+    }
     if route.route.redirect_https && !conn.tls {
         return Ok(redirect_https(&parts, &route, log));
     }
@@ -213,6 +220,10 @@ async fn forward(
             }
         };
         let server = &group.servers.0[idx];
+        if let Some(t) = log.as_mut().and_then(|l| l.trace.as_mut()) {
+            t.picked = clock::now_nanos();
+            t.attempts += 1;
+        }
         // A server that gets PROXY headers learns the client from the connection, so its
         // connections belong to one client connection and never enter the shared pool.
         let private = cfg.proxy_protocol.map(|v| {
@@ -251,6 +262,9 @@ async fn forward(
         };
         let in_flight = slot.take().unwrap_or_else(|| InFlight::begin(server));
         let sent_at = clock::now_nanos();
+        if let Some(t) = log.as_mut().and_then(|l| l.trace.as_mut()) {
+            t.sent = sent_at;
+        }
         match std::pin::pin!(tokio::time::timeout(timeout, sender.send(request))).await {
             Ok(Ok((mut resp, sender))) => {
                 let owner = private.is_some().then(|| conn.clone());
@@ -405,7 +419,7 @@ fn respond(
     sender: Option<Sender>,
     resp: Response<FromServer>,
     sent_at: u64,
-    log: Option<LogRecord>,
+    mut log: Option<LogRecord>,
 ) -> Response<ProxyBody> {
     let group = &route.group;
     let Some(server) = in_flight.server().cloned() else {
@@ -413,6 +427,9 @@ fn respond(
     };
     let now = clock::now_nanos();
     let rtt = now.saturating_sub(sent_at);
+    if let Some(t) = log.as_mut().and_then(|l| l.trace.as_mut()) {
+        t.head = now;
+    }
     let status = resp.status().as_u16();
     server.load.observe_latency(rtt, now);
     server.latency.observe_nanos(rtt);

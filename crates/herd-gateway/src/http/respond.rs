@@ -192,7 +192,9 @@ impl Done {
 
 /// Fields of an access-log line that must be captured before the request is consumed.
 pub struct LogRecord {
-    pub(crate) sink: Arc<AccessLogSink>,
+    /// None when the record exists only for the request's span.
+    pub(crate) sink: Option<Arc<AccessLogSink>>,
+    pub(crate) trace: Option<Box<crate::http::trace::RequestTrace>>,
     pub(crate) start_nanos: u64,
     pub(crate) unix_ms: u64,
     pub(crate) listener: String,
@@ -205,13 +207,14 @@ pub struct LogRecord {
 
 impl LogRecord {
     pub(crate) fn new(
-        sink: &Arc<AccessLogSink>,
+        sink: Option<&Arc<AccessLogSink>>,
         listener: &str,
         client: SocketAddr,
         parts: &http::request::Parts,
     ) -> LogRecord {
         LogRecord {
-            sink: sink.clone(),
+            sink: sink.cloned(),
+            trace: None,
             start_nanos: clock::now_nanos(),
             unix_ms: clock::unix_ms(),
             listener: listener.to_string(),
@@ -227,7 +230,26 @@ impl LogRecord {
         }
     }
 
-    fn write(self, status: u16, server: Option<&ServerState>, bytes: u64, finished: bool) {
+    fn write(mut self, status: u16, server: Option<&ServerState>, bytes: u64, finished: bool) {
+        if let Some(t) = self.trace.take() {
+            let facts = crate::http::trace::RequestFacts {
+                method: self.method.as_str(),
+                target: &self.target,
+                host: self.host.as_deref(),
+                listener: &self.listener,
+                client: self.client,
+            };
+            t.finish(
+                &facts,
+                status,
+                server.map(|s| s.addr.as_str()),
+                bytes,
+                finished,
+            );
+        }
+        let Some(sink) = &self.sink else {
+            return;
+        };
         let duration_ms = clock::now_nanos().saturating_sub(self.start_nanos) as f64 / 1e6;
         let line = serde_json::json!({
             "ts_ms": self.unix_ms,
@@ -243,7 +265,7 @@ impl LogRecord {
             "duration_ms": (duration_ms * 1000.0).round() / 1000.0,
             "complete": finished,
         });
-        self.sink.write(format!("{line}\n"));
+        sink.write(format!("{line}\n"));
     }
 }
 

@@ -51,6 +51,25 @@ pub fn render(shared: &Shared) -> String {
         shared.reloads_failed.get(),
     );
 
+    e.family(
+        "herd_trace_spans_total",
+        MetricKind::Counter,
+        "Request spans by fate: exported (accepted by the OTLP endpoint), dropped (the export queue was full), failed (the endpoint refused or could not be reached).",
+    );
+    for (result, c) in [
+        ("exported", &shared.spans.exported),
+        ("dropped", &shared.spans.dropped),
+        ("failed", &shared.spans.failed),
+    ] {
+        e.counter("herd_trace_spans_total", &[("result", result)], c.get());
+    }
+    e.family(
+        "herd_trace_queue_spans",
+        MetricKind::Gauge,
+        "Finished spans waiting for export.",
+    );
+    e.gauge("herd_trace_queue_spans", &[], shared.spans.queued() as i64);
+
     listener_families(&mut e, shared, &snap);
 
     let mut groups: Vec<&std::sync::Arc<Group>> = snap.groups.values().collect();

@@ -46,6 +46,8 @@ pub struct Shared {
     /// The admin token, read at start and at every reload (so it can be rotated).
     pub(crate) admin_token: arc_swap::ArcSwapOption<Token>,
     pub(crate) workers: usize,
+    /// Finished spans waiting for the exporter (control/export.rs).
+    pub(crate) spans: Arc<crate::state::spans::SpanQueue>,
 }
 
 /// Per-listener connection counters, shared by every worker (the listener set is fixed for

@@ -210,6 +210,9 @@ pub struct RouteState {
     pub latency: Histogram,
     /// Rate limit, ACL, time window, body limit; None when none applies.
     pub traffic: Option<crate::traffic::RouteGuard>,
+    /// The share of this route's requests traced (route, else listener, else `[tracing]`);
+    /// None when tracing is off and trace context passes through untouched.
+    pub trace_ratio: Option<f64>,
 }
 
 pub struct ListenerState {
@@ -356,6 +359,10 @@ impl Snapshot {
                         responses: StatusCounters::default(),
                         latency: Histogram::latency(),
                         traffic: crate::traffic::RouteGuard::build(r, l),
+                        trace_ratio: config
+                            .tracing
+                            .as_ref()
+                            .map(|t| r.sample_ratio.or(l.sample_ratio).unwrap_or(t.sample_ratio)),
                     })
                 })
                 .collect();

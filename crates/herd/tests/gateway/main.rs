@@ -14,5 +14,6 @@ mod persistence_ops;
 mod tcp_proxy;
 mod tls_h2_ws;
 mod tls_upstream;
+mod tracing;
 mod traffic_control;
 mod upstream_http1;
