@@ -8,6 +8,7 @@ mod demo;
 mod deploy;
 mod exit;
 mod keep;
+mod telemetry;
 mod up;
 
 // Every request allocates a little (hyper's header maps, body channels, timers); mimalloc's
@@ -198,6 +199,35 @@ enum Command {
     },
     /// Print the logs of a service's instances on this machine.
     Logs(deploy::LogsArgs),
+    /// The busiest, slowest or most failing services and endpoints (from traces).
+    Top {
+        #[command(flatten)]
+        target: client::Target,
+        #[command(flatten)]
+        args: telemetry::TopArgs,
+    },
+    /// Which services call which, with rate, errors and p99; dependency cycles flagged.
+    Graph {
+        #[command(flatten)]
+        target: client::Target,
+        #[command(flatten)]
+        args: telemetry::GraphArgs,
+    },
+    /// Recent traces, filtered by service, duration or error.
+    Traces {
+        #[command(flatten)]
+        target: client::Target,
+        #[command(flatten)]
+        args: telemetry::TracesArgs,
+    },
+    /// One trace as a tree: every span, when it started, how long, and its own time.
+    Trace {
+        #[command(flatten)]
+        target: client::Target,
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// A tiny HTTP service for the cluster quick start (answers its version).
     #[command(hide = true)]
     DemoApp {
@@ -325,6 +355,12 @@ fn main() -> ExitCode {
             deploy::run(target, deploy::Call::History { service })
         }
         Command::Logs(l) => deploy::logs(l),
+        Command::Top { target, args } => telemetry::run(target, telemetry::Call::Top(args)),
+        Command::Graph { target, args } => telemetry::run(target, telemetry::Call::Graph(args)),
+        Command::Traces { target, args } => telemetry::run(target, telemetry::Call::Traces(args)),
+        Command::Trace { target, id, json } => {
+            telemetry::run(target, telemetry::Call::Trace { id, json })
+        }
         Command::DemoApp {
             listen,
             version,

@@ -237,6 +237,15 @@ async fn a_ring_of_services_is_listed_as_a_cycle() {
             .unwrap();
         assert_eq!(e["in_cycle"], true);
     }
+    // The CLI prints the same graph, the ring flagged.
+    let cli = std::process::Command::new(herd_bin())
+        .args(["graph", "--server", &server.addr.to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&cli.stdout);
+    assert!(cli.status.success(), "{text}");
+    assert!(text.contains("dependency cycle: {a, b, c}"), "{text}");
+    assert_eq!(text.matches("CYCLE").count(), 3, "{text}");
     let ingress = graph["edges"]
         .as_array()
         .unwrap()
