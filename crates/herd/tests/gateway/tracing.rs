@@ -407,3 +407,96 @@ async fn an_export_endpoint_that_hangs_never_slows_requests_and_spans_are_droppe
         .unwrap();
     assert!(dropped >= 19, "dropped {dropped}:\n{metrics}");
 }
+
+/// The Python interpreter with the OpenTelemetry SDK (`.ci/run` makes one and names it in
+/// HERD_OTEL_PYTHON). Without it the test says so and passes outside CI; in CI it fails.
+fn otel_python() -> Option<String> {
+    if let Ok(p) = std::env::var("HERD_OTEL_PYTHON") {
+        return Some(p);
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "HERD_OTEL_PYTHON is not set: .ci/run installs the OpenTelemetry SDK and sets it"
+    );
+    eprintln!("skipped: set HERD_OTEL_PYTHON to a python with opentelemetry-sdk and opentelemetry-exporter-otlp-proto-http");
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_using_the_opentelemetry_sdk_reports_to_herd_with_no_collector() {
+    let Some(python) = otel_python() else {
+        return;
+    };
+    let dir = TestDir::new("trace-otel-sdk");
+    let api = Api::new(None);
+    let server = single_node(&dir, &api).await;
+    let otlp = format!("http://{}/v1/traces", server.addr);
+    let a = TracedService::start("a", &otlp);
+    let gw = Gateway::start(&config(&server, &[("a", &a)], ""));
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/gateway/assets/otel_client.py"
+    );
+    let run = tokio::process::Command::new(&python)
+        .args([script, &otlp, &gw.url("/a")])
+        .output()
+        .await
+        .expect("run the python client");
+    let stdout = String::from_utf8_lossy(&run.stdout).to_string();
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let fields: Vec<&str> = stdout.split_whitespace().collect();
+    let (trace_id, client_span) = (fields[0], fields[1]);
+    assert_eq!(fields[2], "a");
+
+    // The SDK's propagator told the gateway its client span; the gateway continued it.
+    let told = a.received_traceparents();
+    assert_eq!(told.len(), 1);
+    assert_eq!(&told[0][3..35], trace_id, "{told:?}");
+
+    let client = client();
+    let trace = eventually(
+        "the SDK's and the gateway's spans",
+        Duration::from_secs(20),
+        || {
+            let client = client.clone();
+            let url = server.url(&format!("/v1/telemetry/traces/{trace_id}"));
+            async move {
+                let r = get(&client, &url).await.ok()?;
+                let t = r.json();
+                (r.status == 200 && t["spans"].as_array()?.len() == 4).then_some(t)
+            }
+        },
+    )
+    .await;
+    let shape: Vec<(u64, &str, &str)> = trace["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["depth"].as_u64().unwrap(),
+                s["service"].as_str().unwrap(),
+                s["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            (0, "py-client", "GET /checkout"),
+            (1, "py-client", "GET gateway"),
+            (2, "herd-gateway", "GET /a"),
+            (3, "a", "GET /a"),
+        ],
+        "{trace}"
+    );
+    assert_eq!(trace["spans"][2]["parent_span_id"], client_span);
+    // The call is the SDK client's, through the gateway, to a.
+    let graph = json(&client, &server.url("/v1/telemetry/graph")).await;
+    assert_eq!(edge_calls(&graph, "py-client", "a"), 1, "{graph}");
+    assert_eq!(graph["edges"].as_array().unwrap().len(), 1, "{graph}");
+}
