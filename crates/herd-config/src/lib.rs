@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+mod alerts;
 mod cidr;
 mod duration;
 mod model;
@@ -15,6 +16,7 @@ mod structure;
 pub mod traffic;
 mod validate;
 
+pub use alerts::{parse_alert_rules, AlertKind, AlertRule, AlertRules};
 pub use duration::parse_duration;
 pub use model::*;
 pub use regex::Regex;

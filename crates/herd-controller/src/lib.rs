@@ -7,8 +7,10 @@
 //! its API server), and every write it makes is a transaction that first compares its own
 //! election key's create revision — its fencing token: a controller that lost its lease
 //! (paused, cut off) cannot write after another took over. The decisions are `plan`'s,
-//! pure; this crate must not import the registry's server code, nor the agent.
+//! pure; so are the alert rules' (`alerts/`), evaluated by the same leader. This crate must
+//! not import the registry's server code, nor the agent.
 
+pub mod alerts;
 pub mod plan;
 
 use herd_api::wire::{
@@ -114,7 +116,16 @@ async fn lead(client: &RegistryClient, identity: &str) -> Result<(), ApiError> {
         }
     };
     tracing::info!(token = leadership.token, "controller: leading the cluster");
+    let alerting = tokio::spawn(alerts::run(
+        client.clone(),
+        alerts::Fence {
+            key: leadership.key.clone(),
+            token: leadership.token,
+        },
+        leadership.lost.clone(),
+    ));
     let result = reconcile_while_leading(client, &leadership).await;
+    alerting.abort();
     let _ = client
         .call(
             Method::DELETE,

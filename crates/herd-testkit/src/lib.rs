@@ -19,6 +19,7 @@ pub mod inproc;
 pub mod raw_server;
 pub mod registry;
 pub mod traced;
+pub mod webhook;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -35,6 +36,7 @@ pub mod prelude {
     pub use crate::inproc::*;
     pub use crate::registry::*;
     pub use crate::traced::*;
+    pub use crate::webhook::*;
     pub use crate::{eventually, herd_bin};
 }
 

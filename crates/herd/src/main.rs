@@ -199,6 +199,13 @@ enum Command {
     },
     /// Print the logs of a service's instances on this machine.
     Logs(deploy::LogsArgs),
+    /// Alerts: those firing now, or store the rules (`apply -f FILE`), or print them.
+    Alerts {
+        #[command(flatten)]
+        target: client::Target,
+        #[command(subcommand)]
+        cmd: Option<telemetry::Alerts>,
+    },
     /// The busiest, slowest or most failing services and endpoints (from traces).
     Top {
         #[command(flatten)]
@@ -355,6 +362,10 @@ fn main() -> ExitCode {
             deploy::run(target, deploy::Call::History { service })
         }
         Command::Logs(l) => deploy::logs(l),
+        Command::Alerts { target, cmd } => telemetry::run(
+            target,
+            telemetry::Call::Alerts(cmd.unwrap_or(telemetry::Alerts::List { json: false })),
+        ),
         Command::Top { target, args } => telemetry::run(target, telemetry::Call::Top(args)),
         Command::Graph { target, args } => telemetry::run(target, telemetry::Call::Graph(args)),
         Command::Traces { target, args } => telemetry::run(target, telemetry::Call::Traces(args)),

@@ -2,9 +2,11 @@
 //! `/v1/telemetry/` (any server answers for all of them).
 
 use crate::client::Target;
-use crate::exit::{out, print_json};
+use crate::exit::{out, print_json, Usage};
 use clap::Args;
-use herd_api::wire::{Coverage, GraphAnswer, TopAnswer, TopRow, TraceAnswer, TracesAnswer};
+use herd_api::wire::{
+    AlertList, Coverage, GraphAnswer, TopAnswer, TopRow, TraceAnswer, TracesAnswer,
+};
 use http::Method;
 
 #[derive(Args)]
@@ -47,7 +49,24 @@ pub struct TracesArgs {
     pub json: bool,
 }
 
+#[derive(clap::Subcommand)]
+pub enum Alerts {
+    /// The alerts firing now (the default).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a rules file and store it for the whole cluster (replaces the rules stored).
+    Apply {
+        #[arg(short, long, value_name = "FILE")]
+        file: std::path::PathBuf,
+    },
+    /// Print the rules stored.
+    Rules,
+}
+
 pub enum Call {
+    Alerts(Alerts),
     Top(TopArgs),
     Graph(GraphArgs),
     Traces(TracesArgs),
@@ -76,6 +95,44 @@ fn q(v: &str) -> String {
 async fn dispatch(target: Target, call: Call) -> anyhow::Result<()> {
     let c = target.client();
     match call {
+        Call::Alerts(Alerts::Apply { file }) => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| Usage(format!("cannot read {}: {e}", file.display())))?;
+            // Refused here with the file's own name before anything is sent.
+            let rules = herd_config::parse_alert_rules(&text, &file.display().to_string())
+                .map_err(|e| Usage(e.to_string()))?;
+            let answer = c.call(Method::PUT, "/v1/alerts/rules", text).await?;
+            eprintln!(
+                "herd: {} alert rule(s) stored; the controller evaluates them every 2 s",
+                rules.rules.len()
+            );
+            print_json(&answer.body)?;
+        }
+        Call::Alerts(Alerts::Rules) => {
+            let answer = c.call(Method::GET, "/v1/alerts/rules", Vec::new()).await?;
+            out(&String::from_utf8_lossy(&answer.body))?;
+        }
+        Call::Alerts(Alerts::List { json }) => {
+            let answer = c.call(Method::GET, "/v1/alerts", Vec::new()).await?;
+            if json {
+                return print_json(&answer.body);
+            }
+            let l: AlertList = answer.json()?;
+            let mut s = String::new();
+            if l.alerts.is_empty() {
+                s.push_str(&format!("no alert firing ({} rule(s) stored)\n", l.rules));
+            }
+            for a in &l.alerts {
+                s.push_str(&format!(
+                    "FIRING {:<20} {:<20} since {}  {}\n",
+                    a.rule,
+                    a.kind,
+                    herd_api::wire::AlertRecord::clock(a.since_ms),
+                    a.summary
+                ));
+            }
+            out(&s)?;
+        }
         Call::Top(a) => {
             let path = format!(
                 "/v1/telemetry/top?by={}&window={}&n={}",

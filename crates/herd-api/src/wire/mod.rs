@@ -5,6 +5,7 @@
 //! 64-bit ids (leases, snowflake ids) are JSON strings in answers and are read from a
 //! string or a number in requests; see [`herd_registry_core::id64`].
 
+pub mod alerts;
 mod catalog;
 mod cluster;
 mod coord;
@@ -13,6 +14,7 @@ mod kv;
 mod lease;
 mod telemetry;
 
+pub use alerts::{AlertList, AlertRecord, RulesAnswer};
 pub use catalog::{InstanceList, RegisterAnswer, RegisterRequest, ServiceList};
 pub use cluster::{
     ClusterAnswer, IdsAnswer, JoinAnswer, JoinRequest, Member, NodeStatus, RemoveAnswer,

@@ -3,6 +3,7 @@
 //! resource. Every error is `{"error": "..."}` with a 4xx/5xx status and a message that
 //! says what to send instead. Handlers call down into `raft`; nothing there calls up here.
 
+mod alerts;
 mod body;
 mod catalog;
 mod cluster;
@@ -36,6 +37,11 @@ type Shared = Arc<RegistryNode>;
 
 pub fn router(node: Shared, traces: crate::telemetry::Telemetry) -> Router {
     Router::new()
+        .route("/v1/alerts", get(alerts::list))
+        .route(
+            "/v1/alerts/rules",
+            get(alerts::get_rules).put(alerts::put_rules),
+        )
         .route("/v1/traces", post(telemetry::ingest))
         .route("/v1/telemetry/top", get(telemetry::top))
         .route("/v1/telemetry/graph", get(telemetry::graph))

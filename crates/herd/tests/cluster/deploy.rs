@@ -113,7 +113,7 @@ async fn a_service_that_crashes_on_start_is_failed_after_its_attempts_and_not_re
     let dir = TestDir::new("cluster-crash");
     let api = Api::default();
     let server = single_node(&dir, &api).await;
-    let _a = AgentProc::start(
+    let mut agent = AgentProc::start(
         server.addr,
         dir.node("agent-a"),
         "node-a",
@@ -214,6 +214,48 @@ max_delay = "1s"
             .count(),
         3
     );
+
+    // Alerts on the cluster's state: the Failed instance, the service under its minimum,
+    // and — once its agent is killed and its lease runs out — the node.
+    let rules = "[[rules]]\nname = \"failed\"\nkind = \"instance_failed\"\n\n\
+                 [[rules]]\nname = \"short\"\nkind = \"instances_below_min\"\n\n\
+                 [[rules]]\nname = \"lost\"\nkind = \"node_lost\"\n";
+    let r = api
+        .request("PUT", server.addr, "/v1/alerts/rules", rules)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = s["instances"][0]["id"].as_str().unwrap().to_string();
+    let alerts = eventually(
+        "the Failed and below-min alerts",
+        Duration::from_secs(20),
+        || async {
+            let l = api.get(server.addr, "/v1/alerts").await.ok()?.json();
+            (l["alerts"].as_array()?.len() == 2).then_some(l)
+        },
+    )
+    .await;
+    let subjects: Vec<(&str, &str)> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["rule"].as_str().unwrap(), a["subject"].as_str().unwrap()))
+        .collect();
+    assert!(
+        subjects.contains(&("failed", &format!("crashy/{id}"))),
+        "{alerts}"
+    );
+    assert!(subjects.contains(&("short", "crashy")), "{alerts}");
+    agent.kill9();
+    eventually("the lost node's alert", Duration::from_secs(20), || async {
+        let l = api.get(server.addr, "/v1/alerts").await.ok()?.json();
+        l["alerts"]
+            .as_array()?
+            .iter()
+            .any(|a| a["rule"] == "lost" && a["subject"] == "node-a")
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,7 @@
 //! module per concern; the harness is `herd-testkit`.
 
 mod admin_security;
+mod alerts;
 mod client_http1;
 mod discovery;
 mod failover_health;
