@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod api;
 pub mod backend;
+pub mod browser;
 pub mod chaos;
 pub mod dirs;
 pub mod faults;

@@ -13,6 +13,7 @@ mod deploy;
 mod kv;
 mod lease;
 mod telemetry;
+mod ui;
 
 pub use alerts::{AlertList, AlertRecord, RulesAnswer};
 pub use catalog::{InstanceList, RegisterAnswer, RegisterRequest, ServiceList};
@@ -31,9 +32,11 @@ pub use deploy::{
 pub use kv::{DeleteAnswer, Event, Kv, KvRange, PutAnswer, TxnAnswer, TxnResult, WatchLine};
 pub use lease::{KeepAliveAnswer, LeaseAnswer, LeaseGrantRequest, LeaseInfo, RevokeAnswer};
 pub use telemetry::{
-    CallStats, Coverage, GraphAnswer, GraphEdge, GraphNode, LatencyDigest, TelemetryDump,
-    TopAnswer, TopRow, TraceAnswer, TraceSpan, TraceSummary, TracesAnswer,
+    CallStats, Coverage, GraphAnswer, GraphEdge, GraphNode, LatencyDigest, SeriesAnswer,
+    SeriesDump, ServiceSeries, TelemetryDump, TopAnswer, TopRow, TraceAnswer, TraceSpan,
+    TraceSummary, TracesAnswer,
 };
+pub use ui::UiSnapshot;
 
 pub use herd_registry_core::catalog::Instance;
 pub use herd_registry_core::{EventKind, Txn};

@@ -161,3 +161,32 @@ pub struct TraceAnswer {
     #[serde(flatten)]
     pub coverage: Coverage,
 }
+
+/// One node's per-minute calls per service (`GET /v1/telemetry/series?scope=local`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SeriesDump {
+    /// (minute start in ms since the epoch, calls per service in that minute), oldest first.
+    pub minutes: Vec<(u64, Vec<(String, CallStats)>)>,
+}
+
+/// A service's calls minute by minute, aligned with [`SeriesAnswer::minutes`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSeries {
+    pub service: String,
+    pub calls: Vec<u64>,
+    pub errors: Vec<u64>,
+    /// 0 for a minute without calls.
+    pub p99_ms: Vec<f64>,
+}
+
+/// `GET /v1/telemetry/series?window=1h&n=20`: traffic, errors and latency over time of the
+/// `n` busiest services.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeriesAnswer {
+    pub window_s: u64,
+    /// Each minute's start, ms since the epoch, oldest first.
+    pub minutes: Vec<u64>,
+    pub services: Vec<ServiceSeries>,
+    #[serde(flatten)]
+    pub coverage: Coverage,
+}

@@ -20,6 +20,7 @@ mod query;
 mod status;
 mod telemetry;
 mod txn;
+mod ui;
 mod watch;
 
 pub use body::{MAX_RAFT_BODY_BYTES, MAX_REQUEST_BYTES};
@@ -37,6 +38,11 @@ type Shared = Arc<RegistryNode>;
 
 pub fn router(node: Shared, traces: crate::telemetry::Telemetry) -> Router {
     Router::new()
+        .route("/ui", get(ui::redirect))
+        .route("/ui/", get(ui::page))
+        .route("/ui/snapshot", get(ui::snapshot_json))
+        .route("/ui/events", get(ui::events))
+        .route("/ui/{file}", get(ui::file))
         .route("/v1/alerts", get(alerts::list))
         .route(
             "/v1/alerts/rules",
@@ -45,6 +51,7 @@ pub fn router(node: Shared, traces: crate::telemetry::Telemetry) -> Router {
         .route("/v1/traces", post(telemetry::ingest))
         .route("/v1/telemetry/top", get(telemetry::top))
         .route("/v1/telemetry/graph", get(telemetry::graph))
+        .route("/v1/telemetry/series", get(telemetry::series))
         .route("/v1/telemetry/traces", get(telemetry::traces))
         .route("/v1/telemetry/traces/{id}", get(telemetry::one_trace))
         .route("/v1/telemetry/aggregates", get(telemetry::aggregates))
@@ -113,6 +120,7 @@ pub fn router(node: Shared, traces: crate::telemetry::Telemetry) -> Router {
         )
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(axum::Extension(traces))
+        .layer(axum::Extension(ui::UiHub::new()))
         .merge(
             Router::new()
                 .route("/raft/append", post(peer::raft_append))
@@ -199,7 +207,17 @@ async fn auth(
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if path != "/healthz" && presented != Some(token.as_str()) {
+        let static_asset =
+            path.starts_with("/ui") && !matches!(path, "/ui/events" | "/ui/snapshot");
+        // A browser's EventSource cannot send headers: the page's data takes ?token= too.
+        let in_query = matches!(path, "/ui/events" | "/ui/snapshot")
+            && req.uri().query().is_some_and(|q| {
+                q.split('&').any(|p| {
+                    p.strip_prefix("token=")
+                        .is_some_and(|t| percent_decoded_eq(t, token))
+                })
+            });
+        if path != "/healthz" && !static_asset && !in_query && presented != Some(token.as_str()) {
             return ApiError(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong bearer token; send Authorization: Bearer <token>".into(),
@@ -208,4 +226,23 @@ async fn auth(
         }
     }
     next.run(req).await
+}
+
+/// Whether a percent-encoded query value equals `want`.
+fn percent_decoded_eq(raw: &str, want: &str) -> bool {
+    let b = raw.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&raw[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    out == want.as_bytes()
 }

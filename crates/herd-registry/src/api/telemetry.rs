@@ -245,6 +245,28 @@ pub async fn top(
     })
 }
 
+pub async fn series(
+    State(node): State<Shared>,
+    Extension(t): Extension<Telemetry>,
+    axum::extract::Query(q): Params,
+) -> ApiResult {
+    let w = window(&q)?;
+    let n = count(&q, "n", 20)?;
+    let local = t.lock().series(now_ms(), w);
+    if local_only(&q) {
+        return ok(local);
+    }
+    let path = format!("/v1/telemetry/series?window={w}s");
+    let (parts, coverage) = gather(&node, &path, local, false).await;
+    let (minutes, services) = query::series(parts, now_ms(), w, n);
+    ok(herd_api::wire::SeriesAnswer {
+        window_s: w,
+        minutes,
+        services,
+        coverage,
+    })
+}
+
 pub async fn graph(
     State(node): State<Shared>,
     Extension(t): Extension<Telemetry>,

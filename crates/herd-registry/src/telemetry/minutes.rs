@@ -1,7 +1,7 @@
 //! Per-minute aggregates of traced calls — per service, per endpoint (service + span name)
 //! and per caller → callee edge — kept for an hour after the spans themselves are gone.
 
-use herd_api::wire::{CallStats, TelemetryDump};
+use herd_api::wire::{CallStats, SeriesDump, TelemetryDump};
 use std::collections::{HashMap, VecDeque};
 
 /// Minutes kept: a full hour of windows plus the minute under way.
@@ -90,6 +90,27 @@ impl Minutes {
         let oldest = newest.saturating_sub(RETENTION_MINUTES - 1);
         while self.kept.front().is_some_and(|m| m.minute < oldest) {
             self.kept.pop_front();
+        }
+    }
+
+    /// Calls per service, minute by minute, over the last `window_s` seconds.
+    pub fn series(&self, now_ms: u64, window_s: u64) -> SeriesDump {
+        let from_minute = now_ms.saturating_sub(window_s * 1000) / 60_000;
+        SeriesDump {
+            minutes: self
+                .kept
+                .iter()
+                .filter(|m| m.minute >= from_minute)
+                .map(|m| {
+                    let mut services: Vec<(String, CallStats)> = m
+                        .services
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    services.sort_by(|a, b| a.0.cmp(&b.0));
+                    (m.minute * 60_000, services)
+                })
+                .collect(),
         }
     }
 

@@ -298,3 +298,52 @@ fn covered_ms<'a>(kids: impl Iterator<Item = &'a TraceSpan>, parent: &TraceSpan)
     }
     total as f64 / 1e6
 }
+
+/// Per-minute parts from several nodes as one series per service: the `n` services with
+/// the most calls over the window, every minute of the window present (0 where none).
+pub fn series(
+    parts: Vec<herd_api::wire::SeriesDump>,
+    now_ms: u64,
+    window_s: u64,
+    n: usize,
+) -> (Vec<u64>, Vec<herd_api::wire::ServiceSeries>) {
+    let last = now_ms / 60_000;
+    let first = now_ms.saturating_sub(window_s * 1000) / 60_000;
+    let minutes: Vec<u64> = (first..=last).map(|m| m * 60_000).collect();
+    let mut per: BTreeMap<String, Vec<CallStats>> = BTreeMap::new();
+    for p in parts {
+        for (minute_ms, services) in p.minutes {
+            let Some(i) = (minute_ms / 60_000).checked_sub(first).map(|i| i as usize) else {
+                continue;
+            };
+            if i >= minutes.len() {
+                continue;
+            }
+            for (svc, st) in services {
+                let row = per
+                    .entry(svc)
+                    .or_insert_with(|| vec![CallStats::default(); minutes.len()]);
+                row[i].merge(&st);
+            }
+        }
+    }
+    let mut rows: Vec<(u64, String, Vec<CallStats>)> = per
+        .into_iter()
+        .map(|(svc, row)| (row.iter().map(|s| s.calls).sum(), svc, row))
+        .collect();
+    rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    rows.truncate(n);
+    let services = rows
+        .into_iter()
+        .map(|(_, service, row)| herd_api::wire::ServiceSeries {
+            service,
+            calls: row.iter().map(|s| s.calls).collect(),
+            errors: row.iter().map(|s| s.errors).collect(),
+            p99_ms: row
+                .iter()
+                .map(|s| ms(s.latency.quantile_secs(0.99)))
+                .collect(),
+        })
+        .collect();
+    (minutes, services)
+}

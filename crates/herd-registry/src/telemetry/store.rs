@@ -273,6 +273,10 @@ impl TraceStore {
         d
     }
 
+    pub fn series(&self, now_ms: u64, window_s: u64) -> herd_api::wire::SeriesDump {
+        self.minutes.series(now_ms, window_s)
+    }
+
     pub fn traces(&self, f: &TraceFilter) -> Vec<TraceSummary> {
         let mut out: Vec<TraceSummary> = self
             .order

@@ -6,6 +6,7 @@ mod artifact;
 mod deploy;
 mod failover;
 mod rollback;
+mod ui;
 mod up;
 
 use herd_testkit::prelude::*;

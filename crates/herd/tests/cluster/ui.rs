@@ -1,0 +1,171 @@
+//! The page (`/ui/`) in a real browser: Debian's chromium, headless, driven over the
+//! DevTools protocol. It must show the cluster as the API reports it — the server and its
+//! role, the agent, a service's instances, a dependency cycle drawn in red, the alert it
+//! raises — and follow a change live: an instance that stops answering its health check
+//! turns unhealthy on the page with no reload. Screenshots go to
+//! `target/tmp/ui-screenshots/`.
+
+use super::*;
+use herd_testkit::browser::{chromium, Browser};
+use serde_json::json;
+
+fn browser_or_skip() -> Option<String> {
+    let found = chromium();
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "no chromium: .ci/run installs Debian's chromium for the page's tests"
+        );
+        eprintln!("skipped: no chromium (set HERD_CHROMIUM or install Debian's chromium)");
+    }
+    found
+}
+
+/// Spans of one trace in which a calls b, b calls c and c calls a, as three services'
+/// OpenTelemetry SDKs would report them.
+fn ring_spans() -> String {
+    let t = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let t0 = now - 1_000_000_000;
+    let span = |id: u8, parent: Option<u8>, kind: u8, name: &str| {
+        json!({
+            "traceId": t, "spanId": format!("{id:016x}"),
+            "parentSpanId": parent.map(|p| format!("{p:016x}")).unwrap_or_default(),
+            "name": name, "kind": kind,
+            "startTimeUnixNano": (t0 + u64::from(id) * 1000).to_string(),
+            "endTimeUnixNano": (t0 + 100_000_000 - u64::from(id) * 1000).to_string(),
+        })
+    };
+    let service = |name: &str, spans: Vec<serde_json::Value>| {
+        json!({
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": name}}]},
+            "scopeSpans": [{"spans": spans}]
+        })
+    };
+    json!({"resourceSpans": [
+        service("a", vec![span(1, None, 2, "GET /a"), span(2, Some(1), 3, "call b"),
+                          span(7, Some(6), 2, "GET /a")]),
+        service("b", vec![span(3, Some(2), 2, "GET /b"), span(4, Some(3), 3, "call c")]),
+        service("c", vec![span(5, Some(4), 2, "GET /c"), span(6, Some(5), 3, "call a")]),
+    ]})
+    .to_string()
+}
+
+async fn until(b: &mut Browser, what: &str, js: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if b.eval(js).await == json!(true) {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            let text = b.eval("document.body.innerText").await;
+            panic!(
+                "the page never showed {what}; it shows:\n{}",
+                text.as_str().unwrap_or("")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_the_cluster_and_follows_an_instance_turning_unhealthy_live() {
+    let Some(bin) = browser_or_skip() else {
+        return;
+    };
+    let dir = TestDir::new("cluster-ui");
+    let api = Api::default();
+    let server = single_node(&dir, &api).await;
+    let _agent = AgentProc::start(
+        server.addr,
+        dir.node("agent-a"),
+        "node-a",
+        "zone=a",
+        "23400-23449",
+    );
+    apply(&server, &dir.path, &demo_manifest("1.0.0", 2, ""));
+    let s = all_run(&api, &server, "web", 2, "1.0.0").await;
+    let r = api
+        .request_with(
+            "POST",
+            server.addr,
+            "/v1/traces",
+            &[("content-type", "application/json")],
+            ring_spans(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let rules = "[[rules]]\nname = \"cycle\"\nkind = \"dependency_cycle\"\nwindow = \"1h\"\n";
+    let r = api
+        .request("PUT", server.addr, "/v1/alerts/rules", rules)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let mut b = Browser::launch(&bin).await;
+    b.navigate(&format!("http://{}/ui/", server.addr)).await;
+    until(
+        &mut b,
+        "the server as leader",
+        "document.querySelector('#servers tr[data-server-id] td.role')?.textContent === 'leader'",
+    )
+    .await;
+    until(
+        &mut b,
+        "the agent",
+        "!!document.querySelector('#agents tr[data-node=\"node-a\"]')",
+    )
+    .await;
+    until(&mut b, "web with 2 of 2 instances healthy",
+        "document.querySelector('tr.service[data-service=\"web\"] td.instances')?.textContent === '2/2'").await;
+    until(
+        &mut b,
+        "three red edges of the cycle a → b → c → a",
+        "[...document.querySelectorAll('#graph .edge.cycle')].filter(e => \
+         getComputedStyle(e).stroke === 'rgb(207, 34, 46)').length === 3",
+    )
+    .await;
+    until(
+        &mut b,
+        "the cycle named in words",
+        "document.querySelector('#cycles')?.textContent.includes('a → b → c → a')",
+    )
+    .await;
+    until(
+        &mut b,
+        "the cycle alert",
+        "!!document.querySelector('.alert[data-rule=\"cycle\"]')",
+    )
+    .await;
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    b.screenshot(&shots.join("cluster.png")).await;
+
+    // One instance stops answering (paused): its health check fails; the page follows.
+    assert_eq!(b.eval("window.__herd_marker = 42").await, json!(42));
+    let victim = &s["instances"][0];
+    let id = victim["id"].as_str().unwrap().to_string();
+    let pid = victim["pid"].as_u64().unwrap() as i32;
+    // SAFETY-free: a signal to a child process of the agent this test started.
+    let stop = std::process::Command::new("kill")
+        .args(["-STOP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(stop.success());
+    until(&mut b, "web with 1 of 2 instances healthy",
+        "document.querySelector('tr.service[data-service=\"web\"] td.instances')?.textContent === '1/2'").await;
+    until(&mut b, "the paused instance's health failing",
+        &format!("document.querySelector('tr[data-instance=\"{id}\"] td.health')?.textContent === 'failing'")).await;
+    assert_eq!(
+        b.eval("window.__herd_marker").await,
+        json!(42),
+        "the page was reloaded: it must update in place"
+    );
+    b.screenshot(&shots.join("unhealthy.png")).await;
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &pid.to_string()])
+        .status();
+}
