@@ -1,6 +1,7 @@
 //! `herd up`: everything on one machine with embedded defaults — a single-node registry
 //! with its controller, an agent (node `local`, data in `<data-dir>/agent`) and a gateway
-//! whose backend follows a service in the catalog. `herd apply` a manifest and its
+//! whose backend follows a service in the catalog and whose spans go to the registry (so
+//! the page at `/ui/` shows the traffic). `herd apply` a manifest and its
 //! instances take traffic; register instances by hand and they do too.
 
 use std::io::Write;
@@ -17,6 +18,7 @@ pub struct UpOptions {
 pub fn gateway_toml(registry: &str, listen: &str, admin: &str, service: &str) -> String {
     format!(
         "[admin]\nlisten = \"{admin}\"\n\n[registry]\nservers = [\"{registry}\"]\n\n\
+         [tracing]\notlp_endpoint = \"http://{registry}/v1/traces\"\n\n\
          [[listeners]]\nname = \"web\"\nprotocol = \"http\"\nbind = \"{listen}\"\n\n\
          [[routes]]\nlistener = \"web\"\nbackend = \"{service}\"\n\n\
          [backends.{service}]\npolicy = \"round_robin\"\nservice = \"{service}\"\n\
@@ -81,7 +83,8 @@ pub fn run(opts: UpOptions) -> anyhow::Result<()> {
              curl http://{web}/                                  # routed to service \"{service}\"\n  \
              herd svc ls {service} --server {registry}\n  \
              curl http://{admin}/status                          # gateway state\n  \
-             curl http://{registry}/status                       # registry node state\n\n\
+             curl http://{registry}/status                       # registry node state\n  \
+             open http://{registry}/ui/                          # the cluster's page, live\n\n\
              `herd svc register` stays in the foreground keeping its instance alive (on a\n\
              10 s lease); Ctrl-C there deregisters it.\n\nCtrl-C here stops both.\n",
             opts.data_dir.display()
