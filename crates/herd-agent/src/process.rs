@@ -13,6 +13,28 @@ pub fn start_time(pid: u32) -> Option<u64> {
     after.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// User plus system CPU time `pid` has used, in clock ticks (fields 14 and 15 of
+/// /proc/<pid>/stat); the process itself, not its children.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    let mut f = after.split_whitespace().skip(11);
+    let user: u64 = f.next()?.parse().ok()?;
+    let system: u64 = f.next()?.parse().ok()?;
+    Some(user + system)
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), 100 when it cannot be read.
+pub fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf takes an integer name and returns an integer.
+    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if v > 0 {
+        v as f64
+    } else {
+        100.0
+    }
+}
+
 /// Signal the process group `pgid` (the leader's pid). True when it was delivered.
 pub fn signal_group(pgid: u32, signal: i32) -> bool {
     let Ok(pgid) = i32::try_from(pgid) else {

@@ -84,6 +84,7 @@ fn bench(c: &mut Criterion) {
                     restarts: 0,
                     health: "passing".into(),
                     message: String::new(),
+                    cpu_percent: None,
                 },
             );
             steady.assignments.push(a);

@@ -11,6 +11,7 @@
 //! not import the registry's server code, nor the agent.
 
 pub mod alerts;
+pub mod autoscale;
 pub mod plan;
 
 use herd_api::wire::{
@@ -157,6 +158,7 @@ async fn keep_alive(client: RegistryClient, lease: u64, lost: watch::Sender<bool
 async fn reconcile_while_leading(client: &RegistryClient, l: &Leadership) -> Result<(), ApiError> {
     let mut lost = l.lost.clone();
     let mut last_short: BTreeMap<String, String> = BTreeMap::new();
+    let mut next_autoscale = 0u64;
     loop {
         if *lost.borrow() {
             return Ok(());
@@ -202,6 +204,12 @@ async fn reconcile_while_leading(client: &RegistryClient, l: &Leadership) -> Res
             }
         }
         last_short = short.into_iter().map(|s| (s.service, s.reason)).collect();
+        if now >= next_autoscale {
+            next_autoscale = now + AUTOSCALE_EVERY.as_millis() as u64;
+            if let Err(e) = autoscale_pass(client, &snapshot, now).await {
+                tracing::debug!(error = %e, "controller: autoscaling skipped this pass");
+            }
+        }
         if !actions.is_empty() && !write(client, l, &actions).await? {
             tracing::warn!(
                 "controller: a write was refused by the fence: another controller leads"
@@ -213,6 +221,59 @@ async fn reconcile_while_leading(client: &RegistryClient, l: &Leadership) -> Res
             _ = lost.changed() => {}
         }
     }
+}
+
+/// How often autoscaled services are measured against their target.
+const AUTOSCALE_EVERY: Duration = Duration::from_secs(5);
+
+/// Scale each autoscaled service to its load: requests per second into it over the last
+/// minute as the gateways' spans count them (cluster-wide aggregates), or its instances' CPU.
+async fn autoscale_pass(
+    client: &RegistryClient,
+    snapshot: &Snapshot,
+    now: u64,
+) -> Result<(), ApiError> {
+    let scaled: Vec<(&DeploymentRecord, herd_agent_core::Manifest)> = snapshot
+        .deployments
+        .iter()
+        .filter_map(|d| {
+            let m = herd_agent_core::parse_manifest(&d.manifest, &d.name).ok()?;
+            m.autoscale.is_some().then_some((d, m))
+        })
+        .collect();
+    if scaled.is_empty() {
+        return Ok(());
+    }
+    let calls: herd_api::wire::TelemetryDump = client
+        .get(Method::GET, "/v1/telemetry/aggregates?window=60s")
+        .await?;
+    let reports: Vec<InstanceReport> = snapshot.reports.values().cloned().collect();
+    for (d, m) in scaled {
+        let into: u64 = calls
+            .edges
+            .iter()
+            .filter(|(_, to, _)| *to == d.name)
+            .map(|(_, _, s)| s.calls)
+            .sum();
+        let rps = into as f64 / (calls.covered_ms.max(1_000) as f64 / 1000.0);
+        let load = autoscale::Load { rps: Some(rps) };
+        let Some(decision) = autoscale::decide(d, &m, &reports, load, now) else {
+            continue;
+        };
+        tracing::info!(service = %decision.service, from = decision.from, to = decision.to, reason = %decision.reason, "controller: autoscale");
+        let body = herd_api::wire::ScaleRequest {
+            count: decision.to,
+            reason: Some(decision.reason.clone()),
+        };
+        let path = format!("/v1/deployments/{}/scale", decision.service);
+        if let Err(e) = client
+            .send::<_, herd_api::wire::ChangeAnswer>(Method::POST, &path, &body)
+            .await
+        {
+            tracing::warn!(service = %decision.service, error = %e, "controller: the autoscale was refused");
+        }
+    }
+    Ok(())
 }
 
 /// `count` cluster-unique ids (none asked for: no call).

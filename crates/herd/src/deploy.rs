@@ -161,7 +161,10 @@ async fn dispatch(target: Target, call: Call) -> anyhow::Result<()> {
             Ok(())
         }
         Call::Scale { service, count } => {
-            let body = serde_json::to_vec(&ScaleRequest { count })?;
+            let body = serde_json::to_vec(&ScaleRequest {
+                count,
+                reason: None,
+            })?;
             let a = c
                 .call(
                     Method::POST,

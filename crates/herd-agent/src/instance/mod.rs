@@ -137,6 +137,7 @@ pub async fn run(ctx: Arc<Ctx>, a: Assignment, mut stop: watch::Receiver<bool>) 
             restarts: 0,
             health: "unknown".into(),
             message: String::new(),
+            cpu_percent: None,
         },
         in_catalog: false,
         purpose: match a.purpose.as_str() {
@@ -301,6 +302,9 @@ async fn wait_true(stop: &mut watch::Receiver<bool>) {
     }
 }
 
+/// How often the CPU of an instance that autoscales on CPU is sampled and reported.
+const CPU_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
 /// Ready → Run → (health lost) Ready …, until the process exits or the stop comes.
 async fn watch_process(
     life: &mut Life,
@@ -324,8 +328,26 @@ async fn watch_process(
         .map_or(Duration::from_secs(3600), |(h, _)| h.interval);
     let mut tick = tokio::time::interval(interval);
     let (mut passes, mut fails) = (0u32, 0u32);
+    // CPU is sampled (and written) only for a service that autoscales on it.
+    let cpu_metric = m
+        .autoscale
+        .is_some_and(|a| a.metric == herd_agent_core::manifest::ScaleMetric::Cpu);
+    let mut cpu_tick = tokio::time::interval(CPU_SAMPLE_EVERY);
+    let mut cpu_last: Option<(std::time::Instant, u64)> = None;
     loop {
         tokio::select! {
+            _ = cpu_tick.tick(), if cpu_metric => {
+                let Some(ticks) = child.id().and_then(crate::process::cpu_ticks) else { continue };
+                let now = std::time::Instant::now();
+                if let Some((at, before)) = cpu_last {
+                    let secs = now.duration_since(at).as_secs_f64();
+                    let used = ticks.saturating_sub(before) as f64 / crate::process::ticks_per_second();
+                    let percent = (used / secs.max(1e-3) * 1000.0).round() / 10.0;
+                    life.report.cpu_percent = Some(percent);
+                    life.publish().await;
+                }
+                cpu_last = Some((now, ticks));
+            }
             status = child.wait() => return Ended::Exited(describe(status)),
             _ = wait_true(stop) => return Ended::Stop,
             changed = lease.changed() => {

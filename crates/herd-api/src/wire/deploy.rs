@@ -140,7 +140,7 @@ pub struct Assignment {
 }
 
 /// What an agent sees of one instance.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InstanceReport {
     pub id: String,
     pub service: String,
@@ -160,6 +160,10 @@ pub struct InstanceReport {
     /// Why it is in this state, when that is worth saying (an exit status, a failed start).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// The process's CPU over the last sample, in percent of one core; reported for
+    /// services that autoscale on CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_percent: Option<f64>,
 }
 
 /// `PUT /v1/deployments/<name>` and the other changes: the revision they made.
@@ -179,10 +183,13 @@ pub struct ChangeAnswer {
 #[serde(deny_unknown_fields)]
 pub struct ScaleRequest {
     pub count: u32,
+    /// Why (the autoscaler says what it measured); kept in the revision's change line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// `GET /v1/deployments/<name>`: the service, its state and every instance.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentStatus {
     pub name: String,
     pub version: String,
@@ -196,7 +203,7 @@ pub struct DeploymentStatus {
 }
 
 /// `GET /v1/deployments`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentList {
     pub revision: u64,
     pub deployments: Vec<DeploymentStatus>,

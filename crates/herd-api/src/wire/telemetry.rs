@@ -36,6 +36,10 @@ pub struct TelemetryDump {
     pub endpoints: Vec<(String, String, CallStats)>,
     /// (caller, callee)
     pub edges: Vec<(String, String, CallStats)>,
+    /// How much time the window's minutes cover, up to now (the first one began before
+    /// the window did): divide calls by it for a rate.
+    #[serde(default)]
+    pub covered_ms: u64,
     /// Spans this node holds and has dropped for room, for the answer's footer.
     pub spans_kept: u64,
     pub spans_evicted: u64,

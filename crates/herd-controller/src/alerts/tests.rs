@@ -68,6 +68,7 @@ fn instance(id: &str, state: &str) -> InstanceReport {
         restarts: 5,
         health: "unknown".into(),
         message: "exit status 1".into(),
+        cpu_percent: None,
     }
 }
 

@@ -65,6 +65,7 @@ fn report(id: &str, version: &str, state: &str, since_ms: u64) -> (String, Insta
             restarts: 0,
             health: "passing".into(),
             message: String::new(),
+            cpu_percent: None,
         },
     )
 }

@@ -145,6 +145,7 @@ impl Minutes {
                 .into_iter()
                 .map(|((a, b), v)| (a.to_string(), b.to_string(), v))
                 .collect(),
+            covered_ms: now_ms.saturating_sub(from_minute * 60_000),
             ..TelemetryDump::default()
         };
         dump.services.sort_by(|a, b| a.0.cmp(&b.0));

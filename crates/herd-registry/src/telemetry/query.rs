@@ -38,6 +38,7 @@ pub fn merge(dumps: Vec<TelemetryDump>) -> TelemetryDump {
     let mut out = TelemetryDump::default();
     for d in dumps {
         out.window_s = out.window_s.max(d.window_s);
+        out.covered_ms = out.covered_ms.max(d.covered_ms);
         out.spans_kept += d.spans_kept;
         out.spans_evicted += d.spans_evicted;
         for (k, v) in d.services {

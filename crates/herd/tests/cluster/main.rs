@@ -3,6 +3,7 @@
 //! service processes (`herd demo-app`), and a real gateway following the catalog.
 
 mod artifact;
+mod autoscale;
 mod deploy;
 mod failover;
 mod rollback;

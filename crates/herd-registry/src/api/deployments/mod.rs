@@ -289,8 +289,16 @@ pub async fn scale(
         )));
     }
     rec.count = req.count;
-    rec.cause = "scale".into();
-    let what = format!("scale {name} {}", rec.count);
+    let what = match &req.reason {
+        Some(why) => {
+            rec.cause = "autoscale".into();
+            format!("autoscale {name} {}: {why}", rec.count)
+        }
+        None => {
+            rec.cause = "scale".into();
+            format!("scale {name} {}", rec.count)
+        }
+    };
     record(&node, rec, what).await
 }
 

@@ -184,6 +184,7 @@ mod tests {
             restarts: 0,
             health: "unknown".into(),
             message: String::new(),
+            cpu_percent: None,
         }
     }
 
