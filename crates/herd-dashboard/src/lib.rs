@@ -31,10 +31,38 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ),
 ];
 
-/// The file at `path` under `/ui/` ("" is the page itself).
+/// A gateway's own page (its admin listener's `/ui/`): it reads the gateway's `/status`.
+const GATEWAY_FILES: &[(&str, &str, &[u8])] = &[
+    (
+        "index.html",
+        "text/html; charset=utf-8",
+        include_bytes!("../assets/gateway.html"),
+    ),
+    (
+        "gateway.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/gateway.js"),
+    ),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../assets/app.css"),
+    ),
+];
+
+/// The file at `path` under the cluster page's `/ui/` ("" is the page itself).
 pub fn asset(path: &str) -> Option<Asset> {
+    find(FILES, path)
+}
+
+/// The file at `path` under a gateway admin listener's `/ui/`.
+pub fn gateway_asset(path: &str) -> Option<Asset> {
+    find(GATEWAY_FILES, path)
+}
+
+fn find(files: &[(&str, &'static str, &'static [u8])], path: &str) -> Option<Asset> {
     let name = if path.is_empty() { "index.html" } else { path };
-    FILES
+    files
         .iter()
         .find(|(n, _, _)| *n == name)
         .map(|(_, content_type, body)| Asset { content_type, body })
@@ -42,7 +70,7 @@ pub fn asset(path: &str) -> Option<Asset> {
 
 #[cfg(test)]
 mod tests {
-    use super::asset;
+    use super::{asset, gateway_asset};
 
     #[test]
     fn the_page_and_its_files_are_embedded_and_nothing_else_is_served() {
@@ -61,5 +89,11 @@ mod tests {
             .starts_with("text/javascript"));
         assert!(asset("../Cargo.toml").is_none());
         assert!(asset("missing.js").is_none());
+        let gw = std::str::from_utf8(gateway_asset("").unwrap().body).unwrap();
+        assert!(gw.contains("/ui/gateway.js") && !gw.contains("http://"));
+        assert!(
+            gateway_asset("app.js").is_none(),
+            "the cluster's script is not the gateway's"
+        );
     }
 }

@@ -31,6 +31,38 @@ pub fn chromium() -> Option<String> {
     found.then_some(bin)
 }
 
+/// The chromium to test with; without one the test says so and passes — except in CI
+/// (`CI` set), where `.ci/run` installs it and its absence fails the test.
+pub fn chromium_or_skip() -> Option<String> {
+    let found = chromium();
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "no chromium: .ci/run installs Debian's chromium for the page's tests"
+        );
+        eprintln!("skipped: no chromium (set HERD_CHROMIUM or install Debian's chromium)");
+    }
+    found
+}
+
+/// Polls a JavaScript condition (30 s); on timeout, fails with what the page shows.
+pub async fn until(b: &mut Browser, what: &str, js: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if b.eval(js).await == Value::Bool(true) {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            let text = b.eval("document.body.innerText").await;
+            panic!(
+                "the page never showed {what}; it shows:\n{}",
+                text.as_str().unwrap_or("")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 impl Browser {
     pub async fn launch(bin: &str) -> Browser {
         let profile = crate::dirs::temp_dir();

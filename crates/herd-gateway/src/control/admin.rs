@@ -1,4 +1,4 @@
-//! The admin listener: health, status, metrics, reload, and the runtime API that drains,
+//! The admin listener: health, status, metrics, the gateway's page (`/ui/`), reload, and the runtime API that drains,
 //! enables and re-weights a server without a reload (like HAProxy's runtime API).
 //!
 //! Runtime changes last until the next reload or restart: the file stays the source of truth.
@@ -92,6 +92,12 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<B
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (&method, segments.as_slice()) {
         (&Method::GET, ["healthz"]) => reply(StatusCode::OK, "text/plain", "ok\n"),
+        (&Method::GET, ["ui", rest @ ..]) if rest.len() <= 1 => {
+            match herd_dashboard::gateway_asset(rest.first().copied().unwrap_or("")) {
+                Some(a) => reply(StatusCode::OK, a.content_type, a.body),
+                None => error(StatusCode::NOT_FOUND, format!("no page file {path}")),
+            }
+        }
         (&Method::GET, ["status"]) => json_reply(StatusCode::OK, &metrics::status(shared)),
         (&Method::GET, ["metrics"]) => reply(
             StatusCode::OK,
@@ -113,7 +119,7 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<B
         _ => error(
             StatusCode::NOT_FOUND,
             format!(
-                "no admin endpoint {method} {path}; try GET /healthz, /status, /metrics, POST /reload, \
+                "no admin endpoint {method} {path}; try GET /healthz, /status, /metrics, /ui/, POST /reload, \
                  POST /backends/<backend>/servers/<addr>/(drain|maint|enable), \
                  PUT /backends/<backend>/servers/<addr>/weight {{\"weight\": N}}"
             ),

@@ -117,7 +117,9 @@ pub fn check(method: &Method, path: &str, h: &HeaderMap, p: &Policy<'_>) -> Resu
     let Some(token) = p.token else {
         return Ok(());
     };
-    let needs_token = path != "/healthz" && (changes_state || p.token_for_reads);
+    // The page's files hold no data (the page asks /status with the token itself).
+    let page_file = !changes_state && (path == "/ui" || path.starts_with("/ui/"));
+    let needs_token = path != "/healthz" && !page_file && (changes_state || p.token_for_reads);
     if !needs_token {
         return Ok(());
     }

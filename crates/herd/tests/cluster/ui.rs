@@ -6,20 +6,8 @@
 //! `target/tmp/ui-screenshots/`.
 
 use super::*;
-use herd_testkit::browser::{chromium, Browser};
+use herd_testkit::browser::{chromium_or_skip, until, Browser};
 use serde_json::json;
-
-fn browser_or_skip() -> Option<String> {
-    let found = chromium();
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "no chromium: .ci/run installs Debian's chromium for the page's tests"
-        );
-        eprintln!("skipped: no chromium (set HERD_CHROMIUM or install Debian's chromium)");
-    }
-    found
-}
 
 /// Spans of one trace in which a calls b, b calls c and c calls a, as three services'
 /// OpenTelemetry SDKs would report them.
@@ -54,26 +42,9 @@ fn ring_spans() -> String {
     .to_string()
 }
 
-async fn until(b: &mut Browser, what: &str, js: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if b.eval(js).await == json!(true) {
-            return;
-        }
-        if std::time::Instant::now() > deadline {
-            let text = b.eval("document.body.innerText").await;
-            panic!(
-                "the page never showed {what}; it shows:\n{}",
-                text.as_str().unwrap_or("")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_shows_the_cluster_and_follows_an_instance_turning_unhealthy_live() {
-    let Some(bin) = browser_or_skip() else {
+    let Some(bin) = chromium_or_skip() else {
         return;
     };
     let dir = TestDir::new("cluster-ui");

@@ -9,6 +9,7 @@ mod discovery;
 mod failover_health;
 mod gateway_basics;
 mod gateway_chaos;
+mod gateway_page;
 mod http1_conformance;
 mod listener_binds;
 mod persistence_ops;
