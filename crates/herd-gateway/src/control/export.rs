@@ -5,11 +5,13 @@
 //! than its queue, and the request path never waits for any of this.
 
 use crate::state::shared::Shared;
+use crate::state::spans::{route_pattern, FinishedSpan};
 use bytes::Bytes;
-use herd_telemetry::trace::{encode_protobuf, Span};
+use herd_telemetry::trace::{Attr, ExportWriter, SpanFields, SpanKind};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +29,7 @@ pub(crate) fn spawn(shared: Arc<Shared>) -> Option<tokio::task::JoinHandle<()>> 
     Some(tokio::spawn(async move {
         let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
         let mut batch = Vec::with_capacity(BATCH);
+        let mut writer = Encoder::default();
         let mut failing = false;
         loop {
             let Some(first) = rx.recv().await else {
@@ -44,7 +47,7 @@ pub(crate) fn spawn(shared: Arc<Shared>) -> Option<tokio::task::JoinHandle<()>> 
                     _ = &mut flush => break,
                 }
             }
-            failing = export(&shared, &client, &mut batch, failing).await;
+            failing = export(&shared, &client, &mut batch, &mut writer, failing).await;
         }
     }))
 }
@@ -54,7 +57,8 @@ pub(crate) fn spawn(shared: Arc<Shared>) -> Option<tokio::task::JoinHandle<()>> 
 async fn export(
     shared: &Shared,
     client: &HttpClient,
-    batch: &mut Vec<Span>,
+    batch: &mut Vec<FinishedSpan>,
+    writer: &mut Encoder,
     failing: bool,
 ) -> bool {
     let spans = std::mem::take(batch);
@@ -63,7 +67,7 @@ async fn export(
         return false;
     };
     let n = spans.len() as u64;
-    let body = Bytes::from(encode_protobuf(&cfg.service_name, &spans));
+    let body = Bytes::from(writer.encode(&cfg.service_name, &spans));
     let url = format!("http://{}{}", cfg.authority, cfg.path);
     let mut pause = Duration::from_millis(200);
     let mut last_error = String::new();
@@ -117,4 +121,80 @@ async fn send(client: &HttpClient, url: &str, body: Bytes) -> Result<(), (bool, 
     }
     let retry = matches!(status.as_u16(), 429 | 502 | 503 | 504);
     Err((retry, format!("the receiver answered {status}")))
+}
+
+/// Turns finished spans into one OTLP request, reusing its buffers from batch to batch.
+#[derive(Default)]
+struct Encoder {
+    writer: ExportWriter,
+    name: String,
+    client: String,
+}
+
+impl Encoder {
+    fn encode(&mut self, service: &str, spans: &[FinishedSpan]) -> Vec<u8> {
+        for s in spans {
+            self.name.clear();
+            let _ = write!(self.name, "{} {}", s.method, route_pattern(&s.route));
+            self.client.clear();
+            let _ = write!(self.client, "{}", s.client);
+            let group = &s.route.group.config;
+            let ms = |ns: u64| Attr::Double(ns as f64 / 1e6);
+            let mut attrs = [("", Attr::Int(0)); 18];
+            let mut n = 0;
+            let mut add = |k: &'static str, v| {
+                attrs[n] = (k, v);
+                n += 1;
+            };
+            add("http.request.method", Attr::Str(s.method.as_str()));
+            add(
+                "url.path",
+                Attr::Str(s.target.split('?').next().unwrap_or("/")),
+            );
+            add("http.response.status_code", Attr::Int(s.status.into()));
+            add("http.response.body.size", Attr::Int(s.bytes as i64));
+            add("client.address", Attr::Str(&self.client));
+            add("herd.listener", Attr::Str(&s.listener));
+            add("herd.route", Attr::Str(&s.route.label));
+            add("herd.backend", Attr::Str(&group.name));
+            add("herd.complete", Attr::Bool(s.complete));
+            add("herd.attempts", Attr::Int(s.attempts.into()));
+            if let Some(h) = &s.host {
+                add("server.address", Attr::Str(h));
+            }
+            if let Some(svc) = &group.service {
+                add("herd.service", Attr::Str(svc));
+            }
+            if let Some(server) = &s.server {
+                add("herd.server", Attr::Str(&server.addr));
+            }
+            if let Some(v) = s.queue_ns {
+                add("herd.time.queue_ms", ms(v));
+            }
+            if let Some(v) = s.connect_ns {
+                add("herd.time.connect_ms", ms(v));
+            }
+            if let Some(v) = s.ttfb_ns {
+                add("herd.time.ttfb_ms", ms(v));
+            }
+            let error = s.status >= 500 || (s.status > 0 && !s.complete);
+            let fields = SpanFields {
+                trace_id: s.trace_id,
+                span_id: s.span_id,
+                parent_span_id: s.parent,
+                name: &self.name,
+                kind: SpanKind::Server,
+                start_unix_nanos: s.start_unix_nanos,
+                end_unix_nanos: s.end_unix_nanos,
+                error,
+                status_message: if s.complete || s.status == 0 {
+                    ""
+                } else {
+                    "the response body did not reach the client whole"
+                },
+            };
+            self.writer.span(&fields, &attrs[..n]);
+        }
+        self.writer.finish(service)
+    }
 }

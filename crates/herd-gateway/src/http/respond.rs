@@ -185,7 +185,7 @@ impl Done {
             }
         }
         if let Some(log) = self.log.take() {
-            log.write(self.status, self.server.as_deref(), body_bytes, finished);
+            log.write(self.status, self.server.as_ref(), body_bytes, finished);
         }
     }
 }
@@ -230,42 +230,38 @@ impl LogRecord {
         }
     }
 
-    fn write(mut self, status: u16, server: Option<&ServerState>, bytes: u64, finished: bool) {
-        if let Some(t) = self.trace.take() {
-            let facts = crate::http::trace::RequestFacts {
-                method: self.method.as_str(),
-                target: &self.target,
-                host: self.host.as_deref(),
-                listener: &self.listener,
-                client: self.client,
-            };
+    fn write(self, status: u16, server: Option<&Arc<ServerState>>, bytes: u64, finished: bool) {
+        if let Some(sink) = &self.sink {
+            let duration_ms = clock::now_nanos().saturating_sub(self.start_nanos) as f64 / 1e6;
+            let line = serde_json::json!({
+                "ts_ms": self.unix_ms,
+                "listener": self.listener,
+                "client": self.client.to_string(),
+                "method": self.method.as_str(),
+                "target": self.target,
+                "host": self.host,
+                "route": self.route,
+                "server": server.map(|s| s.addr.as_str()),
+                "status": status,
+                "bytes": bytes,
+                "duration_ms": (duration_ms * 1000.0).round() / 1000.0,
+                "complete": finished,
+            });
+            sink.write(format!("{line}\n"));
+        }
+        if let Some(t) = self.trace {
             t.finish(
-                &facts,
+                self.method,
+                self.target,
+                self.host,
+                self.listener,
+                self.client.ip(),
                 status,
-                server.map(|s| s.addr.as_str()),
+                server.cloned(),
                 bytes,
                 finished,
             );
         }
-        let Some(sink) = &self.sink else {
-            return;
-        };
-        let duration_ms = clock::now_nanos().saturating_sub(self.start_nanos) as f64 / 1e6;
-        let line = serde_json::json!({
-            "ts_ms": self.unix_ms,
-            "listener": self.listener,
-            "client": self.client.to_string(),
-            "method": self.method.as_str(),
-            "target": self.target,
-            "host": self.host,
-            "route": self.route,
-            "server": server.map(|s| s.addr.as_str()),
-            "status": status,
-            "bytes": bytes,
-            "duration_ms": (duration_ms * 1000.0).round() / 1000.0,
-            "complete": finished,
-        });
-        sink.write(format!("{line}\n"));
     }
 }
 

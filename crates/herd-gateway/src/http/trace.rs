@@ -1,15 +1,15 @@
 //! A request's span (SPEC §5): the trace context read from the client (W3C traceparent,
 //! parent-based sampling) or started here (by the route's ratio), passed on to the server
 //! naming the gateway's own span as parent, and — for a sampled request — one span with
-//! the request's phases, handed to the export queue when the response ends.
+//! the request's phases, handed to the export queue when the response ends (the exporter
+//! formats it, off the request path).
 
 use crate::clock;
 use crate::http::context::Worker;
 use crate::state::snapshot::RouteState;
-use crate::state::spans::SpanQueue;
-use herd_telemetry::trace::{
-    ratio_sampled, AttrValue, Span, SpanId, SpanKind, TraceId, TraceParent,
-};
+use crate::state::snapshot::ServerState;
+use crate::state::spans::{FinishedSpan, SpanQueue};
+use herd_telemetry::trace::{ratio_sampled, SpanId, TraceId, TraceParent};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
 
@@ -88,106 +88,45 @@ pub(crate) fn begin(
     })
 }
 
-/// What the access-log record knows of the request, for the span's attributes.
-pub(crate) struct RequestFacts<'a> {
-    pub method: &'a str,
-    pub target: &'a str,
-    pub host: Option<&'a str>,
-    pub listener: &'a str,
-    pub client: std::net::SocketAddr,
-}
-
 impl RequestTrace {
-    /// The response ended (`complete`: its body was sent whole).
+    /// The response ended (`complete`: its body was sent whole); the record's strings move
+    /// into the span.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn finish(
         self,
-        req: &RequestFacts<'_>,
+        method: http::Method,
+        target: String,
+        host: Option<String>,
+        listener: String,
+        client: std::net::IpAddr,
         status: u16,
-        server: Option<&str>,
+        server: Option<Arc<ServerState>>,
         bytes: u64,
         complete: bool,
     ) {
         let end = clock::now_nanos();
-        let ms = |from: u64, to: u64| AttrValue::Double(to.saturating_sub(from) as f64 / 1e6);
-        let path = req.target.split('?').next().unwrap_or("/");
-        let group = &self.route.group.config;
-        let mut attributes = vec![
-            (
-                "http.request.method".into(),
-                AttrValue::Str(req.method.into()),
-            ),
-            ("url.path".into(), AttrValue::Str(path.into())),
-            (
-                "http.response.status_code".into(),
-                AttrValue::Int(status.into()),
-            ),
-            (
-                "http.response.body.size".into(),
-                AttrValue::Int(bytes as i64),
-            ),
-            (
-                "client.address".into(),
-                AttrValue::Str(req.client.ip().to_string()),
-            ),
-            ("herd.listener".into(), AttrValue::Str(req.listener.into())),
-            (
-                "herd.route".into(),
-                AttrValue::Str(self.route.label.clone()),
-            ),
-            ("herd.backend".into(), AttrValue::Str(group.name.clone())),
-            ("herd.complete".into(), AttrValue::Bool(complete)),
-            ("herd.attempts".into(), AttrValue::Int(self.attempts.into())),
-        ];
-        if let Some(h) = req.host {
-            attributes.push(("server.address".into(), AttrValue::Str(h.into())));
-        }
-        if let Some(svc) = &group.service {
-            attributes.push(("herd.service".into(), AttrValue::Str(svc.clone())));
-        }
-        if let Some(s) = server {
-            attributes.push(("herd.server".into(), AttrValue::Str(s.into())));
-        }
-        if self.picked > 0 {
-            attributes.push(("herd.time.queue_ms".into(), ms(self.start, self.picked)));
-        }
-        if self.sent > 0 {
-            attributes.push((
-                "herd.time.connect_ms".into(),
-                ms(self.picked.max(self.start), self.sent),
-            ));
-        }
-        if self.head > 0 {
-            attributes.push(("herd.time.ttfb_ms".into(), ms(self.sent, self.head)));
-        }
-        let error = status >= 500 || (status > 0 && !complete);
-        let span = Span {
+        let since = |from: u64, to: u64| (to > 0).then(|| to.saturating_sub(from));
+        let span = FinishedSpan {
             trace_id: self.trace_id,
             span_id: self.span_id,
-            parent_span_id: self.parent,
-            // The exporter names the gateway once per batch.
-            service: String::new(),
-            // OpenTelemetry's "{method} {http.route}": the route's path pattern, never the
-            // request's own path (one name per route keeps TOP N and the store bounded).
-            name: format!("{} {}", req.method, route_pattern(&self.route)),
-            kind: SpanKind::Server,
+            parent: self.parent,
             start_unix_nanos: self.start_unix_nanos,
             end_unix_nanos: self.start_unix_nanos + end.saturating_sub(self.start),
-            error,
-            status_message: if complete || status == 0 {
-                String::new()
-            } else {
-                "the response body did not reach the client whole".into()
-            },
-            attributes,
+            route: self.route,
+            server,
+            method,
+            target,
+            host,
+            listener,
+            client,
+            status,
+            bytes,
+            complete,
+            attempts: self.attempts,
+            queue_ns: since(self.start, self.picked),
+            connect_ns: since(self.picked.max(self.start), self.sent),
+            ttfb_ns: since(self.sent, self.head),
         };
         self.queue.push(span);
     }
-}
-
-fn route_pattern(route: &RouteState) -> &str {
-    let r = &route.route;
-    r.path_prefix
-        .as_deref()
-        .or(r.path_regex.as_ref().map(|re| re.as_str()))
-        .unwrap_or("/")
 }

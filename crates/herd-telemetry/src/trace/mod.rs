@@ -7,6 +7,7 @@ mod latency;
 mod otlp;
 mod otlp_json;
 mod span;
+mod write;
 
 pub use context::{ratio_sampled, SpanId, TraceId, TraceParent, FLAG_SAMPLED};
 pub use graph::cycles;
@@ -16,6 +17,7 @@ pub use otlp::{
 };
 pub use otlp_json::decode as decode_json;
 pub use span::{AttrValue, Span, SpanKind, UNKNOWN_SERVICE};
+pub use write::{Attr, ExportWriter, SpanFields};
 
 #[cfg(test)]
 mod tests;

@@ -131,3 +131,67 @@ fn json_reads_the_spec_mapping_and_counts_bad_spans() {
     assert!(decode_json(b"{").is_err());
     assert!(decode_json(br#"{"resourceSpans": 3}"#).is_err());
 }
+
+#[test]
+fn the_export_writer_writes_what_the_decoder_reads_back() {
+    let mut w = ExportWriter::new();
+    let attrs = [
+        ("http.request.method", Attr::Str("GET")),
+        ("http.response.status_code", Attr::Int(200)),
+        ("big", Attr::Int(-1)),
+        ("herd.time.ttfb_ms", Attr::Double(1.25)),
+        ("herd.complete", Attr::Bool(false)),
+        ("long", Attr::Str(&"x".repeat(300))),
+    ];
+    for (i, error) in [(1u8, false), (2, true)] {
+        w.span(
+            &SpanFields {
+                trace_id: TraceId([9; 16]),
+                span_id: SpanId([i; 8]),
+                parent_span_id: (i == 2).then_some(SpanId([1; 8])),
+                name: "GET /x",
+                kind: SpanKind::Server,
+                start_unix_nanos: 1_800_000_000_000_000_000,
+                end_unix_nanos: 1_800_000_000_500_000_000,
+                error,
+                status_message: if error { "cut short" } else { "" },
+            },
+            &attrs,
+        );
+    }
+    assert_eq!(w.len(), 2);
+    let body = w.finish("edge");
+    assert!(w.is_empty());
+    let d = decode_protobuf(&body).unwrap();
+    assert_eq!(d.rejected, 0);
+    assert_eq!(d.spans.len(), 2);
+    let (a, b) = (&d.spans[0], &d.spans[1]);
+    assert_eq!((a.service.as_str(), a.name.as_str()), ("edge", "GET /x"));
+    assert_eq!(a.parent_span_id, None);
+    assert_eq!(b.parent_span_id, Some(SpanId([1; 8])));
+    assert_eq!(a.duration_nanos(), 500_000_000);
+    assert!(!a.error && b.error && b.status_message == "cut short");
+    assert_eq!(
+        a.attr("http.request.method"),
+        Some(&AttrValue::Str("GET".into()))
+    );
+    assert_eq!(
+        a.attr("http.response.status_code"),
+        Some(&AttrValue::Int(200))
+    );
+    assert_eq!(a.attr("big"), Some(&AttrValue::Int(-1)));
+    assert_eq!(a.attr("herd.time.ttfb_ms"), Some(&AttrValue::Double(1.25)));
+    assert_eq!(a.attr("herd.complete"), Some(&AttrValue::Bool(false)));
+    assert_eq!(
+        a.attr("long").and_then(AttrValue::as_str).map(str::len),
+        Some(300)
+    );
+    // The same bytes as prost writes for the same spans.
+    let same: Vec<Span> = d.spans.clone();
+    assert_eq!(
+        decode_protobuf(&encode_protobuf("edge", &same))
+            .unwrap()
+            .spans,
+        d.spans
+    );
+}
