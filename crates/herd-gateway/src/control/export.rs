@@ -1,4 +1,4 @@
-//! The span exporter: batches finished spans (up to 512, or whatever came within a
+//! The span exporter: batches finished spans (512 at a time, or whatever came within a
 //! second) and POSTs each batch as OTLP/HTTP protobuf to `[tracing] otlp_endpoint`, read
 //! from the current snapshot so a reload redirects or stops it. A batch that cannot be
 //! delivered after a few tries is dropped and counted: the gateway never holds more
@@ -32,22 +32,24 @@ pub(crate) fn spawn(shared: Arc<Shared>) -> Option<tokio::task::JoinHandle<()>> 
         let mut writer = Encoder::default();
         let mut failing = false;
         loop {
-            let Some(first) = rx.recv().await else {
-                return;
-            };
-            batch.push(first);
-            let flush = tokio::time::sleep(FLUSH_INTERVAL);
-            tokio::pin!(flush);
-            while batch.len() < BATCH {
-                tokio::select! {
-                    next = rx.recv() => match next {
-                        Some(s) => batch.push(s),
-                        None => break,
-                    },
-                    _ = &mut flush => break,
-                }
+            // Nobody waits on the queue itself: a worker's send wakes no thread. The queue
+            // holding a batch (SpanQueue::push) or the interval passing does, once.
+            tokio::select! {
+                _ = tokio::time::sleep(FLUSH_INTERVAL) => {}
+                _ = shared.spans.batch_ready.notified() => {}
             }
-            failing = export(&shared, &client, &mut batch, &mut writer, failing).await;
+            loop {
+                while batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(s) => batch.push(s),
+                        Err(_) => break,
+                    }
+                }
+                if batch.is_empty() {
+                    break;
+                }
+                failing = export(&shared, &client, &mut batch, &mut writer, failing).await;
+            }
         }
     }))
 }

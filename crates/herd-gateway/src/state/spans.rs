@@ -46,9 +46,15 @@ pub fn route_pattern(route: &RouteState) -> &str {
         .unwrap_or("/")
 }
 
+/// Spans waiting that make a batch worth sending before the interval ends.
+const BATCH_READY: usize = 512;
+
 pub struct SpanQueue {
     tx: mpsc::Sender<FinishedSpan>,
     rx: ShortMutex<Option<mpsc::Receiver<FinishedSpan>>>,
+    /// Told when a batch's worth waits (the exporter sleeps otherwise: a send must not
+    /// wake a thread per span).
+    pub(crate) batch_ready: tokio::sync::Notify,
     pub(crate) dropped: Counter,
     pub(crate) exported: Counter,
     pub(crate) failed: Counter,
@@ -60,6 +66,7 @@ impl SpanQueue {
         SpanQueue {
             tx,
             rx: ShortMutex::new(Some(rx)),
+            batch_ready: tokio::sync::Notify::new(),
             dropped: Counter::new(),
             exported: Counter::new(),
             failed: Counter::new(),
@@ -69,6 +76,8 @@ impl SpanQueue {
     pub(crate) fn push(&self, span: FinishedSpan) {
         if self.tx.try_send(span).is_err() {
             self.dropped.inc();
+        } else if self.queued() >= BATCH_READY {
+            self.batch_ready.notify_one();
         }
     }
 

@@ -10,6 +10,7 @@ mod dns;
 mod election;
 mod errors;
 mod single_node;
+mod telemetry;
 
 use herd_testkit::http::Reply;
 use serde_json::Value;
