@@ -45,6 +45,8 @@ pub struct ServerOptions {
     pub join: Option<String>,
     /// When set, every call but /healthz needs `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// A token that may only read (GET, watch, /metrics) and send spans.
+    pub read_token: Option<String>,
     /// Serve the catalog over DNS (UDP and TCP) on this address; port 0 picks one.
     pub dns: Option<String>,
 }
@@ -226,7 +228,9 @@ async fn serve(
     let app = api::router(
         node.clone(),
         telemetry::Telemetry::new(telemetry::DEFAULT_MAX_SPANS),
-    );
+        opts.read_token.clone(),
+    )
+    .into_make_service_with_connect_info::<SocketAddr>();
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app)

@@ -28,6 +28,7 @@ impl InProcNode {
             listen: "127.0.0.1:0".into(),
             join: join.map(|a| a.to_string()),
             token: None,
+            read_token: None,
             dns: None,
         };
         let (ready_tx, ready_rx) = mpsc::channel();

@@ -22,9 +22,13 @@ pub struct Target {
         default_value = "127.0.0.1:7400"
     )]
     server: String,
-    /// Bearer token, when the registry requires one.
+    /// Bearer token, when the registry requires one (prefer HERD_TOKEN or --token-file:
+    /// a flag is visible to anyone who can list processes).
     #[arg(long, global = true, env = "HERD_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The bearer token, from the first line of this file.
+    #[arg(long, global = true, value_name = "FILE", env = "HERD_TOKEN_FILE")]
+    token_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -198,7 +202,7 @@ impl Target {
             .split(',')
             .map(|s| s.trim().to_string())
             .collect();
-        RegistryClient::new(servers, self.token.clone())
+        RegistryClient::new(servers, self.token())
     }
 
     pub fn servers(&self) -> Vec<String> {
@@ -208,8 +212,19 @@ impl Target {
             .collect()
     }
 
+    /// The token: --token-file's first line (an unreadable file ends the command with
+    /// exit code 2 and the reason), else --token / HERD_TOKEN.
     pub fn token(&self) -> Option<String> {
-        self.token.clone()
+        match &self.token_file {
+            Some(f) => match crate::read_token_file_at(f) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    eprintln!("herd: {e}");
+                    std::process::exit(2);
+                }
+            },
+            None => self.token.clone(),
+        }
     }
 }
 
@@ -224,7 +239,7 @@ pub fn run(target: Target, call: Call) -> anyhow::Result<()> {
         .collect();
     let long = Servers {
         list: servers,
-        token: target.token,
+        token: target.token(),
     };
     let client = RegistryClient::new(long.list.clone(), long.token.clone());
     rt.block_on(dispatch(&client, &long, call))

@@ -78,9 +78,16 @@ enum Command {
         /// Any member of an existing cluster, to join it on first start.
         #[arg(long, value_name = "ADDR")]
         join: Option<String>,
-        /// Require `Authorization: Bearer <token>` on every call but /healthz.
+        /// Require `Authorization: Bearer <token>` on every call but /healthz. Prefer
+        /// --token-file or HERD_TOKEN: a flag is visible to anyone who can list processes.
         #[arg(long, env = "HERD_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// The admin token, from the first line of this file (see --token).
+        #[arg(long, value_name = "FILE", conflicts_with = "token")]
+        token_file: Option<PathBuf>,
+        /// A token that may only read (GET, watch, /metrics) and send spans, from this file.
+        #[arg(long, value_name = "FILE")]
+        read_token_file: Option<PathBuf>,
         /// Serve the catalog over DNS (UDP and TCP) on this address, e.g. 127.0.0.1:8600.
         #[arg(long, value_name = "ADDR")]
         dns: Option<String>,
@@ -305,6 +312,20 @@ fn print_ready(ready: &herd_gateway::Ready) {
     let _ = out.flush();
 }
 
+/// A token from the first line of a file: trimmed, never empty.
+fn read_token_file_at(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the token file {}: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.is_empty() {
+        anyhow::bail!(
+            "the token file {} is empty; write the token on its first line",
+            path.display()
+        );
+    }
+    Ok(token)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
@@ -319,8 +340,23 @@ fn main() -> ExitCode {
             listen,
             join,
             token,
+            token_file,
+            read_token_file,
             dns,
-        } => {
+        } => (|| {
+            let token = match token_file {
+                Some(f) => Some(read_token_file_at(&f)?),
+                None => token,
+            };
+            let read_token = read_token_file
+                .map(|f| read_token_file_at(&f))
+                .transpose()?;
+            if read_token.is_some() && token.is_none() {
+                anyhow::bail!(
+                    "--read-token-file needs an admin token too (--token-file or HERD_TOKEN): \
+                     without one the registry is open to everyone and a read-only token means nothing"
+                );
+            }
             let controller_token = token.clone();
             herd_registry::run(
                 herd_registry::ServerOptions {
@@ -328,6 +364,7 @@ fn main() -> ExitCode {
                     listen,
                     join,
                     token,
+                    read_token,
                     dns,
                 },
                 |ready| {
@@ -338,7 +375,7 @@ fn main() -> ExitCode {
                 },
             )
             .map_err(anyhow::Error::from)
-        }
+        })(),
         Command::Agent(a) => agent::run(a),
         Command::Apply { target, apply } => deploy::run(target, deploy::Call::Apply(apply)),
         Command::Status {

@@ -33,6 +33,7 @@ pub fn run(opts: UpOptions) -> anyhow::Result<()> {
         listen: opts.server_listen.clone(),
         join: None,
         token: None,
+        read_token: None,
         dns: None,
     };
     let server = std::thread::Builder::new()

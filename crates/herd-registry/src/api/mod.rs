@@ -4,6 +4,7 @@
 //! says what to send instead. Handlers call down into `raft`; nothing there calls up here.
 
 mod alerts;
+mod auth;
 mod body;
 mod catalog;
 mod cluster;
@@ -26,9 +27,9 @@ mod watch;
 pub use body::{MAX_RAFT_BODY_BYTES, MAX_REQUEST_BYTES};
 
 use crate::raft::node::RegistryNode;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use error::ApiError;
@@ -36,7 +37,12 @@ use std::sync::Arc;
 
 type Shared = Arc<RegistryNode>;
 
-pub fn router(node: Shared, traces: crate::telemetry::Telemetry) -> Router {
+/// The API's router. `read_token`: a token that may only read (see `auth`).
+pub fn router(
+    node: Shared,
+    traces: crate::telemetry::Telemetry,
+    read_token: Option<String>,
+) -> Router {
     Router::new()
         .route("/ui", get(ui::redirect))
         .route("/ui/", get(ui::page))
@@ -146,7 +152,13 @@ pub fn router(node: Shared, traces: crate::telemetry::Telemetry) -> Router {
                     .into(),
             )
         })
-        .layer(axum::middleware::from_fn_with_state(node.clone(), auth))
+        .layer(axum::middleware::from_fn_with_state(
+            auth::AuthState {
+                node: node.clone(),
+                read_token: read_token.map(Arc::from),
+            },
+            auth::auth,
+        ))
         .layer(axum::middleware::from_fn(json_errors))
         .with_state(node)
 }
@@ -193,56 +205,4 @@ async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) 
     );
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
     Response::from_parts(parts, axum::body::Body::from(body))
-}
-
-async fn auth(
-    State(node): State<Shared>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    if let Some(token) = &node.token {
-        let path = req.uri().path();
-        let presented = req
-            .headers()
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let static_asset =
-            path.starts_with("/ui") && !matches!(path, "/ui/events" | "/ui/snapshot");
-        // A browser's EventSource cannot send headers: the page's data takes ?token= too.
-        let in_query = matches!(path, "/ui/events" | "/ui/snapshot")
-            && req.uri().query().is_some_and(|q| {
-                q.split('&').any(|p| {
-                    p.strip_prefix("token=")
-                        .is_some_and(|t| percent_decoded_eq(t, token))
-                })
-            });
-        if path != "/healthz" && !static_asset && !in_query && presented != Some(token.as_str()) {
-            return ApiError(
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong bearer token; send Authorization: Bearer <token>".into(),
-            )
-            .into_response();
-        }
-    }
-    next.run(req).await
-}
-
-/// Whether a percent-encoded query value equals `want`.
-fn percent_decoded_eq(raw: &str, want: &str) -> bool {
-    let b = raw.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&raw[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    out == want.as_bytes()
 }

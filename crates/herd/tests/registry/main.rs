@@ -2,6 +2,7 @@
 //! clusters), their HTTP API, DNS and the CLI, spoken to like a user. One test binary with a
 //! module per concern; the harness is `herd-testkit`.
 
+mod auth_roles;
 mod bulk;
 mod cli;
 mod cluster;
