@@ -220,6 +220,13 @@ enum Command {
         #[command(flatten)]
         args: telemetry::TopArgs,
     },
+    /// How a service's (or an endpoint's) call durations are spread, from traces.
+    Latency {
+        #[command(flatten)]
+        target: client::Target,
+        #[command(flatten)]
+        args: telemetry::LatencyArgs,
+    },
     /// Which services call which, with rate, errors and p99; dependency cycles flagged.
     Graph {
         #[command(flatten)]
@@ -404,6 +411,7 @@ fn main() -> ExitCode {
             telemetry::Call::Alerts(cmd.unwrap_or(telemetry::Alerts::List { json: false })),
         ),
         Command::Top { target, args } => telemetry::run(target, telemetry::Call::Top(args)),
+        Command::Latency { target, args } => telemetry::run(target, telemetry::Call::Latency(args)),
         Command::Graph { target, args } => telemetry::run(target, telemetry::Call::Graph(args)),
         Command::Traces { target, args } => telemetry::run(target, telemetry::Call::Traces(args)),
         Command::Trace { target, id, json } => {

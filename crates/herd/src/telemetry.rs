@@ -65,7 +65,20 @@ pub enum Alerts {
     Rules,
 }
 
+#[derive(Args)]
+pub struct LatencyArgs {
+    pub service: String,
+    /// One endpoint (span name, e.g. "GET /pay"); the whole service without it.
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long, default_value = "5m")]
+    pub window: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
 pub enum Call {
+    Latency(LatencyArgs),
     Alerts(Alerts),
     Top(TopArgs),
     Graph(GraphArgs),
@@ -132,6 +145,39 @@ async fn dispatch(target: Target, call: Call) -> anyhow::Result<()> {
                 ));
             }
             out(&s)?;
+        }
+        Call::Latency(a) => {
+            let mut path = format!(
+                "/v1/telemetry/latency?service={}&window={}",
+                q(&a.service),
+                q(&a.window)
+            );
+            if let Some(n) = &a.name {
+                path.push_str(&format!("&name={}", q(n)));
+            }
+            let answer = c.call(Method::GET, &path, Vec::new()).await?;
+            if a.json {
+                return print_json(&answer.body);
+            }
+            let l: herd_api::wire::LatencyAnswer = answer.json()?;
+            let mut s = format!(
+                "{}{} over the last {}s: {} calls, p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n",
+                l.service,
+                l.name.as_deref().map(|n| format!(" {n}")).unwrap_or_default(),
+                l.window_s,
+                l.calls,
+                l.p50_ms,
+                l.p90_ms,
+                l.p99_ms,
+                l.max_ms
+            );
+            let most = l.buckets.iter().map(|b| b.count).max().unwrap_or(1).max(1);
+            s.push_str(&format!("{:>12} {:>9}\n", "<= MS", "CALLS"));
+            for b in &l.buckets {
+                let bar = "#".repeat(((b.count * 40).div_ceil(most)) as usize);
+                s.push_str(&format!("{:>12.2} {:>9}  {bar}\n", b.le_ms, b.count));
+            }
+            out(&(s + &footer(&l.coverage)))?;
         }
         Call::Top(a) => {
             let path = format!(

@@ -32,9 +32,9 @@ pub use deploy::{
 pub use kv::{DeleteAnswer, Event, Kv, KvRange, PutAnswer, TxnAnswer, TxnResult, WatchLine};
 pub use lease::{KeepAliveAnswer, LeaseAnswer, LeaseGrantRequest, LeaseInfo, RevokeAnswer};
 pub use telemetry::{
-    CallStats, Coverage, GraphAnswer, GraphEdge, GraphNode, LatencyDigest, SeriesAnswer,
-    SeriesDump, ServiceSeries, TelemetryDump, TopAnswer, TopRow, TraceAnswer, TraceSpan,
-    TraceSummary, TracesAnswer,
+    CallStats, Coverage, GraphAnswer, GraphEdge, GraphNode, LatencyAnswer, LatencyBucket,
+    LatencyDigest, SeriesAnswer, SeriesDump, ServiceSeries, TelemetryDump, TopAnswer, TopRow,
+    TraceAnswer, TraceSpan, TraceSummary, TracesAnswer,
 };
 pub use ui::UiSnapshot;
 

@@ -194,3 +194,29 @@ pub struct SeriesAnswer {
     #[serde(flatten)]
     pub coverage: Coverage,
 }
+
+/// One bucket of a latency distribution: calls that took at most `le_ms` (and more than
+/// the bucket before).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatencyBucket {
+    pub le_ms: f64,
+    pub count: u64,
+}
+
+/// `GET /v1/telemetry/latency?service=S[&name=N]&window=5m`: how a service's (or one of its
+/// endpoints') call durations are spread.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatencyAnswer {
+    pub service: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub window_s: u64,
+    pub calls: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub buckets: Vec<LatencyBucket>,
+    #[serde(flatten)]
+    pub coverage: Coverage,
+}

@@ -57,6 +57,7 @@ pub fn router(
         .route("/v1/traces", post(telemetry::ingest))
         .route("/v1/telemetry/top", get(telemetry::top))
         .route("/v1/telemetry/graph", get(telemetry::graph))
+        .route("/v1/telemetry/latency", get(telemetry::latency))
         .route("/v1/telemetry/series", get(telemetry::series))
         .route("/v1/telemetry/traces", get(telemetry::traces))
         .route("/v1/telemetry/traces/{id}", get(telemetry::one_trace))

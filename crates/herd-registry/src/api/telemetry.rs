@@ -267,6 +267,70 @@ pub async fn series(
     })
 }
 
+pub async fn latency(
+    State(node): State<Shared>,
+    Extension(t): Extension<Telemetry>,
+    axum::extract::Query(q): Params,
+) -> ApiResult {
+    let service = q
+        .get("service")
+        .filter(|s| !s.is_empty())
+        .cloned()
+        .ok_or_else(|| {
+            bad("?service= is required: whose calls (GET /v1/telemetry/top lists them)")
+        })?;
+    let name = q.get("name").filter(|s| !s.is_empty()).cloned();
+    let (dump, coverage) = cluster_dump(&node, &t, &q).await?;
+    let stats = match &name {
+        None => dump
+            .services
+            .iter()
+            .find(|(s, _)| *s == service)
+            .map(|(_, st)| st),
+        Some(n) => dump
+            .endpoints
+            .iter()
+            .find(|(s, e, _)| *s == service && e == n)
+            .map(|(_, _, st)| st),
+    };
+    let Some(stats) = stats else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no calls of {service}{} in the last {}s",
+                name.as_deref().map(|n| format!(" {n}")).unwrap_or_default(),
+                dump.window_s
+            ),
+        ));
+    };
+    let ms = |q: f64| {
+        stats
+            .latency
+            .quantile_secs(q)
+            .map_or(0.0, |v| (v * 1e6).round() / 1e3)
+    };
+    ok(herd_api::wire::LatencyAnswer {
+        service,
+        name,
+        window_s: dump.window_s,
+        calls: stats.calls,
+        p50_ms: ms(0.5),
+        p90_ms: ms(0.9),
+        p99_ms: ms(0.99),
+        max_ms: ms(1.0),
+        buckets: stats
+            .latency
+            .buckets_secs()
+            .into_iter()
+            .map(|(le, count)| herd_api::wire::LatencyBucket {
+                le_ms: (le * 1e6).round() / 1e3,
+                count,
+            })
+            .collect(),
+        coverage,
+    })
+}
+
 pub async fn graph(
     State(node): State<Shared>,
     Extension(t): Extension<Telemetry>,

@@ -76,6 +76,14 @@ impl LatencyDigest {
         None
     }
 
+    /// The non-empty buckets as (upper bound in seconds, observations), fastest first.
+    pub fn buckets_secs(&self) -> Vec<(f64, u64)> {
+        self.buckets
+            .iter()
+            .map(|&(b, n)| (lower(b + 1) / 1e9, n))
+            .collect()
+    }
+
     pub fn mean_secs(&self) -> Option<f64> {
         (self.count > 0).then(|| self.sum_nanos as f64 / self.count as f64 / 1e9)
     }

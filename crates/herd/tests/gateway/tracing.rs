@@ -116,6 +116,30 @@ async fn a_chain_through_the_gateway_is_one_trace_and_the_graph_counts_every_cal
         .collect();
     assert_eq!(calls, want, "{top}");
 
+    // c's calls, as a distribution: every call in some bucket, the percentiles in order.
+    let lat = json(
+        &client,
+        &server.url("/v1/telemetry/latency?service=c&window=5m"),
+    )
+    .await;
+    assert_eq!(lat["calls"], 5, "{lat}");
+    let in_buckets: u64 = lat["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(in_buckets, 5, "{lat}");
+    let (p50, p99) = (
+        lat["p50_ms"].as_f64().unwrap(),
+        lat["p99_ms"].as_f64().unwrap(),
+    );
+    assert!(0.0 < p50 && p50 <= p99, "{lat}");
+    let none = get(&client, &server.url("/v1/telemetry/latency?service=nobody"))
+        .await
+        .unwrap();
+    assert_eq!(none.status, 404);
+
     // One trace: client → gateway → a → (a's call) → gateway → b → (b's call) → gateway → c.
     let list = json(
         &client,
