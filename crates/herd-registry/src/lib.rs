@@ -47,6 +47,10 @@ pub struct ServerOptions {
     pub token: Option<String>,
     /// A token that may only read (GET, watch, /metrics) and send spans.
     pub read_token: Option<String>,
+    /// Listen where other machines can reach the registry with no token. Without it, such
+    /// a start is refused: anyone reaching the port could rewrite what every agent runs and
+    /// take over the cluster's membership.
+    pub insecure: bool,
     /// Serve the catalog over DNS (UDP and TCP) on this address; port 0 picks one.
     pub dns: Option<String>,
 }
@@ -62,6 +66,13 @@ pub enum RegistryError {
     },
     #[error("joining via {via}: {reason}")]
     Join { via: String, reason: String },
+    #[error(
+        "{addr} can be reached from other machines and no token is set: anyone who can reach \
+         it could read and change everything, deployments and membership included; set an \
+         admin token (--token-file, see docs/security.md), listen on 127.0.0.1, or pass \
+         --insecure to run open anyway"
+    )]
+    Insecure { addr: String },
     #[error("raft: {0}")]
     Raft(String),
     #[error("runtime: {0}")]
@@ -153,6 +164,18 @@ async fn serve(
         .set_nonblocking(true)
         .map_err(RegistryError::Runtime)?;
     let addr = std_listener.local_addr().map_err(RegistryError::Runtime)?;
+    if !addr.ip().is_loopback() && opts.token.is_none() {
+        if !opts.insecure {
+            return Err(RegistryError::Insecure {
+                addr: addr.to_string(),
+            });
+        }
+        tracing::warn!(
+            %addr,
+            "running open with --insecure: anyone who can reach this address can read and change \
+             everything, deployments and membership included"
+        );
+    }
     let advertised = addr.to_string();
     let dns_sockets = match &opts.dns {
         Some(a) => Some(dns::bind(a).await.map_err(|e| RegistryError::Bind {

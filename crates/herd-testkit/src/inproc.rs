@@ -29,6 +29,7 @@ impl InProcNode {
             join: join.map(|a| a.to_string()),
             token: None,
             read_token: None,
+            insecure: false,
             dns: None,
         };
         let (ready_tx, ready_rx) = mpsc::channel();

@@ -88,6 +88,9 @@ enum Command {
         /// A token that may only read (GET, watch, /metrics) and send spans, from this file.
         #[arg(long, value_name = "FILE")]
         read_token_file: Option<PathBuf>,
+        /// Start with no token on an address other machines can reach (refused otherwise).
+        #[arg(long)]
+        insecure: bool,
         /// Serve the catalog over DNS (UDP and TCP) on this address, e.g. 127.0.0.1:8600.
         #[arg(long, value_name = "ADDR")]
         dns: Option<String>,
@@ -349,6 +352,7 @@ fn main() -> ExitCode {
             token,
             token_file,
             read_token_file,
+            insecure,
             dns,
         } => (|| {
             let token = match token_file {
@@ -372,6 +376,7 @@ fn main() -> ExitCode {
                     join,
                     token,
                     read_token,
+                    insecure,
                     dns,
                 },
                 |ready| {

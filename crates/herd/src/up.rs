@@ -34,6 +34,7 @@ pub fn run(opts: UpOptions) -> anyhow::Result<()> {
         join: None,
         token: None,
         read_token: None,
+        insecure: false,
         dns: None,
     };
     let server = std::thread::Builder::new()

@@ -1,5 +1,5 @@
 //! Provision: the version's files in `DIR/services/<name>/<version>/` (copied once from the
-//! artifact, never overwritten: an old version's files stay beside the new one's), the
+//! artifact — a tar archive unpacked — never overwritten: an old version's files stay beside the new one's), the
 //! command to run, its arguments and environment with the allocated ports.
 
 use herd_agent_core::manifest::{Artifact, Manifest};
@@ -59,6 +59,10 @@ pub async fn files(dir: &Path, m: &Manifest) -> Result<PathBuf, String> {
             }
         }
     }
+    if let Err(e) = unpack(&tmp).await {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
     if let Err(e) = std::fs::rename(&tmp, &target) {
         let _ = std::fs::remove_dir_all(&tmp);
         if !target.exists() {
@@ -66,6 +70,48 @@ pub async fn files(dir: &Path, m: &Manifest) -> Result<PathBuf, String> {
         }
     }
     Ok(target)
+}
+
+/// An artifact that is one tar archive (`.tar`, `.tar.gz`/`.tgz`, `.tar.xz`/`.txz`,
+/// `.tar.bz2`/`.tbz2`) is unpacked in place by the system's GNU tar, which refuses members
+/// with `..`, strips a leading `/` and does not write through a member symlink; owners are
+/// not restored. A refused member fails the whole provisioning: nothing half-unpacked runs.
+async fn unpack(dir: &Path) -> Result<(), String> {
+    const ARCHIVES: [&str; 8] = [
+        ".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tbz",
+    ];
+    let entries: Vec<std::fs::DirEntry> = std::fs::read_dir(dir)
+        .map_err(|e| format!("read {}: {e}", dir.display()))?
+        .filter_map(Result::ok)
+        .collect();
+    let [only] = entries.as_slice() else {
+        return Ok(());
+    };
+    let name = only.file_name().to_string_lossy().to_ascii_lowercase();
+    if !only.path().is_file() || !ARCHIVES.iter().any(|x| name.ends_with(x)) {
+        return Ok(());
+    }
+    let archive = only.path();
+    let out = tokio::process::Command::new("tar")
+        .arg("-x")
+        .arg("-f")
+        .arg(&archive)
+        .arg("-C")
+        .arg(dir)
+        .arg("--no-same-owner")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("cannot run tar to unpack {name}: {e}"))?;
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr);
+        let why = why
+            .lines()
+            .filter(|l| !l.contains("Removing leading"))
+            .collect::<Vec<_>>();
+        return Err(format!("unpacking {name} failed: {}", why.join("; ")));
+    }
+    std::fs::remove_file(&archive).map_err(|e| format!("remove {name} after unpacking: {e}"))
 }
 
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {

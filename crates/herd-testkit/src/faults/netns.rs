@@ -186,7 +186,9 @@ impl Node {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--listen")
-            .arg(self.addr.to_string());
+            .arg(self.addr.to_string())
+            // Namespaced addresses are not loopback; the lab is closed off by construction.
+            .arg("--insecure");
         if let Some(j) = join {
             cmd.arg("--join").arg(j.to_string());
         }

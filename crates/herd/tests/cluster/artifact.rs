@@ -129,3 +129,98 @@ async fn an_http_artifact_runs_when_its_sha256_matches_and_installs_nothing_when
         "nothing installed for a mismatch"
     );
 }
+
+/// A tar.gz made with the system's tar from `files` (relative path, content, executable).
+fn tarball(dir: &std::path::Path, name: &str, files: &[(&str, &[u8], bool)]) -> std::path::PathBuf {
+    let src = dir.join(format!("{name}.src"));
+    for (path, body, exec) in files {
+        let p = src.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, body).unwrap();
+        if *exec {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+    let out = dir.join(format!("{name}.tar.gz"));
+    let ok = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(&out)
+        .arg("-C")
+        .arg(&src)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tar_gz_artifact_is_unpacked_and_one_with_a_path_out_of_its_directory_is_refused() {
+    let dir = TestDir::new("cluster-archive");
+    std::fs::create_dir_all(&dir.path).unwrap();
+    let api = Api::default();
+    let server = single_node(&dir, &api).await;
+    let agent_dir = dir.node("agent-a");
+    let _a = AgentProc::start(server.addr, agent_dir.clone(), "node-a", "", "23850-23899");
+    let script = format!("#!/bin/sh\nexec {} demo-app --version 3.1.4\n", herd_bin());
+    let good = tarball(
+        &dir.path,
+        "release",
+        &[
+            ("bin/run-demo", script.as_bytes(), true),
+            ("etc/app.conf", b"x = 1\n", false),
+        ],
+    );
+    let text = manifest("unpacked", &good.display().to_string(), "")
+        .replace("sha256 = \"\"\n", "")
+        .replace("command = \"run-demo\"", "command = \"bin/run-demo\"");
+    apply(&server, &dir.path, &text);
+    eventually(
+        "the unpacked artifact running",
+        Duration::from_secs(20),
+        || async {
+            let s = status(&api, &server, "unpacked").await?;
+            (s["instances"][0]["state"] == "Run").then_some(s)
+        },
+    )
+    .await;
+    let v = agent_dir.join("services/unpacked/3.1.4");
+    assert!(v.join("bin/run-demo").exists() && v.join("etc/app.conf").exists());
+    assert!(
+        !v.join("release.tar.gz").exists(),
+        "the archive itself is not kept"
+    );
+
+    // A member named ../escape would land outside the version's directory: refused whole.
+    let evil = dir.path.join("evil.tar.gz");
+    let made = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import tarfile,io\nt=tarfile.open({:?},'w:gz')\nfor n in ['bin/run-demo','../escape']:\n    ti=tarfile.TarInfo(n); ti.size=2; ti.mode=0o755; t.addfile(ti,io.BytesIO(b'hi'))\nt.close()",
+            evil.display().to_string()
+        ))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let text = manifest("escaping", &evil.display().to_string(), "")
+        .replace("sha256 = \"\"\n", "")
+        .replace("command = \"run-demo\"", "command = \"bin/run-demo\"");
+    apply(&server, &dir.path, &text);
+    let s = eventually(
+        "the escaping archive refused",
+        Duration::from_secs(20),
+        || async {
+            let s = status(&api, &server, "escaping").await?;
+            (s["instances"][0]["state"] == "Failed").then_some(s)
+        },
+    )
+    .await;
+    let msg = s["instances"][0]["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains("unpacking evil.tar.gz failed") && msg.contains(".."),
+        "{msg}"
+    );
+    assert!(!agent_dir.join("services/escaping/3.1.4").exists());
+    assert!(!agent_dir.join("services/escaping/escape").exists());
+}

@@ -20,11 +20,20 @@ impl Drop for Secured {
 }
 
 fn start(dir: &TestDir, extra: &[&str]) -> Result<Secured, String> {
+    let mut args = vec!["--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    start_in(dir, &args)
+}
+
+/// `herd server --data-dir <dir>/data` with these arguments; Err(its stderr) if it stops.
+fn start_in(dir: &TestDir, args: &[&str]) -> Result<Secured, String> {
+    std::fs::create_dir_all(&dir.path).unwrap();
     let stderr = dir.node("server.stderr");
     let mut child = Command::new(herd_bin())
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg("server")
+        .arg("--data-dir")
         .arg(dir.node("data"))
-        .args(extra)
+        .args(args)
         .env_remove("HERD_TOKEN")
         .env("HERD_LOG", "info")
         .stdin(Stdio::null())
@@ -181,4 +190,31 @@ async fn a_read_token_without_an_admin_token_is_refused_at_start() {
         .err()
         .expect("must not start");
     assert!(err.contains("is empty"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_other_machines_reach_needs_a_token_or_an_explicit_insecure() {
+    let dir = TestDir::new("auth-insecure");
+    let start_on = |extra: &[&str]| {
+        let mut args = vec!["--listen", "0.0.0.0:0"];
+        args.extend_from_slice(extra);
+        // Each attempt its own data dir: a refused start must not leave a member behind.
+        let sub = TestDir::new(&format!("auth-insecure-{}", extra.len()));
+        start_in(&sub, &args).map(|s| (s, sub))
+    };
+    let err = start_on(&[])
+        .err()
+        .expect("an open registry on 0.0.0.0 must not start");
+    assert!(
+        err.contains("--token-file") && err.contains("--insecure"),
+        "{err}"
+    );
+    let (open, _d) = start_on(&["--insecure"]).expect("--insecure starts");
+    let log = std::fs::read_to_string(&open.stderr).unwrap_or_default();
+    assert!(log.contains("running open with --insecure"), "{log}");
+    drop(open);
+    let token = dir.node("admin.token");
+    std::fs::create_dir_all(token.parent().unwrap()).unwrap();
+    std::fs::write(&token, "t\n").unwrap();
+    start_on(&["--token-file", token.to_str().unwrap()]).expect("a token is enough");
 }
