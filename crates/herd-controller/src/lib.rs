@@ -190,9 +190,10 @@ async fn reconcile_while_leading(client: &RegistryClient, l: &Leadership) -> Res
         for r in &reverts {
             tracing::warn!(service = %r.service, from = %r.from, to = %r.to, reason = %r.reason, "controller: update failed; reverting");
             let path = format!(
-                "/v1/deployments/{}?reason={}",
+                "/v1/deployments/{}?reason={}&{}",
                 r.service,
-                percent_encode(&format!("auto-revert {} -> {}: {}", r.from, r.to, r.reason))
+                percent_encode(&format!("auto-revert {} -> {}: {}", r.from, r.to, r.reason)),
+                fence_query(l)
             );
             if let Err(e) = client.call(Method::PUT, &path, r.manifest.clone()).await {
                 tracing::warn!(service = %r.service, error = %e, "controller: the revert was refused");
@@ -206,7 +207,7 @@ async fn reconcile_while_leading(client: &RegistryClient, l: &Leadership) -> Res
         last_short = short.into_iter().map(|s| (s.service, s.reason)).collect();
         if now >= next_autoscale {
             next_autoscale = now + AUTOSCALE_EVERY.as_millis() as u64;
-            if let Err(e) = autoscale_pass(client, &snapshot, now).await {
+            if let Err(e) = autoscale_pass(client, l, &snapshot, now).await {
                 tracing::debug!(error = %e, "controller: autoscaling skipped this pass");
             }
         }
@@ -230,6 +231,7 @@ const AUTOSCALE_EVERY: Duration = Duration::from_secs(5);
 /// minute as the gateways' spans count them (cluster-wide aggregates), or its instances' CPU.
 async fn autoscale_pass(
     client: &RegistryClient,
+    l: &Leadership,
     snapshot: &Snapshot,
     now: u64,
 ) -> Result<(), ApiError> {
@@ -265,7 +267,11 @@ async fn autoscale_pass(
             count: decision.to,
             reason: Some(decision.reason.clone()),
         };
-        let path = format!("/v1/deployments/{}/scale", decision.service);
+        let path = format!(
+            "/v1/deployments/{}/scale?{}",
+            decision.service,
+            fence_query(l)
+        );
         if let Err(e) = client
             .send::<_, herd_api::wire::ChangeAnswer>(Method::POST, &path, &body)
             .await
@@ -288,6 +294,16 @@ async fn fresh_ids(client: &RegistryClient, count: u32) -> Result<Vec<u64>, ApiE
         )
         .await?;
     Ok(a.ids)
+}
+
+/// The fence a deployment change carries: the registry applies it only while this
+/// controller's election key still has the create revision it won with.
+fn fence_query(l: &Leadership) -> String {
+    format!(
+        "fence_key={}&fence_revision={}",
+        percent_encode(&l.key),
+        l.token
+    )
 }
 
 /// A query value: everything but unreserved characters percent-encoded (RFC 3986).

@@ -68,3 +68,79 @@ async fn another_servers_controller_takes_over_when_the_leading_one_dies() {
     let s = status(&api, &servers[survivor], "web").await.unwrap();
     assert_eq!(s["instances"].as_array().unwrap().len(), 3, "{s}");
 }
+
+/// A deposed controller's revert or autoscale cannot land: a deployment change carrying
+/// a fence (an election key and the create revision it was won with) is refused once the
+/// key is gone, and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_change_is_refused_once_its_holder_no_longer_leads() {
+    let dir = TestDir::new("cluster-fence");
+    let api = Api::default();
+    let server = single_node(&dir, &api).await;
+    let lease = api.lease_ok(server.addr, 30.0).await;
+    let won = api
+        .request(
+            "POST",
+            server.addr,
+            "/v1/election/fence-test/campaign",
+            format!("{{\"value\":\"me\",\"lease\":\"{lease}\"}}"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(won.status, 200, "{}", won.text());
+    let leader = won.json();
+    let key = leader["leader"]["key"].as_str().unwrap().to_string();
+    let rev = leader["leader"]["revision"].as_u64().unwrap();
+    let fence = format!("fence_key={}&fence_revision={rev}", key.replace('/', "%2F"));
+
+    let v1 = demo_manifest("1.0.0", 1, "");
+    let r = api
+        .request(
+            "PUT",
+            server.addr,
+            &format!("/v1/deployments/web?{fence}"),
+            v1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "while the fence holds: {}", r.text());
+    let before = status(&api, &server, "web").await.unwrap();
+
+    api.lease_revoke(server.addr, lease).await.unwrap();
+    let v2 = demo_manifest("2.0.0", 1, "");
+    let r = api
+        .request(
+            "PUT",
+            server.addr,
+            &format!("/v1/deployments/web?{fence}"),
+            v2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(error_message(&r, 409).contains("fenced"), "{}", r.text());
+    let r = api
+        .request(
+            "POST",
+            server.addr,
+            &format!("/v1/deployments/web/scale?{fence}"),
+            "{\"count\": 2}",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 409, "{}", r.text());
+    let after = status(&api, &server, "web").await.unwrap();
+    assert_eq!(after["version"], "1.0.0");
+    assert_eq!(after["count"], 1);
+    assert_eq!(after["revision"], before["revision"], "nothing changed");
+    let r = api
+        .request(
+            "PUT",
+            server.addr,
+            "/v1/deployments/web?fence_key=x",
+            demo_manifest("2.0.0", 1, ""),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400, "half a fence is refused: {}", r.text());
+}

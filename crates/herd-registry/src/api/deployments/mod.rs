@@ -66,10 +66,36 @@ fn architecture(records: &BTreeMap<String, DeploymentRecord>) -> BTreeMap<String
 /// Write the `changes` (a record, or None: remove that service), each applied version's
 /// manifest, and a new cluster revision, atomically; retried when another change won the
 /// race for the revision counter.
+/// `?fence_key=K&fence_revision=R`: write only while key K still has create revision R —
+/// the controller's election key and its token, so a deposed controller's revert or
+/// autoscale cannot land (the same fence as its assignments).
+pub(super) fn fence_of(
+    q: &std::collections::HashMap<String, String>,
+) -> Result<Option<Fence>, ApiError> {
+    match (q.get("fence_key"), q.get("fence_revision")) {
+        (None, None) => Ok(None),
+        (Some(key), Some(rev)) => Ok(Some(Fence {
+            key: key.clone(),
+            revision: rev.parse().map_err(|_| {
+                bad(format!(
+                    "?fence_revision={rev} is not a revision (a non-negative integer)"
+                ))
+            })?,
+        })),
+        _ => Err(bad("?fence_key and ?fence_revision go together")),
+    }
+}
+
+pub(super) struct Fence {
+    pub key: String,
+    pub revision: u64,
+}
+
 pub(super) async fn commit(
     node: &RegistryNode,
     changes: Vec<(String, Option<DeploymentRecord>)>,
     what: String,
+    fence: Option<&Fence>,
 ) -> Result<u64, ApiError> {
     for _ in 0..8 {
         read_barrier_all(node).await?;
@@ -143,12 +169,20 @@ pub(super) async fn commit(
             value: serde_json::to_vec(&record).map_err(|e| internal(e.to_string()))?,
             lease: None,
         });
-        let txn = Txn {
-            compares: vec![Compare {
-                key: REVISION_COUNTER.into(),
-                target: CompareTarget::ModRevision(counter.map_or(0, |kv| kv.mod_revision)),
+        let mut compares = vec![Compare {
+            key: REVISION_COUNTER.into(),
+            target: CompareTarget::ModRevision(counter.map_or(0, |kv| kv.mod_revision)),
+            op: CompareOp::Eq,
+        }];
+        if let Some(f) = fence {
+            compares.push(Compare {
+                key: f.key.clone(),
+                target: CompareTarget::CreateRevision(f.revision),
                 op: CompareOp::Eq,
-            }],
+            });
+        }
+        let txn = Txn {
+            compares,
             success: ops,
             failure: vec![],
         };
@@ -157,7 +191,28 @@ pub(super) async fn commit(
             Outcome::Txn {
                 succeeded: true, ..
             } => return Ok(rev),
-            Outcome::Txn { .. } => continue,
+            Outcome::Txn { .. } => {
+                if let Some(f) = fence {
+                    let held = {
+                        let a = node
+                            .state
+                            .applied
+                            .read()
+                            .map_err(|_| internal("state lock poisoned"))?;
+                        a.store.get(&f.key).map(|kv| kv.create_revision)
+                    };
+                    if held != Some(f.revision) {
+                        return Err(ApiError(
+                            StatusCode::CONFLICT,
+                            format!(
+                                "fenced: {} no longer has create revision {} (the caller no longer leads); nothing changed",
+                                f.key, f.revision
+                            ),
+                        ));
+                    }
+                }
+                continue;
+            }
             Outcome::Rejected(e) => return Err(command_error(&e)),
             other => return Err(internal(format!("unexpected answer {other:?}"))),
         }
@@ -248,7 +303,14 @@ pub async fn apply(
         Some(reason) => format!("apply {name} {version}: {reason}"),
         None => format!("apply {name} {version}"),
     };
-    let revision = commit(&node, vec![(name.clone(), Some(record))], change).await?;
+    let fence = fence_of(&q)?;
+    let revision = commit(
+        &node,
+        vec![(name.clone(), Some(record))],
+        change,
+        fence.as_ref(),
+    )
+    .await?;
     ok(ChangeAnswer {
         name,
         revision,
@@ -275,8 +337,10 @@ pub(super) fn current(node: &RegistryNode, name: &str) -> Result<DeploymentRecor
 pub async fn scale(
     State(node): State<Shared>,
     Path(name): Path<String>,
+    Query(q): Params,
     RequestBody(body): RequestBody,
 ) -> ApiResult {
+    let fence = fence_of(&q)?;
     let req: ScaleRequest =
         crate::api::body::parse_json(&body, crate::api::body::Empty::Refuse, r#"{"count": N}"#)?;
     node.read_barrier().await?;
@@ -299,7 +363,7 @@ pub async fn scale(
             format!("scale {name} {}", rec.count)
         }
     };
-    record(&node, rec, what).await
+    record_fenced(&node, rec, what, fence.as_ref()).await
 }
 
 /// `DELETE /v1/deployments/<name>`: stop every instance and forget the service.
@@ -308,7 +372,13 @@ pub async fn stop(State(node): State<Shared>, Path(name): Path<String>) -> ApiRe
     let rec = current(&node, &name)?;
     let (_, kvs) = range(&node, keys::DEPLOYMENTS)?;
     check_depends(&records(&kvs), &name, None)?;
-    let revision = commit(&node, vec![(name.clone(), None)], format!("stop {name}")).await?;
+    let revision = commit(
+        &node,
+        vec![(name.clone(), None)],
+        format!("stop {name}"),
+        None,
+    )
+    .await?;
     ok(ChangeAnswer {
         name,
         revision,
@@ -320,8 +390,17 @@ pub async fn stop(State(node): State<Shared>, Path(name): Path<String>) -> ApiRe
 
 /// Write one service's changed record as a new cluster revision and answer with it.
 async fn record(node: &RegistryNode, rec: DeploymentRecord, what: String) -> ApiResult {
+    record_fenced(node, rec, what, None).await
+}
+
+async fn record_fenced(
+    node: &RegistryNode,
+    rec: DeploymentRecord,
+    what: String,
+    fence: Option<&Fence>,
+) -> ApiResult {
     let (name, version, count) = (rec.name.clone(), rec.version.clone(), rec.count);
-    let revision = commit(node, vec![(name.clone(), Some(rec))], what).await?;
+    let revision = commit(node, vec![(name.clone(), Some(rec))], what, fence).await?;
     ok(ChangeAnswer {
         name,
         revision,

@@ -183,6 +183,7 @@ pub async fn rollback(
             target.revision,
             what.join(", ")
         ),
+        None,
     )
     .await?;
     ok(RollbackAnswer {
