@@ -140,3 +140,83 @@ async fn the_page_shows_the_cluster_and_follows_an_instance_turning_unhealthy_li
         .args(["-CONT", &pid.to_string()])
         .status();
 }
+
+/// 1,000 services: the page shows 50 a page with a pager, and the search box finds one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_pages_and_searches_a_thousand_services() {
+    let Some(bin) = chromium_or_skip() else {
+        return;
+    };
+    let dir = TestDir::new("cluster-ui-1000");
+    let api = Api::default();
+    let server = single_node(&dir, &api).await;
+    for i in 0..1000 {
+        let m = named_manifest(&format!("svc-{i:04}"), "1.0.0", 1, "");
+        let r = api
+            .request(
+                "PUT",
+                server.addr,
+                &format!("/v1/deployments/svc-{i:04}"),
+                m,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let mut b = Browser::launch(&bin).await;
+    b.navigate(&format!("http://{}/ui/", server.addr)).await;
+    until(
+        &mut b,
+        "the pager over 1,000 services",
+        "document.querySelector('#pager')?.textContent.startsWith('1000 of 1000 · page 1/20')",
+    )
+    .await;
+    assert_eq!(
+        b.eval("document.querySelectorAll('tr.service').length")
+            .await,
+        json!(50),
+        "one page of 50"
+    );
+    // Folded by default at this size: one row per service, no instance tables.
+    assert_eq!(
+        b.eval("document.querySelectorAll('tr.instances').length")
+            .await,
+        json!(0)
+    );
+    b.eval("document.querySelector('#next').click()").await;
+    until(
+        &mut b,
+        "page 2",
+        "document.querySelector('tr.service')?.dataset.service === 'svc-0050'",
+    )
+    .await;
+    b.eval(
+        "const s = document.querySelector('#search'); s.value = 'svc-0999'; \
+         s.dispatchEvent(new Event('input'))",
+    )
+    .await;
+    until(
+        &mut b,
+        "the one service searched for",
+        "document.querySelectorAll('tr.service').length === 1 && \
+         document.querySelector('tr.service').dataset.service === 'svc-0999'",
+    )
+    .await;
+    // The search holds across the live update that follows.
+    let seen = b
+        .eval("document.querySelector('#summary').textContent")
+        .await;
+    until(
+        &mut b,
+        "the next live update",
+        &format!("document.querySelector('#summary').textContent !== {seen}"),
+    )
+    .await;
+    assert_eq!(
+        b.eval("document.querySelectorAll('tr.service').length")
+            .await,
+        json!(1)
+    );
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    b.screenshot(&shots.join("thousand.png")).await;
+}
