@@ -50,19 +50,24 @@ pub async fn ingest(
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    if let Some(enc) = headers
+    let body = match headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
-        .filter(|e| !e.eq_ignore_ascii_case("identity"))
+        .map(|e| e.trim().to_ascii_lowercase())
+        .filter(|e| e != "identity")
     {
-        return Err(ApiError(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!(
-                "Content-Encoding {enc} is not accepted; configure the exporter with no \
-                 compression (OTEL_EXPORTER_OTLP_COMPRESSION=none)"
-            ),
-        ));
-    }
+        None => body,
+        Some(e) if e == "gzip" => gunzip(&body)?,
+        Some(enc) => {
+            return Err(ApiError(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "Content-Encoding {enc} is not accepted; send gzip or no compression \
+                     (OTEL_EXPORTER_OTLP_COMPRESSION=gzip or none)"
+                ),
+            ))
+        }
+    };
     let protobuf = match ctype.as_str() {
         "application/x-protobuf" | "application/protobuf" => true,
         "application/json" => false,
@@ -103,6 +108,27 @@ pub async fn ingest(
     };
     t.lock().ingest(decoded.spans, now_ms());
     Ok(answer)
+}
+
+/// What a gzip body may grow to: a few kilobytes must not become gigabytes in memory.
+const MAX_UNCOMPRESSED: u64 = 16 << 20;
+
+fn gunzip(body: &[u8]) -> Result<Bytes, ApiError> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(MAX_UNCOMPRESSED + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| bad(format!("the body is not valid gzip: {e}")))?;
+    if out.len() as u64 > MAX_UNCOMPRESSED {
+        return Err(ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the gzip body unpacks to more than {MAX_UNCOMPRESSED} bytes; send smaller batches"
+            ),
+        ));
+    }
+    Ok(Bytes::from(out))
 }
 
 fn window(q: &HashMap<String, String>) -> Result<u64, ApiError> {
