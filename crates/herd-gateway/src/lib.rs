@@ -23,7 +23,7 @@ mod upstream;
 pub use codec::{chunked, h1, proxy_protocol, sni};
 pub use state::snapshot::check_certificates;
 
-use crate::state::shared::ShortMutex as Mutex;
+use crate::state::lock::ShortMutex as Mutex;
 use arc_swap::ArcSwap;
 use control::reload::admin_token;
 use herd_config::Config;

@@ -3,6 +3,7 @@
 pub(crate) mod access_log;
 pub(crate) mod backend_tls;
 pub(crate) mod certs;
+pub(crate) mod lock;
 pub(crate) mod shared;
 pub(crate) mod snapshot;
 pub(crate) mod spans;

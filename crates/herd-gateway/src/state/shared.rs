@@ -13,14 +13,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::Arc;
 use tokio::sync::watch;
 
-/// The one std mutex of the crate (clippy.toml refuses `std::sync::Mutex` elsewhere): for
-/// state taken for a few instructions and never held across an `.await` — the reload lock,
-/// health and discovery task handles, discovered members, a server's health tracker, the
-/// shards of the source-IP persistence table. Anything a request waits on is an ArcSwap
-/// snapshot, an atomic or a tokio primitive instead.
-#[allow(clippy::disallowed_types)]
-pub type ShortMutex<T> = std::sync::Mutex<T>;
-use ShortMutex as Mutex;
+use crate::state::lock::ShortMutex as Mutex;
 
 /// State shared by the control runtime and every worker.
 pub struct Shared {

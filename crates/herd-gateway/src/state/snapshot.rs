@@ -4,7 +4,7 @@
 //! (backend, address), so a reload neither resets health nor forgets a drained server.
 
 use crate::state::access_log::AccessLogSink;
-use crate::state::shared::ShortMutex as Mutex;
+use crate::state::lock::ShortMutex as Mutex;
 use crate::state::sticky::SourceIpTable;
 use arc_swap::ArcSwap;
 use herd_balance::{

@@ -2,7 +2,7 @@
 //! `try_send`: a full queue drops the span and counts it, the request never waits) and the
 //! exporter on the control runtime, with the counters /metrics shows.
 
-use crate::state::shared::ShortMutex;
+use crate::state::lock::ShortMutex;
 use crate::state::snapshot::{RouteState, ServerState};
 use herd_telemetry::trace::{SpanId, TraceId};
 use herd_telemetry::Counter;

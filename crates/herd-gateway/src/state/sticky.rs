@@ -1,7 +1,7 @@
 //! Session persistence state that is not carried by the client: the source-IP table.
 //! Cookie modes need no table — the client carries the server id.
 
-use crate::state::shared::ShortMutex as Mutex;
+use crate::state::lock::ShortMutex as Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
