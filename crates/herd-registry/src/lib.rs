@@ -17,6 +17,7 @@ mod api;
 mod dns;
 mod raft;
 mod telemetry;
+pub use telemetry::DEFAULT_MAX_SPANS;
 
 use raft::node::RegistryNode;
 use raft::types::{Node, NodeId};
@@ -51,6 +52,8 @@ pub struct ServerOptions {
     /// a start is refused: anyone reaching the port could rewrite what every agent runs and
     /// take over the cluster's membership.
     pub insecure: bool,
+    /// Spans kept in memory for trace queries (whole traces evicted oldest first).
+    pub trace_spans: usize,
     /// Serve the catalog over DNS (UDP and TCP) on this address; port 0 picks one.
     pub dns: Option<String>,
 }
@@ -250,7 +253,7 @@ async fn serve(
         tokio::net::TcpListener::from_std(std_listener).map_err(RegistryError::Runtime)?;
     let app = api::router(
         node.clone(),
-        telemetry::Telemetry::new(telemetry::DEFAULT_MAX_SPANS),
+        telemetry::Telemetry::new(opts.trace_spans),
         opts.read_token.clone(),
     )
     .into_make_service_with_connect_info::<SocketAddr>();

@@ -30,6 +30,7 @@ impl InProcNode {
             token: None,
             read_token: None,
             insecure: false,
+            trace_spans: herd_registry::DEFAULT_MAX_SPANS,
             dns: None,
         };
         let (ready_tx, ready_rx) = mpsc::channel();

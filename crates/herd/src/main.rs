@@ -91,6 +91,10 @@ enum Command {
         /// Start with no token on an address other machines can reach (refused otherwise).
         #[arg(long)]
         insecure: bool,
+        /// Spans kept in memory for trace queries; whole traces are evicted oldest first
+        /// (a span takes a few hundred bytes). Aggregates do not depend on it.
+        #[arg(long, value_name = "N", default_value_t = herd_registry::DEFAULT_MAX_SPANS)]
+        trace_spans: usize,
         /// Serve the catalog over DNS (UDP and TCP) on this address, e.g. 127.0.0.1:8600.
         #[arg(long, value_name = "ADDR")]
         dns: Option<String>,
@@ -353,6 +357,7 @@ fn main() -> ExitCode {
             token_file,
             read_token_file,
             insecure,
+            trace_spans,
             dns,
         } => (|| {
             let token = match token_file {
@@ -377,6 +382,7 @@ fn main() -> ExitCode {
                     token,
                     read_token,
                     insecure,
+                    trace_spans,
                     dns,
                 },
                 |ready| {

@@ -35,6 +35,7 @@ pub fn run(opts: UpOptions) -> anyhow::Result<()> {
         token: None,
         read_token: None,
         insecure: false,
+        trace_spans: herd_registry::DEFAULT_MAX_SPANS,
         dns: None,
     };
     let server = std::thread::Builder::new()

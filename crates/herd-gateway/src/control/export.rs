@@ -142,7 +142,7 @@ impl Encoder {
             let _ = write!(self.client, "{}", s.client);
             let group = &s.route.group.config;
             let ms = |ns: u64| Attr::Double(ns as f64 / 1e6);
-            let mut attrs = [("", Attr::Int(0)); 18];
+            let mut attrs = [("", Attr::Int(0)); 19];
             let mut n = 0;
             let mut add = |k: &'static str, v| {
                 attrs[n] = (k, v);
@@ -157,6 +157,7 @@ impl Encoder {
             add("http.response.body.size", Attr::Int(s.bytes as i64));
             add("client.address", Attr::Str(&self.client));
             add("herd.listener", Attr::Str(&s.listener));
+            add("http.route", Attr::Str(route_pattern(&s.route)));
             add("herd.route", Attr::Str(&s.route.label));
             add("herd.backend", Attr::Str(&group.name));
             add("herd.complete", Attr::Bool(s.complete));

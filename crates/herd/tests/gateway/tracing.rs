@@ -204,6 +204,7 @@ async fn a_chain_through_the_gateway_is_one_trace_and_the_graph_counts_every_cal
     assert_eq!(attrs["herd.backend"], "c");
     assert_eq!(attrs["http.response.status_code"], 200);
     assert_eq!(attrs["url.path"], "/c");
+    assert_eq!(attrs["http.route"], "/c");
     assert_eq!(attrs["herd.server"], c.addr.to_string());
     for phase in [
         "herd.time.queue_ms",

@@ -225,3 +225,52 @@ async fn what_is_not_otlp_is_refused_with_the_reason() {
         .unwrap();
     assert_eq!(r.status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_spans_bounds_the_spans_kept_not_the_calls_counted() {
+    let dir = TestDir::new("telemetry-bound");
+    std::fs::create_dir_all(&dir.path).unwrap();
+    let mut child = std::process::Command::new(herd_bin())
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--trace-spans",
+            "2",
+            "--data-dir",
+        ])
+        .arg(dir.node("data"))
+        .env_remove("HERD_TOKEN")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let line = herd_testkit::ready_line(&mut child, Duration::from_secs(20)).expect("ready");
+    let ready: Value = serde_json::from_str(&line).unwrap();
+    let addr: std::net::SocketAddr = ready["addr"].as_str().unwrap().parse().unwrap();
+    let api = Api::new(None);
+    for i in 0..3u8 {
+        let r = api
+            .request_with(
+                "POST",
+                addr,
+                "/v1/traces",
+                &[("content-type", "application/json")],
+                spans("kept", i * 10, 1),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    let traces = api
+        .get(addr, "/v1/telemetry/traces?limit=50")
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(traces["traces"].as_array().unwrap().len(), 2, "{traces}");
+    let top = api.get(addr, "/v1/telemetry/top").await.unwrap().json();
+    assert_eq!(calls(&top, "kept"), 3, "{top}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
