@@ -3,6 +3,7 @@
 #![deny(rust_2018_idioms)]
 
 mod agent;
+mod cert;
 mod client;
 mod demo;
 mod deploy;
@@ -267,6 +268,11 @@ enum Command {
         #[arg(long)]
         unhealthy: bool,
     },
+    /// A cluster CA and the certificates it signs: `init`, then `issue` (no openssl).
+    Cert {
+        #[command(subcommand)]
+        cmd: cert::Cert,
+    },
     /// Check a gateway config file and exit: 0 if valid, 2 with every problem listed if not.
     Check {
         #[arg(short, long, value_name = "FILE")]
@@ -349,6 +355,7 @@ fn main() -> ExitCode {
                 .map_err(anyhow::Error::from)
         }
         Command::Check { config } => check(&config),
+        Command::Cert { cmd } => cert::run(cmd),
         Command::Server {
             data_dir,
             listen,

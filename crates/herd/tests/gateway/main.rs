@@ -4,6 +4,7 @@
 
 mod admin_security;
 mod alerts;
+mod cert_cli;
 mod client_http1;
 mod discovery;
 mod failover_health;
