@@ -67,3 +67,62 @@ async fn load_through_the_gateway_scales_a_service_up_and_history_says_why() {
     );
     all_run(&api, &server, "web", 3, "1.0.0").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_instances_report_their_cpu_and_a_cpu_autoscaled_service_scales_down() {
+    let dir = TestDir::new("cluster-autoscale-cpu");
+    let api = Api::default();
+    let server = single_node(&dir, &api).await;
+    let _agent = AgentProc::start(
+        server.addr,
+        dir.node("agent-a"),
+        "node-a",
+        "",
+        "23550-23599",
+    );
+    let manifest = demo_manifest("1.0.0", 2, "").replace("min = 1\nmax = 10", "min = 1\nmax = 3")
+        + "\n[autoscale]\nmetric = \"cpu\"\ntarget = 50\ncooldown = \"1s\"\n";
+    apply(&server, &dir.path, &manifest);
+    // The agents sample each instance's CPU every 5 s; idle demo apps use next to none.
+    let s = eventually(
+        "both instances to report their CPU",
+        Duration::from_secs(30),
+        || async {
+            let s = status(&api, &server, "web").await?;
+            let list = s["instances"].as_array()?;
+            (list.len() == 2 && list.iter().all(|i| i["cpu_percent"].as_f64().is_some()))
+                .then_some(s)
+        },
+    )
+    .await;
+    for i in s["instances"].as_array().unwrap() {
+        let cpu = i["cpu_percent"].as_f64().unwrap();
+        assert!((0.0..50.0).contains(&cpu), "an idle demo app at {cpu}% CPU");
+    }
+    eventually(
+        "web to scale down to instances.min",
+        Duration::from_secs(30),
+        || async {
+            let s = status(&api, &server, "web").await?;
+            (s["count"].as_u64()? == 1).then_some(())
+        },
+    )
+    .await;
+    let history = api
+        .get(server.addr, "/v1/deployments/web/history")
+        .await
+        .unwrap()
+        .json();
+    let change = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["change"].as_str())
+        .find(|c| c.starts_with("autoscale web 1"))
+        .unwrap_or_else(|| panic!("no autoscale in the history: {history}"))
+        .to_string();
+    assert!(
+        change.contains("% CPU over 2 instances") && change.contains("target 50: 1 instances"),
+        "{change}"
+    );
+}
