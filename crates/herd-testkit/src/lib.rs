@@ -19,6 +19,7 @@ pub mod http;
 pub mod inproc;
 pub mod raw_server;
 pub mod registry;
+pub mod serve;
 pub mod traced;
 pub mod webhook;
 

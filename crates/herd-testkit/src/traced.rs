@@ -9,10 +9,9 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -43,15 +42,13 @@ struct State {
 
 impl TracedService {
     pub fn start(name: &str, otlp_url: &str) -> TracedService {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seed = u64::from(addr.port()) << 32 | u64::from(std::process::id());
+        // Distinct span ids across the services of one test process.
+        static STARTED: AtomicU64 = AtomicU64::new(1);
+        let seed = unix_nanos()
+            ^ u64::from(std::process::id()) << 32
+            ^ STARTED
+                .fetch_add(1, Ordering::SeqCst)
+                .wrapping_mul(0xd1b5_4a32_d192_ed03);
         let state = Arc::new(State {
             name: name.to_string(),
             otlp: otlp_url.to_string(),
@@ -62,21 +59,7 @@ impl TracedService {
             ids: AtomicU64::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
         });
         let st = state.clone();
-        runtime.spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let st = st.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| handle(st.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        let (addr, runtime) = crate::serve::http_server(move |req| handle(st.clone(), req));
         TracedService {
             name: name.to_string(),
             addr,
