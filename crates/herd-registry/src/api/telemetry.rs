@@ -185,8 +185,10 @@ async fn gather<T: DeserializeOwned + Send + 'static>(
         let client = node.client.clone();
         let token = node.token.clone();
         asks.spawn(async move {
-            let got = tokio::time::timeout(PEER_TIMEOUT, fetch::<T>(client, url, token)).await;
-            (id, got.ok().flatten())
+            let got =
+                tokio::time::timeout(PEER_TIMEOUT, get_json::<T>(&client, url, token.as_deref()))
+                    .await;
+            (id, got.ok().and_then(Result::ok))
         });
     }
     while let Some(done) = asks.join_next().await {
@@ -204,24 +206,33 @@ async fn gather<T: DeserializeOwned + Send + 'static>(
     (parts, coverage)
 }
 
-async fn fetch<T: DeserializeOwned>(
-    client: crate::raft::network::HttpClient,
+/// GET a JSON answer from a server (a peer, or this one), with the node's token; Err says
+/// why, the status and the answer's text included.
+pub(super) async fn get_json<T: DeserializeOwned>(
+    client: &crate::raft::network::HttpClient,
     url: String,
-    token: Option<String>,
-) -> Option<T> {
+    token: Option<&str>,
+) -> Result<T, String> {
     let mut b = http::Request::get(url);
     if let Some(t) = token {
         b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
     }
-    let resp = client
-        .request(b.body(Full::new(Bytes::new())).ok()?)
+    let req = b.body(Full::new(Bytes::new())).map_err(|e| e.to_string())?;
+    let resp = client.request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
         .await
-        .ok()?;
-    if !resp.status().is_success() {
-        return None;
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(format!(
+            "{status}: {}",
+            String::from_utf8_lossy(&body).trim()
+        ));
     }
-    let body = resp.into_body().collect().await.ok()?.to_bytes();
-    serde_json::from_slice(&body).ok()
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
 }
 
 async fn cluster_dump(

@@ -10,7 +10,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use bytes::Bytes;
 use herd_api::wire::UiSnapshot;
-use http_body_util::{BodyExt, Full};
 use serde::de::DeserializeOwned;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -162,27 +161,11 @@ async fn snapshot(node: &Shared) -> UiSnapshot {
 }
 
 async fn call<T: DeserializeOwned>(node: &Shared, path: &str) -> Result<T, String> {
-    let mut b = http::Request::get(format!("http://{}{path}", node.addr));
-    if let Some(t) = &node.token {
-        b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
-    }
-    let req = b.body(Full::new(Bytes::new())).map_err(|e| e.to_string())?;
-    let resp = tokio::time::timeout(CALL_TIMEOUT, node.client.request(req))
-        .await
-        .map_err(|_| format!("no answer within {CALL_TIMEOUT:?}"))?
-        .map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    if !status.is_success() {
-        return Err(format!(
-            "{status}: {}",
-            String::from_utf8_lossy(&body).trim()
-        ));
-    }
-    serde_json::from_slice(&body).map_err(|e| e.to_string())
+    let url = format!("http://{}{path}", node.addr);
+    tokio::time::timeout(
+        CALL_TIMEOUT,
+        crate::api::telemetry::get_json(&node.client, url, node.token.as_deref()),
+    )
+    .await
+    .map_err(|_| format!("no answer within {CALL_TIMEOUT:?}"))?
 }
