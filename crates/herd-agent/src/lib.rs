@@ -31,6 +31,8 @@ use tokio::task::JoinHandle;
 pub struct AgentOptions {
     pub servers: Vec<String>,
     pub token: Option<String>,
+    /// Speak TLS to the registry with this CA (and certificate, when it has one).
+    pub tls: Option<Arc<herd_api::TlsMaterial>>,
     pub data_dir: PathBuf,
     /// The node's name in the cluster (default: the host name).
     pub name: String,
@@ -49,6 +51,8 @@ pub enum AgentError {
     DataDir { path: String, reason: String },
     #[error("registry: {0}")]
     Registry(#[from] ApiError),
+    #[error("{0}")]
+    Tls(#[from] herd_api::TlsError),
 }
 
 /// How often the agent reads its assignments.
@@ -77,7 +81,8 @@ pub async fn run(
     if left > 0 {
         tracing::info!(count = left, "agent: stopped instances a previous run left");
     }
-    let client = RegistryClient::new(opts.servers.clone(), opts.token.clone());
+    let client =
+        RegistryClient::maybe_tls(opts.servers.clone(), opts.token.clone(), opts.tls.as_ref())?;
     let ports = ports::Ports::new(opts.ports.0, opts.ports.1);
     let node = NodeReport {
         name: opts.name.clone(),

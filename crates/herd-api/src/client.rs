@@ -1,13 +1,16 @@
 //! The client: several registry nodes, failover to the next on a transport error or a
 //! 502/503, answers decoded into [`crate::wire`] types, and watch streams.
 
+use crate::tls::{TlsError, TlsMaterial};
 use crate::wire::{Event, Instance, WatchLine};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +42,9 @@ impl ApiError {
 pub struct RegistryClient {
     servers: Vec<String>,
     token: Option<String>,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// "https" when the client was given the cluster's CA, else "http".
+    scheme: &'static str,
     timeout: Duration,
 }
 
@@ -60,20 +65,97 @@ impl Answer {
 }
 
 impl RegistryClient {
+    /// A client over plain HTTP.
     pub fn new(servers: Vec<String>, token: Option<String>) -> RegistryClient {
+        let plain = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map(|b| {
+            b.with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        });
+        match plain {
+            Ok(config) => RegistryClient::build(servers, token, config, "http"),
+            // ring supports the default protocol versions; this cannot fail.
+            Err(e) => unreachable!("rustls with ring refused its defaults: {e}"),
+        }
+    }
+
+    /// A client over TLS: the servers must present certificates the material's CA signed,
+    /// and the client presents its own when it has one.
+    pub fn with_tls(
+        servers: Vec<String>,
+        token: Option<String>,
+        tls: &Arc<TlsMaterial>,
+    ) -> Result<RegistryClient, TlsError> {
+        Ok(RegistryClient::build(
+            servers,
+            token,
+            tls.client_config()?,
+            "https",
+        ))
+    }
+
+    /// [`RegistryClient::with_tls`] when there is TLS material, else [`RegistryClient::new`].
+    pub fn maybe_tls(
+        servers: Vec<String>,
+        token: Option<String>,
+        tls: Option<&Arc<TlsMaterial>>,
+    ) -> Result<RegistryClient, TlsError> {
+        match tls {
+            Some(tls) => RegistryClient::with_tls(servers, token, tls),
+            None => Ok(RegistryClient::new(servers, token)),
+        }
+    }
+
+    fn build(
+        servers: Vec<String>,
+        token: Option<String>,
+        config: rustls::ClientConfig,
+        scheme: &'static str,
+    ) -> RegistryClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        connector.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
+        // "https://host:port" and "host:port" name the same server; the scheme follows
+        // whether the client has the CA.
+        let servers = servers
+            .into_iter()
+            .map(|s| {
+                s.strip_prefix("https://")
+                    .or_else(|| s.strip_prefix("http://"))
+                    .unwrap_or(&s)
+                    .trim_end_matches('/')
+                    .to_string()
+            })
+            .collect();
         RegistryClient {
             servers,
             token,
             http: Client::builder(TokioExecutor::new()).build(connector),
+            scheme,
             timeout: Duration::from_secs(30),
         }
     }
 
     pub fn servers(&self) -> &[String] {
         &self.servers
+    }
+
+    /// A failed connection in words, with what to do when TLS is the cause.
+    fn explain(&self, e: &(dyn std::error::Error + 'static)) -> String {
+        let reason = crate::tls::error_chain(e);
+        match crate::tls::hint(&reason, self.scheme == "https") {
+            Some(h) => format!("{reason} ({h})"),
+            None => reason,
+        }
     }
 
     fn request(
@@ -85,7 +167,7 @@ impl RegistryClient {
     ) -> Result<http::Request<Full<Bytes>>, ApiError> {
         let mut b = http::Request::builder()
             .method(method)
-            .uri(format!("http://{server}{path_and_query}"));
+            .uri(format!("{}://{server}{path_and_query}", self.scheme));
         if let Some(t) = &self.token {
             b = b.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
         }
@@ -115,7 +197,7 @@ impl RegistryClient {
                 Ok(Err(e)) => {
                     last = Some(ApiError::Unreachable {
                         addr: server.clone(),
-                        reason: e.to_string(),
+                        reason: self.explain(&e),
                     });
                     continue;
                 }
@@ -138,9 +220,7 @@ impl RegistryClient {
                 })?
                 .to_bytes();
             if status >= 400 {
-                let message = serde_json::from_slice::<crate::wire::ErrorBody>(&bytes)
-                    .map(|e| e.error)
-                    .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+                let message = error_message(&bytes);
                 // A node that has no leader right now may be the minority side: try another.
                 if status == 503 || status == 502 {
                     last = Some(ApiError::Status {
@@ -202,6 +282,49 @@ impl RegistryClient {
         Ok((l.revision, l.instances))
     }
 
+    /// Send to the first node that accepts the connection, with no limit on the answer's
+    /// time (a campaign waiting for leadership, a leader watch); a 4xx/5xx answer is an
+    /// error carrying the registry's message. The body is the caller's to read.
+    pub async fn open(
+        &self,
+        method: http::Method,
+        path_and_query: &str,
+        body: impl Into<Bytes>,
+    ) -> Result<(String, http::Response<hyper::body::Incoming>), ApiError> {
+        let body = body.into();
+        let mut last = None;
+        for server in &self.servers {
+            let req = self.request(server, method.clone(), path_and_query, body.clone())?;
+            match self.http.request(req).await {
+                Ok(resp) if resp.status().is_success() => return Ok((server.clone(), resp)),
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let bytes = resp
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    return Err(ApiError::Status {
+                        addr: server.clone(),
+                        status,
+                        message: error_message(&bytes),
+                    });
+                }
+                Err(e) => {
+                    last = Some(ApiError::Unreachable {
+                        addr: server.clone(),
+                        reason: self.explain(&e),
+                    })
+                }
+            }
+        }
+        Err(last.unwrap_or(ApiError::Unreachable {
+            addr: String::new(),
+            reason: "no address given".into(),
+        }))
+    }
+
     /// Open a watch stream (newline-delimited JSON events) on a key or prefix.
     pub async fn watch(
         &self,
@@ -245,7 +368,7 @@ impl RegistryClient {
                 Ok(Err(e)) => {
                     last = Some(ApiError::Unreachable {
                         addr: server.clone(),
-                        reason: e.to_string(),
+                        reason: self.explain(&e),
                     })
                 }
                 Err(_) => {
@@ -301,6 +424,13 @@ impl Watch {
             }
         }
     }
+}
+
+/// The registry's `{"error": ...}` text, else the answer as it came.
+fn error_message(bytes: &[u8]) -> String {
+    serde_json::from_slice::<crate::wire::ErrorBody>(bytes)
+        .map(|e| e.error)
+        .unwrap_or_else(|_| String::from_utf8_lossy(bytes).into_owned())
 }
 
 fn parse_line(line: &[u8]) -> Option<WatchItem> {

@@ -40,6 +40,16 @@ pub struct Registry {
     /// Registry nodes ("host:port"); the next is tried when one does not answer.
     pub servers: Vec<String>,
     pub token: Option<String>,
+    /// Speak TLS to the registry: trust its CA, present a certificate when it wants one.
+    pub tls: Option<RegistryTls>,
+}
+
+/// Paths (resolved against the config file's directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryTls {
+    pub ca: PathBuf,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

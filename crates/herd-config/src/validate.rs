@@ -252,9 +252,40 @@ pub(crate) fn validate(raw: FileConfig, c: &mut Checker) -> Config {
         for (i, s) in r.servers.iter().enumerate() {
             check_host_port(c, &format!("registry.servers[{i}]"), s);
         }
+        let tls = match (r.tls_ca, r.cert, r.key) {
+            (None, None, None) => None,
+            (None, _, _) => {
+                c.fail(
+                    "registry.tls_ca",
+                    "missing: a client certificate needs the cluster's CA too, e.g. \
+                     tls_ca = \"ca.pem\" (herd cert init makes it)",
+                );
+                None
+            }
+            (Some(_), Some(_), None) => {
+                c.fail(
+                    "registry.key",
+                    "missing: cert needs its key, e.g. key = \"gw.key\"",
+                );
+                None
+            }
+            (Some(_), None, Some(_)) => {
+                c.fail(
+                    "registry.cert",
+                    "missing: key needs its certificate, e.g. cert = \"gw.pem\"",
+                );
+                None
+            }
+            (Some(ca), cert, key) => Some(RegistryTls {
+                ca: c.base_dir.join(ca),
+                cert: cert.map(|p| c.base_dir.join(p)),
+                key: key.map(|p| c.base_dir.join(p)),
+            }),
+        };
         Registry {
             servers: r.servers,
             token: r.token,
+            tls,
         }
     });
     let mut backends = BTreeMap::new();

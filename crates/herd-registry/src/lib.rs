@@ -19,6 +19,7 @@ mod raft;
 mod telemetry;
 pub use telemetry::DEFAULT_MAX_SPANS;
 
+use axum::serve::ListenerExt;
 use raft::node::RegistryNode;
 use raft::types::{Node, NodeId};
 use std::collections::BTreeMap;
@@ -56,6 +57,20 @@ pub struct ServerOptions {
     pub trace_spans: usize,
     /// Serve the catalog over DNS (UDP and TCP) on this address; port 0 picks one.
     pub dns: Option<String>,
+    /// Serve clients and peers over TLS, and speak TLS to peers.
+    pub tls: Option<ServerTls>,
+}
+
+/// TLS for a server: its certificate and key, and the cluster's CA, which its peers'
+/// certificates must chain to (and its clients', when they are required).
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    /// Loaded by the caller, who may share it (the controller beside the node presents the
+    /// node's certificate); the node reloads it when its files change.
+    pub material: Arc<herd_api::TlsMaterial>,
+    /// A client must present a certificate the CA signed, else its handshake fails. Peers
+    /// always present theirs.
+    pub require_client_cert: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +91,8 @@ pub enum RegistryError {
          --insecure to run open anyway"
     )]
     Insecure { addr: String },
+    #[error("{0}")]
+    Tls(#[from] herd_api::TlsError),
     #[error("raft: {0}")]
     Raft(String),
     #[error("runtime: {0}")]
@@ -167,7 +184,12 @@ async fn serve(
         .set_nonblocking(true)
         .map_err(RegistryError::Runtime)?;
     let addr = std_listener.local_addr().map_err(RegistryError::Runtime)?;
-    if !addr.ip().is_loopback() && opts.token.is_none() {
+    let tls = opts.tls.as_ref().map(|t| t.material.clone());
+    let client = raft::network::HttpClient::new(tls.as_ref())?;
+    // Only holders of a certificate from the cluster's CA can connect at all: as good a
+    // secret as a token.
+    let closed_by_certs = opts.tls.as_ref().is_some_and(|t| t.require_client_cert);
+    if !addr.ip().is_loopback() && opts.token.is_none() && !closed_by_certs {
         if !opts.insecure {
             return Err(RegistryError::Insecure {
                 addr: addr.to_string(),
@@ -197,7 +219,7 @@ async fn serve(
         Err(_) => {
             let id = match &opts.join {
                 None => 1,
-                Some(via) => ask_node_id(via, opts.token.as_deref()).await?,
+                Some(via) => ask_node_id(&client, via, opts.token.as_deref()).await?,
             };
             NodeFile { id, member: false }
         }
@@ -233,18 +255,24 @@ async fn serve(
     .map_err(|e| RegistryError::Raft(e.to_string()))?;
     let process_id = herd_telemetry::ProcessId::new(addr.port()).to_string();
     let network = raft::network::Network {
-        client: raft::network::http_client(),
+        client: client.clone(),
         token: opts.token.clone(),
     };
-    let raft = openraft::Raft::new(node_file.id, Arc::new(config), network, log_store, sm)
-        .await
-        .map_err(|e| RegistryError::Raft(e.to_string()))?;
+    let raft = openraft::Raft::new(
+        node_file.id,
+        Arc::new(config),
+        network.clone(),
+        log_store,
+        sm,
+    )
+    .await
+    .map_err(|e| RegistryError::Raft(e.to_string()))?;
     let node = Arc::new(RegistryNode::new(
         node_file.id,
         advertised.clone(),
         raft.clone(),
         shared,
-        opts.token.clone(),
+        network.clone(),
         process_id.clone(),
         log_handle,
     ));
@@ -258,13 +286,29 @@ async fn serve(
     )
     .into_make_service_with_connect_info::<SocketAddr>();
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.wait_for(|s| *s).await;
+    let stopped = async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    };
+    let server = match (&tls, &opts.tls) {
+        (Some(material), Some(t)) => {
+            let config = material.server_config(t.require_client_cert)?;
+            // tap_io only so that axum hands handlers the client's address (ConnectInfo).
+            let listener = api::listener::TlsListener::new(listener, Arc::new(config))
+                .map_err(RegistryError::Runtime)?
+                .tap_io(|_| {});
+            spawn_tls_reloader(material.clone(), stop_tx.subscribe());
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await;
             })
-            .await;
-    });
+        }
+        _ => tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await;
+        }),
+    };
 
     if !node_file.member {
         match &opts.join {
@@ -281,7 +325,16 @@ async fn serve(
                     tracing::info!(error = %e, "raft already initialized");
                 }
             }
-            Some(via) => join(via, node_file.id, &advertised, opts.token.as_deref()).await?,
+            Some(via) => {
+                join(
+                    &client,
+                    via,
+                    node_file.id,
+                    &advertised,
+                    opts.token.as_deref(),
+                )
+                .await?
+            }
         }
         node_file.member = true;
         write_node_file(&node_path, &node_file)?;
@@ -303,6 +356,53 @@ async fn serve(
     let _ = raft.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     Ok(())
+}
+
+/// Certificates are rotated in place: read the files again on SIGHUP, or when one of them
+/// changes (checked every 2 s). A file that does not load is logged and the last good
+/// material stays in use.
+fn spawn_tls_reloader(
+    material: Arc<herd_api::TlsMaterial>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "no SIGHUP handler: TLS files are reloaded on change only");
+            None
+        }
+    };
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let asked = tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = async {
+                    match hup.as_mut() {
+                        Some(h) => { h.recv().await; }
+                        None => std::future::pending::<()>().await,
+                    }
+                } => true,
+                _ = tick.tick() => false,
+            };
+            if !asked && !material.changed() {
+                continue;
+            }
+            match material.reload() {
+                Ok(()) => tracing::info!(
+                    cert = ?material.files().cert,
+                    ca = %material.files().ca.display(),
+                    "TLS files reloaded"
+                ),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "TLS files not reloaded; the last good certificate stays in use"
+                ),
+            }
+        }
+    });
 }
 
 fn write_node_file(path: &std::path::Path, f: &NodeFile) -> Result<(), RegistryError> {
@@ -332,15 +432,31 @@ async fn wait_for_stop([mut term, mut int]: [tokio::signal::unix::Signal; 2]) {
     }
 }
 
+/// Why a call to the cluster being joined failed, and whether asking again could help: a
+/// refused certificate or token will be refused again.
+struct JoinFailure {
+    reason: String,
+    permanent: bool,
+}
+
+impl From<String> for JoinFailure {
+    fn from(reason: String) -> JoinFailure {
+        JoinFailure {
+            reason,
+            permanent: false,
+        }
+    }
+}
+
 async fn call_json(
+    client: &raft::network::HttpClient,
     via: &str,
     path: &str,
     body: serde_json::Value,
     token: Option<&str>,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, JoinFailure> {
     use http_body_util::BodyExt;
-    let client = raft::network::http_client();
-    let mut b = http::Request::post(format!("http://{via}{path}"))
+    let mut b = http::Request::post(client.url(via, path))
         .header(http::header::CONTENT_TYPE, "application/json");
     if let Some(t) = token {
         b = b.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
@@ -353,7 +469,16 @@ async fn call_json(
     let resp = tokio::time::timeout(Duration::from_secs(60), client.request(req))
         .await
         .map_err(|_| "timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| {
+            let reason = herd_api::tls::error_chain(&e);
+            JoinFailure {
+                reason: match herd_api::tls::hint(&reason, client.is_tls()) {
+                    Some(h) => format!("{reason} ({h})"),
+                    None => reason,
+                },
+                permanent: herd_api::tls::tls_failure(&e).is_some(),
+            }
+        })?;
     let status = resp.status();
     let bytes = resp
         .into_body()
@@ -362,41 +487,50 @@ async fn call_json(
         .map_err(|e| e.to_string())?
         .to_bytes();
     if !status.is_success() {
-        return Err(format!("{status}: {}", String::from_utf8_lossy(&bytes)));
+        return Err(JoinFailure {
+            reason: format!("{status}: {}", String::from_utf8_lossy(&bytes)),
+            permanent: matches!(status.as_u16(), 401 | 403),
+        });
     }
-    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+    serde_json::from_slice(&bytes).map_err(|e| e.to_string().into())
 }
 
 /// Retry for a while: the cluster may be electing a leader right now.
 async fn with_retries<T>(
     via: &str,
-    mut f: impl FnMut()
-        -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, String>> + Send>>,
+    mut f: impl FnMut() -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<T, JoinFailure>> + Send>,
+    >,
 ) -> Result<T, RegistryError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         match f().await {
             Ok(v) => return Ok(v),
-            Err(e) if tokio::time::Instant::now() > deadline => {
+            Err(e) if e.permanent || tokio::time::Instant::now() > deadline => {
                 return Err(RegistryError::Join {
                     via: via.to_string(),
-                    reason: e,
+                    reason: e.reason,
                 })
             }
             Err(e) => {
-                tracing::info!(via, error = %e, "join: retrying");
+                tracing::info!(via, error = %e.reason, "join: retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
     }
 }
 
-async fn ask_node_id(via: &str, token: Option<&str>) -> Result<NodeId, RegistryError> {
+async fn ask_node_id(
+    client: &raft::network::HttpClient,
+    via: &str,
+    token: Option<&str>,
+) -> Result<NodeId, RegistryError> {
     let (via_s, token) = (via.to_string(), token.map(str::to_string));
     let v = with_retries(via, || {
-        let (via, token) = (via_s.clone(), token.clone());
+        let (via, token, client) = (via_s.clone(), token.clone(), client.clone());
         Box::pin(async move {
             call_json(
+                &client,
                 &via,
                 "/raft/node-id",
                 serde_json::json!(null),
@@ -412,12 +546,20 @@ async fn ask_node_id(via: &str, token: Option<&str>) -> Result<NodeId, RegistryE
     })
 }
 
-async fn join(via: &str, id: NodeId, addr: &str, token: Option<&str>) -> Result<(), RegistryError> {
+async fn join(
+    client: &raft::network::HttpClient,
+    via: &str,
+    id: NodeId,
+    addr: &str,
+    token: Option<&str>,
+) -> Result<(), RegistryError> {
     let (via_s, addr, token) = (via.to_string(), addr.to_string(), token.map(str::to_string));
     with_retries(via, || {
-        let (via, addr, token) = (via_s.clone(), addr.clone(), token.clone());
+        let (via, addr, token, client) =
+            (via_s.clone(), addr.clone(), token.clone(), client.clone());
         Box::pin(async move {
             call_json(
+                &client,
                 &via,
                 "/v1/cluster/members",
                 serde_json::to_value(herd_api::wire::JoinRequest { id: Some(id), addr })

@@ -32,6 +32,7 @@ impl InProcNode {
             insecure: false,
             trace_spans: herd_registry::DEFAULT_MAX_SPANS,
             dns: None,
+            tls: None,
         };
         let (ready_tx, ready_rx) = mpsc::channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();

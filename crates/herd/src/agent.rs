@@ -88,6 +88,7 @@ pub fn run(a: AgentArgs) -> anyhow::Result<()> {
     let opts = herd_agent::AgentOptions {
         servers: a.target.servers(),
         token: a.target.token(),
+        tls: a.target.tls()?,
         data_dir: a.data_dir.clone(),
         name,
         labels: labels(&a.labels)?,
@@ -140,7 +141,11 @@ pub async fn interrupted() {
 
 /// The controller of a `herd server`, on its own thread and runtime: it is a client of the
 /// registry beside it (over HTTP, as any other) and campaigns to be the one that acts.
-pub fn start_controller(addr: String, token: Option<String>) {
+pub fn start_controller(
+    addr: String,
+    token: Option<String>,
+    tls: Option<std::sync::Arc<herd_api::TlsMaterial>>,
+) {
     let spawned = std::thread::Builder::new()
         .name("herd-controller".into())
         .spawn(move || {
@@ -153,7 +158,17 @@ pub fn start_controller(addr: String, token: Option<String>) {
                 );
                 return;
             };
-            let client = herd_api::RegistryClient::new(vec![addr.clone()], token);
+            let client = match herd_api::RegistryClient::maybe_tls(
+                vec![addr.clone()],
+                token,
+                tls.as_ref(),
+            ) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "controller: this server will not control");
+                    return;
+                }
+            };
             rt.block_on(herd_controller::run(client, addr));
         });
     if let Err(e) = spawned {

@@ -29,6 +29,8 @@ pub struct Target {
     /// The bearer token, from the first line of this file.
     #[arg(long, global = true, value_name = "FILE", env = "HERD_TOKEN_FILE")]
     token_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    tls: crate::tls_args::ClientTls,
 }
 
 #[derive(Subcommand)]
@@ -202,7 +204,19 @@ impl Target {
             .split(',')
             .map(|s| s.trim().to_string())
             .collect();
-        RegistryClient::new(servers, self.token())
+        let tls = self.tls().unwrap_or_else(|e| {
+            eprintln!("herd: {e:#}");
+            std::process::exit(2);
+        });
+        RegistryClient::maybe_tls(servers, self.token(), tls.as_ref()).unwrap_or_else(|e| {
+            eprintln!("herd: {e}");
+            std::process::exit(2);
+        })
+    }
+
+    /// The TLS material of --tls-ca/--cert/--key, none for plain HTTP.
+    pub fn tls(&self) -> anyhow::Result<Option<std::sync::Arc<herd_api::TlsMaterial>>> {
+        self.tls.material()
     }
 
     pub fn servers(&self) -> Vec<String> {
@@ -232,82 +246,35 @@ pub fn run(target: Target, call: Call) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let servers = target
-        .server
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .collect();
+    let client = target.client();
     let long = Servers {
-        list: servers,
-        token: target.token(),
+        client: client.clone(),
     };
-    let client = RegistryClient::new(long.list.clone(), long.token.clone());
     rt.block_on(dispatch(&client, &long, call))
 }
 
-/// The nodes and token, for calls that may stay open longer than a `RegistryClient` call
-/// may take (a campaign waiting for leadership, a leader watch).
+/// The client for calls that may stay open longer than a `RegistryClient` call may take
+/// (a campaign waiting for leadership, a leader watch).
 struct Servers {
-    list: Vec<String>,
-    token: Option<String>,
+    client: RegistryClient,
 }
 
 impl Servers {
-    /// Send to the first node that accepts the connection, with no limit on the answer's
-    /// time; a 4xx/5xx answer is an error carrying the registry's message.
     async fn open(
         &self,
         method: Method,
         path: &str,
         body: String,
     ) -> anyhow::Result<(String, hyper::Response<hyper::body::Incoming>)> {
-        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        connector.set_connect_timeout(Some(std::time::Duration::from_secs(2)));
-        let http: hyper_util::client::legacy::Client<_, http_body_util::Full<Bytes>> =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build(connector);
-        let mut last = None;
-        for server in &self.list {
-            let mut b = http::Request::builder()
-                .method(method.clone())
-                .uri(format!("http://{server}{path}"));
-            if let Some(t) = &self.token {
-                b = b.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
-            }
-            let req = b.body(http_body_util::Full::new(Bytes::from(body.clone())))?;
-            match http.request(req).await {
-                Ok(resp) if resp.status().is_success() => return Ok((server.clone(), resp)),
-                Ok(resp) => {
-                    let status = resp.status();
-                    let bytes = http_body_util::BodyExt::collect(resp.into_body())
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    let msg = serde_json::from_slice::<herd_api::wire::ErrorBody>(&bytes)
-                        .map(|e| e.error)
-                        .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
-                    return Err(herd_api::ApiError::Status {
-                        addr: server.clone(),
-                        status: status.as_u16(),
-                        message: msg,
-                    }
-                    .into());
+        self.client
+            .open(method, path, body)
+            .await
+            .map_err(|e| match e {
+                herd_api::ApiError::Unreachable { .. } => {
+                    anyhow::Error::from(e).context("no registry node answered; check --server")
                 }
-                Err(e) => {
-                    last = Some(herd_api::ApiError::Unreachable {
-                        addr: server.clone(),
-                        reason: e.to_string(),
-                    })
-                }
-            }
-        }
-        Err(
-            anyhow::Error::from(last.unwrap_or(herd_api::ApiError::Unreachable {
-                addr: String::new(),
-                reason: "no address given".into(),
-            }))
-            .context("no registry node answered; check --server"),
-        )
+                e => e.into(),
+            })
     }
 }
 

@@ -10,6 +10,7 @@ mod deploy;
 mod exit;
 mod keep;
 mod telemetry;
+mod tls_args;
 mod up;
 
 // Every request allocates a little (hyper's header maps, body channels, timers); mimalloc's
@@ -99,6 +100,8 @@ enum Command {
         /// Serve the catalog over DNS (UDP and TCP) on this address, e.g. 127.0.0.1:8600.
         #[arg(long, value_name = "ADDR")]
         dns: Option<String>,
+        #[command(flatten)]
+        tls: tls_args::ServerTls,
     },
     /// Read and write keys: get, put, del, ls, watch.
     Kv {
@@ -366,6 +369,7 @@ fn main() -> ExitCode {
             insecure,
             trace_spans,
             dns,
+            tls,
         } => (|| {
             let token = match token_file {
                 Some(f) => Some(read_token_file_at(&f)?),
@@ -381,6 +385,8 @@ fn main() -> ExitCode {
                 );
             }
             let controller_token = token.clone();
+            let tls = tls.options()?;
+            let controller_tls = tls.as_ref().map(|t| t.material.clone());
             herd_registry::run(
                 herd_registry::ServerOptions {
                     data_dir,
@@ -391,9 +397,14 @@ fn main() -> ExitCode {
                     insecure,
                     trace_spans,
                     dns,
+                    tls,
                 },
                 |ready| {
-                    agent::start_controller(ready.addr.to_string(), controller_token);
+                    agent::start_controller(
+                        ready.addr.to_string(),
+                        controller_token,
+                        controller_tls,
+                    );
                     let mut out = std::io::stdout().lock();
                     let _ = writeln!(out, "{}", ready.to_json());
                     let _ = out.flush();

@@ -37,6 +37,7 @@ pub fn run(opts: UpOptions) -> anyhow::Result<()> {
         insecure: false,
         trace_spans: herd_registry::DEFAULT_MAX_SPANS,
         dns: None,
+        tls: None,
     };
     let server = std::thread::Builder::new()
         .name("herd-server".into())
@@ -58,7 +59,7 @@ pub fn run(opts: UpOptions) -> anyhow::Result<()> {
     // gateway port must not follow a line that told a supervisor we were ready.
     let registry_ready = ready.to_json();
     let registry = ready.addr.to_string();
-    crate::agent::start_controller(registry.clone(), None);
+    crate::agent::start_controller(registry.clone(), None, None);
     let agent = start_agent(&registry, &opts.data_dir)?;
     let text = gateway_toml(&registry, &opts.listen, &opts.admin, &opts.service);
     let source = herd_gateway::ConfigSource::Text {
@@ -108,6 +109,7 @@ fn start_agent(
     let opts = herd_agent::AgentOptions {
         servers: vec![registry.to_string()],
         token: None,
+        tls: None,
         data_dir: data_dir.join("agent"),
         name: "local".into(),
         labels: Default::default(),

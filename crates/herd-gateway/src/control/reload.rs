@@ -125,8 +125,17 @@ impl Shared {
         let Some(registry) = &snap.config.registry else {
             return;
         };
-        let client =
-            herd_api::RegistryClient::new(registry.servers.clone(), registry.token.clone());
+        let client = match herd_api::RegistryClient::maybe_tls(
+            registry.servers.clone(),
+            registry.token.clone(),
+            snap.registry_tls.as_ref(),
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "registry: cannot set up TLS; services are not followed");
+                return;
+            }
+        };
         for (name, b) in &snap.config.backends {
             if let Some(service) = &b.service {
                 tasks.push(control::discovery::spawn(

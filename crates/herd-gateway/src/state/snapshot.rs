@@ -234,6 +234,9 @@ pub struct Snapshot {
     pub groups: HashMap<String, Arc<Group>>,
     /// Same order as `config.listeners`.
     pub listeners: Vec<ListenerState>,
+    /// The CA (and certificate) for reaching the registry over TLS, read when the config
+    /// was, so a file that does not load refuses the config rather than failing later.
+    pub registry_tls: Option<Arc<herd_api::TlsMaterial>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -248,6 +251,8 @@ pub enum BuildError {
     AccessLog { listener: String, reason: String },
     #[error("{0}")]
     Certificate(#[from] crate::state::certs::CertError),
+    #[error("registry: {0}")]
+    RegistryTls(#[from] herd_api::TlsError),
 }
 
 fn resolve(backend: &str, addr: &str) -> Result<SocketAddr, BuildError> {
@@ -397,11 +402,23 @@ impl Snapshot {
                     .collect(),
             });
         }
+        let registry_tls = match config.registry.as_ref().and_then(|r| r.tls.as_ref()) {
+            Some(t) => Some(herd_api::TlsMaterial::load(herd_api::TlsFiles {
+                ca: t.ca.clone(),
+                cert: t.cert.clone(),
+                key: t.key.clone(),
+                ca_flag: "registry.tls_ca",
+                cert_flag: "registry.cert",
+                key_flag: "registry.key",
+            })?),
+            None => None,
+        };
         let snap = Snapshot {
             revision,
             config,
             groups,
             listeners,
+            registry_tls,
         };
         let now = crate::clock::now_ms();
         for g in snap.groups.values() {

@@ -14,6 +14,7 @@ mod error;
 mod ids;
 mod kv;
 mod lease;
+pub mod listener;
 mod lock;
 mod metrics;
 mod peer;

@@ -181,7 +181,9 @@ async fn gather<T: DeserializeOwned + Send + 'static>(
         if id == node.id {
             continue;
         }
-        let url = format!("http://{addr}{path_and_query}{sep}scope=local");
+        let url = node
+            .client
+            .url(&addr, &format!("{path_and_query}{sep}scope=local"));
         let client = node.client.clone();
         let token = node.token.clone();
         asks.spawn(async move {

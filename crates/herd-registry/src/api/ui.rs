@@ -161,7 +161,7 @@ async fn snapshot(node: &Shared) -> UiSnapshot {
 }
 
 async fn call<T: DeserializeOwned>(node: &Shared, path: &str) -> Result<T, String> {
-    let url = format!("http://{}{path}", node.addr);
+    let url = node.client.url(&node.addr, path);
     tokio::time::timeout(
         CALL_TIMEOUT,
         crate::api::telemetry::get_json(&node.client, url, node.token.as_deref()),

@@ -6,8 +6,10 @@
 
 use crate::raft::types::{Node, NodeId, TypeConfig};
 use bytes::Bytes;
+use herd_api::{TlsError, TlsMaterial};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::{connect::HttpConnector, Client, ResponseFuture};
 use hyper_util::rt::TokioExecutor;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -20,17 +22,65 @@ use openraft::raft::{
 use openraft::{SnapshotMeta, Vote};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::sync::Arc;
 use std::time::Duration;
 
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// How a node speaks to its peers (and to itself): plain HTTP, or TLS with the node's own
+/// certificate as its client certificate and the cluster's CA as the only trust.
+#[derive(Clone)]
+pub struct HttpClient {
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    scheme: &'static str,
+}
 
-pub fn http_client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(1)));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(connector)
+impl HttpClient {
+    pub fn new(tls: Option<&Arc<TlsMaterial>>) -> Result<HttpClient, TlsError> {
+        let (config, scheme) = match tls {
+            Some(tls) => (tls.client_config()?, "https"),
+            None => (
+                rustls::ClientConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| TlsError {
+                    flag: "--tls-ca",
+                    path: String::new(),
+                    reason: e.to_string(),
+                })?
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+                "http",
+            ),
+        };
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(1)));
+        connector.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
+        Ok(HttpClient {
+            http: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(connector),
+            scheme,
+        })
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.scheme == "https"
+    }
+
+    /// The URL of `path` (with its query) on the node at `addr`.
+    pub fn url(&self, addr: &str, path: &str) -> String {
+        format!("{}://{addr}{path}", self.scheme)
+    }
+
+    pub fn request(&self, req: http::Request<Full<Bytes>>) -> ResponseFuture {
+        self.http.request(req)
+    }
 }
 
 #[derive(Clone)]
@@ -153,7 +203,7 @@ impl Peer {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let mut builder = http::Request::post(format!("http://{}{}", self.addr, path))
+        let mut builder = http::Request::post(self.client.url(&self.addr, path))
             .header(http::header::CONTENT_TYPE, content_type);
         if let Some(t) = &self.token {
             builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {t}"));

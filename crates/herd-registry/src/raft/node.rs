@@ -2,7 +2,7 @@
 //! writes and linearizable reads forwarded to the leader when this node is not it.
 
 use crate::raft::batch::Proposed;
-use crate::raft::network::{http_client, HttpClient};
+use crate::raft::network::HttpClient;
 use crate::raft::state_machine::SharedState;
 use crate::raft::types::{Node, NodeId, Raft};
 use bytes::Bytes;
@@ -79,15 +79,16 @@ impl RegistryNode {
         addr: String,
         raft: Raft,
         state: Arc<SharedState>,
-        token: Option<String>,
+        peers: crate::raft::network::Network,
         process_id: String,
         log: crate::raft::log_store::LogStore,
     ) -> RegistryNode {
+        let crate::raft::network::Network { client, token } = peers;
         RegistryNode {
             id,
             addr,
             state,
-            client: http_client(),
+            client,
             token,
             leases: Mutex::new(LeaseClock::new()),
             process_id,
@@ -190,7 +191,7 @@ impl RegistryNode {
             reason,
         };
         let bytes = serde_json::to_vec(body).map_err(|e| err(e.to_string()))?;
-        let mut b = http::Request::post(format!("http://{addr}{path}"))
+        let mut b = http::Request::post(self.client.url(addr, path))
             .header(http::header::CONTENT_TYPE, "application/json");
         if let Some(t) = &self.token {
             b = b.header(http::header::AUTHORIZATION, format!("Bearer {t}"));

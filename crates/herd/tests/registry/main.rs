@@ -12,6 +12,7 @@ mod election;
 mod errors;
 mod single_node;
 mod telemetry;
+mod tls;
 
 use herd_testkit::http::Reply;
 use serde_json::Value;
