@@ -81,6 +81,9 @@ pub async fn run(
     if left > 0 {
         tracing::info!(count = left, "agent: stopped instances a previous run left");
     }
+    if let Some(tls) = &opts.tls {
+        tls.watch();
+    }
     let client =
         RegistryClient::maybe_tls(opts.servers.clone(), opts.token.clone(), opts.tls.as_ref())?;
     let ports = ports::Ports::new(opts.ports.0, opts.ports.1);

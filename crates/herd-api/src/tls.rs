@@ -137,6 +137,53 @@ impl TlsMaterial {
         Ok(config)
     }
 
+    /// Rotate in place: read the files again when one of them changes (looked at every
+    /// 2 s) or on SIGHUP, for as long as anyone holds this material. A file that does not
+    /// load is logged once per change and the last good material stays in use.
+    pub fn watch(self: &Arc<Self>) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let weak = Arc::downgrade(self);
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "no SIGHUP handler: TLS files are reloaded on change only");
+                None
+            }
+        };
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let asked = tokio::select! {
+                    _ = async {
+                        match hup.as_mut() {
+                            Some(h) => { h.recv().await; }
+                            None => std::future::pending::<()>().await,
+                        }
+                    } => true,
+                    _ = tick.tick() => false,
+                };
+                let Some(material) = weak.upgrade() else {
+                    return;
+                };
+                if !asked && !material.changed() {
+                    continue;
+                }
+                match material.reload() {
+                    Ok(()) => tracing::info!(
+                        cert = ?material.files.cert,
+                        ca = %material.files.ca.display(),
+                        "TLS files reloaded"
+                    ),
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "TLS files not reloaded; the last good certificate stays in use"
+                    ),
+                }
+            }
+        });
+    }
+
     fn error_ca(&self, reason: String) -> TlsError {
         TlsError {
             flag: self.files.ca_flag,

@@ -296,7 +296,7 @@ async fn serve(
             let listener = api::listener::TlsListener::new(listener, Arc::new(config))
                 .map_err(RegistryError::Runtime)?
                 .tap_io(|_| {});
-            spawn_tls_reloader(material.clone(), stop_tx.subscribe());
+            material.watch();
             tokio::spawn(async move {
                 let _ = axum::serve(listener, app)
                     .with_graceful_shutdown(stopped)
@@ -356,53 +356,6 @@ async fn serve(
     let _ = raft.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     Ok(())
-}
-
-/// Certificates are rotated in place: read the files again on SIGHUP, or when one of them
-/// changes (checked every 2 s). A file that does not load is logged and the last good
-/// material stays in use.
-fn spawn_tls_reloader(
-    material: Arc<herd_api::TlsMaterial>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = %e, "no SIGHUP handler: TLS files are reloaded on change only");
-            None
-        }
-    };
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(2));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let asked = tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
-                _ = async {
-                    match hup.as_mut() {
-                        Some(h) => { h.recv().await; }
-                        None => std::future::pending::<()>().await,
-                    }
-                } => true,
-                _ = tick.tick() => false,
-            };
-            if !asked && !material.changed() {
-                continue;
-            }
-            match material.reload() {
-                Ok(()) => tracing::info!(
-                    cert = ?material.files().cert,
-                    ca = %material.files().ca.display(),
-                    "TLS files reloaded"
-                ),
-                Err(e) => tracing::error!(
-                    error = %e,
-                    "TLS files not reloaded; the last good certificate stays in use"
-                ),
-            }
-        }
-    });
 }
 
 fn write_node_file(path: &std::path::Path, f: &NodeFile) -> Result<(), RegistryError> {
