@@ -77,9 +77,18 @@ pub async fn run(
         reason: e.to_string(),
     })?;
     let ledger = process::Ledger::open(&dir);
-    let left = process::stop_survivors(&ledger, Duration::from_secs(10)).await;
-    if left > 0 {
-        tracing::info!(count = left, "agent: stopped instances a previous run left");
+    // What a previous run left running: adopted when still assigned here as it is, else
+    // stopped, once the assignments are known.
+    let mut left: HashMap<String, process::Recorded> = ledger
+        .survivors()
+        .into_iter()
+        .map(|r| (r.instance.clone(), r))
+        .collect();
+    if !left.is_empty() {
+        tracing::info!(
+            count = left.len(),
+            "agent: a previous run left instances running; adopting those still assigned here"
+        );
     }
     if let Some(tls) = &opts.tls {
         tls.watch();
@@ -121,7 +130,15 @@ pub async fn run(
     tokio::pin!(shutdown);
     loop {
         match assignments(&client, &opts.name).await {
-            Ok(list) => reconcile(&ctx, list, &mut running, &mut stopping),
+            Ok(list) => {
+                reconcile(&ctx, list, &mut running, &mut stopping, &mut left);
+                for (_, r) in left.drain() {
+                    let ctx = ctx.clone();
+                    stopping.push(tokio::spawn(async move {
+                        process::stop_left(&ctx.ledger, &r, Duration::from_secs(10)).await;
+                    }));
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "agent: cannot read assignments; keeping what runs")
             }
@@ -153,6 +170,7 @@ fn reconcile(
     list: Vec<Assignment>,
     running: &mut HashMap<String, Running>,
     stopping: &mut Vec<JoinHandle<()>>,
+    left: &mut HashMap<String, process::Recorded>,
 ) {
     let wanted: HashMap<String, Assignment> =
         list.into_iter().map(|a| (a.instance.clone(), a)).collect();
@@ -172,9 +190,23 @@ fn reconcile(
         if running.contains_key(&id) {
             continue;
         }
-        tracing::info!(instance = %id, service = %a.service, version = %a.version, "agent: assigned here; starting");
+        // Adopt a process a previous run left only if it runs exactly this assignment.
+        let adopt = match left.remove(&id) {
+            Some(r) if r.version == a.version && r.manifest == a.manifest => Some(r),
+            Some(r) => {
+                let ctx = ctx.clone();
+                stopping.push(tokio::spawn(async move {
+                    process::stop_left(&ctx.ledger, &r, Duration::from_secs(10)).await;
+                }));
+                None
+            }
+            None => None,
+        };
+        if adopt.is_none() {
+            tracing::info!(instance = %id, service = %a.service, version = %a.version, "agent: assigned here; starting");
+        }
         let (stop, rx) = watch::channel(false);
-        let task = tokio::spawn(instance::run(ctx.clone(), a, rx));
+        let task = tokio::spawn(instance::run(ctx.clone(), a, rx, adopt));
         running.insert(id, Running { stop, task });
     }
 }

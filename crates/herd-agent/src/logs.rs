@@ -1,109 +1,74 @@
-//! An instance's stdout and stderr, each copied to a file of bounded size: when a file
-//! would pass `max_bytes` it becomes `.1` (the older ones `.2` … up to `keep`, the oldest
-//! dropped), so a chatty service can never fill the agent's disk.
+//! An instance's stdout and stderr go straight into files the agent opens for it in append
+//! mode, so the process keeps writing while the agent itself restarts (and then adopts it).
+//! The agent keeps each file bounded: past `max_bytes` it is copied to `.1` (older copies
+//! shift to `.2` … up to `keep`, the oldest dropped) and emptied in place — the process's
+//! descriptor stays valid and its appends land at the new end. What is written between the
+//! copy and the emptying is lost, as with logrotate's copytruncate; a file may pass the
+//! bound by what the process writes in one look (every second).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use std::time::Duration;
 
 pub const MAX_BYTES: u64 = 10 << 20;
 pub const KEEP: u32 = 3;
+const LOOK_EVERY: Duration = Duration::from_secs(1);
 
-pub struct Rotating {
-    path: PathBuf,
-    max_bytes: u64,
-    keep: u32,
-    file: Option<tokio::fs::File>,
-    size: u64,
+/// A log file for a child's stdout or stderr: created with its directory, opened to append.
+pub fn open_for_child(path: &Path) -> std::io::Result<std::fs::File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
 }
 
-impl Rotating {
-    pub async fn open(path: PathBuf, max_bytes: u64, keep: u32) -> std::io::Result<Rotating> {
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await?;
-        }
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .await?;
-        let size = file.metadata().await?.len();
-        Ok(Rotating {
-            path,
-            max_bytes,
-            keep,
-            file: Some(file),
-            size,
-        })
-    }
-
-    fn numbered(&self, n: u32) -> PathBuf {
-        let mut p = self.path.clone().into_os_string();
-        p.push(format!(".{n}"));
-        PathBuf::from(p)
-    }
-
-    async fn rotate(&mut self) -> std::io::Result<()> {
-        if let Some(mut f) = self.file.take() {
-            f.flush().await?;
-        }
-        let _ = tokio::fs::remove_file(self.numbered(self.keep)).await;
-        for n in (1..self.keep).rev() {
-            let _ = tokio::fs::rename(self.numbered(n), self.numbered(n + 1)).await;
-        }
-        if self.keep > 0 {
-            tokio::fs::rename(&self.path, self.numbered(1)).await?;
-        } else {
-            tokio::fs::remove_file(&self.path).await?;
-        }
-        self.file = Some(
-            tokio::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .await?,
-        );
-        self.size = 0;
-        Ok(())
-    }
-
-    pub async fn write(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
-        while !bytes.is_empty() {
-            if self.size >= self.max_bytes {
-                self.rotate().await?;
-            }
-            let room = (self.max_bytes - self.size).max(1) as usize;
-            let (now, rest) = bytes.split_at(room.min(bytes.len()));
-            if let Some(f) = self.file.as_mut() {
-                f.write_all(now).await?;
-            }
-            self.size += now.len() as u64;
-            bytes = rest;
-        }
-        // tokio's File completes writes on a blocking thread: flush, so what a process
-        // wrote is on disk when someone reads the log (and not lost if we are killed).
-        if let Some(f) = self.file.as_mut() {
-            f.flush().await?;
-        }
-        Ok(())
-    }
+fn numbered(path: &Path, n: u32) -> PathBuf {
+    let mut p = path.to_path_buf().into_os_string();
+    p.push(format!(".{n}"));
+    PathBuf::from(p)
 }
 
-/// Copy a child's pipe into a rotating file until the pipe closes.
-pub async fn copy(mut from: impl AsyncRead + Unpin, to: PathBuf) {
-    let Ok(mut out) = Rotating::open(to.clone(), MAX_BYTES, KEEP).await else {
-        tracing::warn!(path = %to.display(), "agent: cannot open the log file; output dropped");
-        return;
+/// Rotate `path` when it holds `max_bytes` or more; true when it did.
+pub fn rotate_if_over(path: &Path, max_bytes: u64, keep: u32) -> std::io::Result<bool> {
+    let size = match std::fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(_) => return Ok(false),
     };
-    let mut buf = vec![0u8; 16 * 1024];
+    if size < max_bytes {
+        return Ok(false);
+    }
+    if keep > 0 {
+        let _ = std::fs::remove_file(numbered(path, keep));
+        for n in (1..keep).rev() {
+            let _ = std::fs::rename(numbered(path, n), numbered(path, n + 1));
+        }
+        let mut copy = std::fs::File::create(numbered(path, 1))?;
+        let mut from = std::fs::File::open(path)?;
+        std::io::copy(&mut from, &mut copy)?;
+        copy.flush()?;
+    }
+    std::fs::OpenOptions::new().write(true).open(path)?.set_len(0)?;
+    Ok(true)
+}
+
+/// Keep these files bounded until the task is aborted.
+pub async fn keep_bounded(paths: [PathBuf; 2]) {
+    let mut tick = tokio::time::interval(LOOK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                if out.write(&buf[..n]).await.is_err() {
-                    return;
+        tick.tick().await;
+        let paths = paths.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            for p in &paths {
+                if let Err(e) = rotate_if_over(p, MAX_BYTES, KEEP) {
+                    tracing::warn!(path = %p.display(), error = %e, "agent: cannot rotate the log file");
                 }
             }
-        }
+        });
+        let _ = done.await;
     }
 }
 
@@ -120,23 +85,29 @@ pub fn paths(dir: &Path, service: &str, instance: &str) -> (PathBuf, PathBuf) {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn files_rotate_at_the_limit_and_keep_only_so_many() {
+    #[test]
+    fn a_file_past_its_bound_is_copied_aside_and_emptied_under_the_writer() {
         let dir = std::env::temp_dir().join(format!("herd-logs-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let path = dir.join("x.log");
-        let mut r = Rotating::open(path.clone(), 10, 2).await.unwrap();
-        r.write(b"0123456789abcdefghij").await.unwrap(); // 20 bytes: one full file, one rotated
-        r.write(b"KLMNO").await.unwrap();
-        r.write(b"pqrstuvwxyz").await.unwrap(); // 11 more: 5 fill the file, it rotates
-        drop(r);
+        // The child's descriptor: it stays open across every rotation.
+        let mut child = open_for_child(&path).unwrap();
+        child.write_all(b"0123456789").unwrap();
+        assert!(rotate_if_over(&path, 10, 2).unwrap());
+        child.write_all(b"abcdefghijKL").unwrap();
+        assert!(rotate_if_over(&path, 10, 2).unwrap());
+        child.write_all(b"mnopq").unwrap();
+        assert!(!rotate_if_over(&path, 10, 2).unwrap(), "5 bytes: under the bound");
+        child.write_all(b"rstuv").unwrap();
+        assert!(rotate_if_over(&path, 10, 2).unwrap());
+        child.write_all(b"w").unwrap();
         let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
-        assert_eq!(read(path.clone()), "uvwxyz");
-        assert_eq!(read(dir.join("x.log.1")), "KLMNOpqrst");
-        assert_eq!(read(dir.join("x.log.2")), "abcdefghij");
+        assert_eq!(read(path.clone()), "w", "appends land at the emptied file's start");
+        assert_eq!(read(dir.join("x.log.1")), "mnopqrstuv");
+        assert_eq!(read(dir.join("x.log.2")), "abcdefghijKL");
         assert!(
             !dir.join("x.log.3").exists(),
-            "only two old files are kept: 0123456789 is gone"
+            "only two copies are kept: 0123456789 is gone"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -44,6 +44,12 @@ impl Ports {
         None
     }
 
+    /// Hold a port an adopted instance already listens on; false when another instance
+    /// of this agent holds it.
+    pub fn claim(&self, p: u16) -> bool {
+        self.state.lock().is_ok_and(|mut g| g.1.insert(p))
+    }
+
     pub fn release(&self, ports: impl IntoIterator<Item = u16>) {
         if let Ok(mut g) = self.state.lock() {
             for p in ports {

@@ -13,6 +13,22 @@ pub fn start_time(pid: u32) -> Option<u64> {
     after.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Whether the process recorded as (`pid`, `start_time`) still runs: the pid was not
+/// reused, and it is not a zombie waiting for a parent to reap it (a process this agent
+/// adopted is not its child, and whoever inherited it may never reap it).
+pub fn running(pid: u32, start: u64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return false;
+    };
+    let mut f = after.split_whitespace();
+    let state = f.next().unwrap_or("");
+    let started: Option<u64> = f.nth(18).and_then(|t| t.parse().ok());
+    state != "Z" && started == Some(start)
+}
+
 /// User plus system CPU time `pid` has used, in clock ticks (fields 14 and 15 of
 /// /proc/<pid>/stat); the process itself, not its children.
 pub fn cpu_ticks(pid: u32) -> Option<u64> {
@@ -59,12 +75,23 @@ pub fn signal_number(s: herd_agent_core::manifest::StopSignal) -> i32 {
     }
 }
 
-/// One process the agent started, as recorded on disk.
+/// One process the agent started, as recorded on disk: enough to find it again, and to
+/// tell whether it still runs what is assigned (the same version of the same manifest),
+/// so a restarted agent can adopt it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Recorded {
     pub instance: String,
     pub pid: u32,
     pub start_time: u64,
+    #[serde(default)]
+    pub version: String,
+    /// The assignment's manifest text, exactly.
+    #[serde(default)]
+    pub manifest: String,
+    #[serde(default)]
+    pub ports: std::collections::BTreeMap<String, u16>,
+    #[serde(default)]
+    pub restarts: u32,
 }
 
 /// The file of the processes this agent runs, rewritten whole on every change.
@@ -90,7 +117,7 @@ impl Ledger {
     pub fn survivors(&self) -> Vec<Recorded> {
         let list = self.entries.lock().map(|e| e.clone()).unwrap_or_default();
         list.into_iter()
-            .filter(|r| start_time(r.pid) == Some(r.start_time))
+            .filter(|r| running(r.pid, r.start_time))
             .collect()
     }
 
@@ -101,12 +128,13 @@ impl Ledger {
         });
     }
 
-    pub fn remove(&self, instance: &str) {
-        self.change(|e| e.retain(|x| x.instance != instance));
+    /// Forget this very process (not a newer one of the same instance).
+    pub fn remove_record(&self, r: &Recorded) {
+        self.change(|e| e.retain(|x| !(x.instance == r.instance && x.pid == r.pid)));
     }
 
-    pub fn clear(&self) {
-        self.change(Vec::clear);
+    pub fn remove(&self, instance: &str) {
+        self.change(|e| e.retain(|x| x.instance != instance));
     }
 
     fn change(&self, f: impl FnOnce(&mut Vec<Recorded>)) {
@@ -124,32 +152,19 @@ impl Ledger {
     }
 }
 
-/// Stop what a previous run of the agent left running (it was killed, or the machine's
-/// agent was restarted): the stop signal, then SIGKILL after `grace`. The controller
-/// decides afresh what runs here; starting anew beats adopting a process whose pipes,
-/// health and catalog entry nobody tended meanwhile.
-pub async fn stop_survivors(ledger: &Ledger, grace: std::time::Duration) -> usize {
-    let survivors = ledger.survivors();
-    for r in &survivors {
-        tracing::info!(instance = %r.instance, pid = r.pid, "agent: stopping an instance left by a previous run");
-        signal_group(r.pid, libc::SIGTERM);
-    }
+/// Stop a process a previous run of the agent left running that is no longer wanted
+/// here: the stop signal to its group, then SIGKILL after `grace`.
+pub async fn stop_left(ledger: &Ledger, r: &Recorded, grace: std::time::Duration) {
+    tracing::info!(instance = %r.instance, pid = r.pid, "agent: stopping an instance left by a previous run");
+    signal_group(r.pid, libc::SIGTERM);
     let deadline = tokio::time::Instant::now() + grace;
-    while survivors
-        .iter()
-        .any(|r| start_time(r.pid) == Some(r.start_time))
-        && tokio::time::Instant::now() < deadline
-    {
+    while running(r.pid, r.start_time) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    for r in survivors
-        .iter()
-        .filter(|r| start_time(r.pid) == Some(r.start_time))
-    {
+    if running(r.pid, r.start_time) {
         signal_group(r.pid, libc::SIGKILL);
     }
-    ledger.clear();
-    survivors.len()
+    ledger.remove_record(r);
 }
 
 #[cfg(test)]
@@ -161,6 +176,8 @@ mod tests {
         let me = std::process::id();
         let t = start_time(me).expect("this process has a start time");
         assert_eq!(start_time(me), Some(t), "it does not change");
+        assert!(running(me, t));
+        assert!(!running(me, t + 1), "another start time is another process");
         assert_eq!(start_time(u32::MAX - 1), None);
         assert!(
             !signal_group(0, 0) && !signal_group(1, 0),

@@ -120,8 +120,15 @@ enum Ended {
     Stop,
 }
 
-/// Run the assigned instance until `stop` turns true.
-pub async fn run(ctx: Arc<Ctx>, a: Assignment, mut stop: watch::Receiver<bool>) {
+/// Run the assigned instance until `stop` turns true. With `adopt`, its process is
+/// already running, left by a previous run of this agent (which checked it runs this very
+/// assignment): it is watched, not started.
+pub async fn run(
+    ctx: Arc<Ctx>,
+    a: Assignment,
+    mut stop: watch::Receiver<bool>,
+    adopt: Option<Recorded>,
+) {
     let mut life = Life {
         ctx: ctx.clone(),
         report: InstanceReport {
@@ -153,12 +160,13 @@ pub async fn run(ctx: Arc<Ctx>, a: Assignment, mut stop: watch::Receiver<bool>) 
         Err(e) => life.set(State::Failed, format!("manifest: {e}")).await,
         Ok(m) => {
             life.set(State::Provision, "").await;
-            match provision(&ctx, &m, &a, &mut held).await {
+            let given = adopt.as_ref().map(|r| &r.ports);
+            match provision(&ctx, &m, &a, &mut held, given).await {
                 Err(e) => life.set(State::Failed, e).await,
                 Ok((launch, ports)) => {
                     life.report.ports = ports.iter().cloned().collect();
                     life.report.port = ports.first().map(|(_, p)| *p);
-                    supervise(&mut life, &m, &launch, &mut stop).await;
+                    supervise(&mut life, &m, &launch, &a.manifest, &mut stop, adopt).await;
                 }
             }
         }
@@ -179,14 +187,22 @@ async fn provision(
     m: &Manifest,
     a: &Assignment,
     held: &mut Vec<u16>,
+    given: Option<&std::collections::BTreeMap<String, u16>>,
 ) -> Result<(Launch, Vec<(String, u16)>), String> {
     let workdir = prepare::files(&ctx.dir, m).await?;
     let mut ports = Vec::new();
     for name in &m.run.ports {
-        let p = ctx.ports.take().ok_or_else(|| {
-            let [lo, hi] = ctx.ports.range();
-            format!("no free port left in the agent's range {lo}-{hi}")
-        })?;
+        // An adopted process listens where it was told to: keep its ports.
+        let p = match given.and_then(|g| g.get(name)) {
+            Some(&p) => {
+                ctx.ports.claim(p);
+                p
+            }
+            None => ctx.ports.take().ok_or_else(|| {
+                let [lo, hi] = ctx.ports.range();
+                format!("no free port left in the agent's range {lo}-{hi}")
+            })?,
+        };
         held.push(p);
         ports.push((name.clone(), p));
     }
@@ -199,23 +215,57 @@ async fn provision(
 }
 
 fn spawn(ctx: &Ctx, service: &str, instance: &str, l: &Launch) -> std::io::Result<Child> {
-    let mut child = Command::new(&l.program)
+    let (out, err) = logs::paths(&ctx.dir, service, instance);
+    Command::new(&l.program)
         .args(&l.args)
         .envs(l.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .current_dir(&l.workdir)
         .process_group(0)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let (out, err) = logs::paths(&ctx.dir, service, instance);
-    if let Some(o) = child.stdout.take() {
-        tokio::spawn(logs::copy(o, out));
+        .stdout(logs::open_for_child(&out)?)
+        .stderr(logs::open_for_child(&err)?)
+        .spawn()
+}
+
+/// An instance's process: one this agent started (its child), or one a previous run of
+/// the agent started and this one adopted — not its child, so watched through /proc and
+/// its exit status unknown.
+enum Proc {
+    Child(Child),
+    Adopted { pid: u32, start_time: u64 },
+}
+
+impl Proc {
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Proc::Child(c) => c.id(),
+            Proc::Adopted { pid, start_time } => {
+                process::running(*pid, *start_time).then_some(*pid)
+            }
+        }
     }
-    if let Some(e) = child.stderr.take() {
-        tokio::spawn(logs::copy(e, err));
+
+    /// Until the process ends; how it ended.
+    async fn wait(&mut self) -> String {
+        match self {
+            Proc::Child(c) => describe(c.wait().await),
+            Proc::Adopted { pid, start_time } => {
+                while process::running(*pid, *start_time) {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                "exited (adopted from a previous run of the agent: its status is unknown)".into()
+            }
+        }
     }
-    Ok(child)
+}
+
+/// Aborts a task when dropped: the log keeper lives as long as its instance's supervision.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn describe(status: std::io::Result<ExitStatus>) -> String {
@@ -229,16 +279,38 @@ fn describe(status: std::io::Result<ExitStatus>) -> String {
     }
 }
 
-async fn supervise(life: &mut Life, m: &Manifest, l: &Launch, stop: &mut watch::Receiver<bool>) {
+async fn supervise(
+    life: &mut Life,
+    m: &Manifest,
+    l: &Launch,
+    manifest_text: &str,
+    stop: &mut watch::Receiver<bool>,
+    mut adopt: Option<Recorded>,
+) {
     let ctx = life.ctx.clone();
     let a_service = life.report.service.clone();
     let a_id = life.report.id.clone();
+    let (out, err) = logs::paths(&ctx.dir, &a_service, &a_id);
+    let _logs = AbortOnDrop(tokio::spawn(logs::keep_bounded([out, err])));
     let mut crashes = Crashes::default();
+    if let Some(r) = &adopt {
+        crashes.restarts = r.restarts;
+        life.report.restarts = r.restarts;
+    }
     loop {
-        let ended = match spawn(&ctx, &a_service, &a_id, l) {
+        let adopted = adopt.take().map(|r| Proc::Adopted {
+            pid: r.pid,
+            start_time: r.start_time,
+        });
+        let was_adopted = adopted.is_some();
+        let started = match adopted {
+            Some(p) => Ok(p),
+            None => spawn(&ctx, &a_service, &a_id, l).map(Proc::Child),
+        };
+        let ended = match started {
             Err(e) => Ended::Exited(format!("could not start {}: {e}", l.program.display())),
-            Ok(mut child) => {
-                let pid = child.id();
+            Ok(mut proc) => {
+                let pid = proc.pid();
                 life.report.pid = pid;
                 if let Some(pid) = pid {
                     if let Some(start_time) = process::start_time(pid) {
@@ -246,12 +318,19 @@ async fn supervise(life: &mut Life, m: &Manifest, l: &Launch, stop: &mut watch::
                             instance: a_id.clone(),
                             pid,
                             start_time,
+                            version: life.report.version.clone(),
+                            manifest: manifest_text.to_string(),
+                            ports: life.report.ports.clone(),
+                            restarts: crashes.restarts,
                         });
                     }
                 }
-                let ended = watch_process(life, m, &mut child, stop).await;
+                if was_adopted {
+                    tracing::info!(instance = %a_id, ?pid, "agent: adopted the instance's running process");
+                }
+                let ended = watch_process(life, m, &mut proc, stop, was_adopted).await;
                 if let Ended::Stop = ended {
-                    stop_process(life, m, &mut child).await;
+                    stop_process(life, m, &mut proc).await;
                     ctx.ledger.remove(&a_id);
                     return;
                 }
@@ -309,8 +388,9 @@ const CPU_SAMPLE_EVERY: Duration = Duration::from_secs(5);
 async fn watch_process(
     life: &mut Life,
     m: &Manifest,
-    child: &mut Child,
+    child: &mut Proc,
     stop: &mut watch::Receiver<bool>,
+    adopted: bool,
 ) -> Ended {
     let mut lease = life.ctx.lease.clone();
     let check = m.health.clone().and_then(|h| {
@@ -327,7 +407,11 @@ async fn watch_process(
         .as_ref()
         .map_or(Duration::from_secs(3600), |(h, _)| h.interval);
     let mut tick = tokio::time::interval(interval);
-    let (mut passes, mut fails) = (0u32, 0u32);
+    // An adopted process was serving a moment ago: one passing probe puts it back.
+    let (mut passes, mut fails) = match (&check, adopted) {
+        (Some((h, _)), true) => (h.healthy_threshold.saturating_sub(1), 0u32),
+        _ => (0u32, 0u32),
+    };
     // CPU is sampled (and written) only for a service that autoscales on it.
     let cpu_metric = m
         .autoscale
@@ -337,7 +421,7 @@ async fn watch_process(
     loop {
         tokio::select! {
             _ = cpu_tick.tick(), if cpu_metric => {
-                let Some(ticks) = child.id().and_then(crate::process::cpu_ticks) else { continue };
+                let Some(ticks) = child.pid().and_then(crate::process::cpu_ticks) else { continue };
                 let now = std::time::Instant::now();
                 if let Some((at, before)) = cpu_last {
                     let secs = now.duration_since(at).as_secs_f64();
@@ -348,7 +432,7 @@ async fn watch_process(
                 }
                 cpu_last = Some((now, ticks));
             }
-            status = child.wait() => return Ended::Exited(describe(status)),
+            why = child.wait() => return Ended::Exited(why),
             _ = wait_true(stop) => return Ended::Stop,
             changed = lease.changed() => {
                 if changed.is_ok() {
@@ -388,15 +472,15 @@ async fn watch_process(
 
 /// Out of the catalog, drained, the stop signal to the whole group, SIGKILL after
 /// `stop_timeout`.
-async fn stop_process(life: &mut Life, m: &Manifest, child: &mut Child) {
+async fn stop_process(life: &mut Life, m: &Manifest, child: &mut Proc) {
     life.set(State::Destroy, "").await;
     let was_serving = life.in_catalog;
     life.leave_catalog().await;
     if was_serving {
         tokio::time::sleep(DRAIN).await;
     }
-    let Some(pid) = child.id() else {
-        return; // already reaped
+    let Some(pid) = child.pid() else {
+        return; // already gone
     };
     process::signal_group(pid, process::signal_number(m.run.stop_signal));
     if tokio::time::timeout(m.run.stop_timeout, child.wait())
