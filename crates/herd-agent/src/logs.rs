@@ -50,7 +50,10 @@ pub fn rotate_if_over(path: &Path, max_bytes: u64, keep: u32) -> std::io::Result
         std::io::copy(&mut from, &mut copy)?;
         copy.flush()?;
     }
-    std::fs::OpenOptions::new().write(true).open(path)?.set_len(0)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .set_len(0)?;
     Ok(true)
 }
 
@@ -97,12 +100,19 @@ mod tests {
         child.write_all(b"abcdefghijKL").unwrap();
         assert!(rotate_if_over(&path, 10, 2).unwrap());
         child.write_all(b"mnopq").unwrap();
-        assert!(!rotate_if_over(&path, 10, 2).unwrap(), "5 bytes: under the bound");
+        assert!(
+            !rotate_if_over(&path, 10, 2).unwrap(),
+            "5 bytes: under the bound"
+        );
         child.write_all(b"rstuv").unwrap();
         assert!(rotate_if_over(&path, 10, 2).unwrap());
         child.write_all(b"w").unwrap();
         let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
-        assert_eq!(read(path.clone()), "w", "appends land at the emptied file's start");
+        assert_eq!(
+            read(path.clone()),
+            "w",
+            "appends land at the emptied file's start"
+        );
         assert_eq!(read(dir.join("x.log.1")), "mnopqrstuv");
         assert_eq!(read(dir.join("x.log.2")), "abcdefghijKL");
         assert!(

@@ -19,6 +19,8 @@ pub struct AgentProc {
     pub ports: String,
     pub ready: Value,
     pub stderr_path: PathBuf,
+    /// `--lease-ttl`, seconds.
+    pub lease_ttl: String,
 }
 
 impl AgentProc {
@@ -56,6 +58,32 @@ impl AgentProc {
             labels: labels.into(),
             ports: ports.into(),
             ready: Value::Null,
+            lease_ttl: "2".into(),
+        };
+        a.spawn();
+        a
+    }
+
+    /// The same on a lease of `ttl_s` seconds: long enough for a restart to find its
+    /// instances still assigned.
+    pub fn start_with_lease(
+        server: SocketAddr,
+        dir: PathBuf,
+        name: &str,
+        ports: &str,
+        ttl_s: u32,
+    ) -> AgentProc {
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut a = AgentProc {
+            child: None,
+            stderr_path: dir.join("agent.stderr.log"),
+            name: name.into(),
+            dir,
+            servers: server.to_string(),
+            labels: String::new(),
+            ports: ports.into(),
+            ready: Value::Null,
+            lease_ttl: ttl_s.to_string(),
         };
         a.spawn();
         a
@@ -81,7 +109,7 @@ impl AgentProc {
                 "--ports",
                 &self.ports,
             ])
-            .args(["--lease-ttl", "2"])
+            .args(["--lease-ttl", &self.lease_ttl])
             .env_remove("HERD_TOKEN")
             .env_remove("HERD_DATA_DIR")
             .env_remove("HERD_SERVER")

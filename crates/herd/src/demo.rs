@@ -117,6 +117,15 @@ pub fn app(listen: Option<String>, version: &str, unhealthy: bool) -> anyhow::Re
                                 .status(status)
                                 .body(Full::new(Bytes::from_static(b"ok\n")))
                         } else {
+                            // An access line on stdout (what an operator reads with `herd
+                            // logs`); a closed stdout is not a reason to stop answering.
+                            use std::io::Write;
+                            let _ = writeln!(
+                                std::io::stdout().lock(),
+                                "{} {}",
+                                req.method(),
+                                req.uri().path()
+                            );
                             hyper::Response::builder().body(Full::new(Bytes::from(answer)))
                         };
                         Ok::<_, Infallible>(resp.unwrap_or_default())

@@ -2,6 +2,7 @@
 //! two or three `herd agent`s on this machine with their own data dirs and labels, real
 //! service processes (`herd demo-app`), and a real gateway following the catalog.
 
+mod adopt;
 mod artifact;
 mod autoscale;
 mod deploy;
