@@ -87,8 +87,9 @@ pub enum RegistryError {
     #[error(
         "{addr} can be reached from other machines and no token is set: anyone who can reach \
          it could read and change everything, deployments and membership included; set an \
-         admin token (--token-file, see docs/security.md), listen on 127.0.0.1, or pass \
-         --insecure to run open anyway"
+         admin token (--token-file), or require client certificates (--tls-cert/--tls-key/\
+         --tls-ca with --tls-client-auth required; see docs/security.md), listen on \
+         127.0.0.1, or pass --insecure to run open anyway"
     )]
     Insecure { addr: String },
     #[error("{0}")]

@@ -103,6 +103,12 @@ pub async fn auth(
             } else if st.read_token.as_deref().is_some_and(presents) {
                 Role::Read
             } else {
+                // Refused writes are worth a line (someone tried to change the cluster,
+                // joining it included); refused reads would only drown them.
+                if !is_read(&method, &path) {
+                    let client = client_of(&req);
+                    tracing::warn!(target: "herd::audit", role = "none", %method, %path, %client, status = 401, "refused");
+                }
                 return ApiError(
                     StatusCode::UNAUTHORIZED,
                     "missing or wrong bearer token; send Authorization: Bearer <token>".into(),

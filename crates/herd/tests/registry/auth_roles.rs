@@ -106,6 +106,22 @@ async fn the_read_token_reads_the_admin_token_writes_and_writes_are_audited() {
         .await
         .unwrap();
     assert_eq!(r.status, 403, "a read token may not change membership");
+    // Anonymous membership changes: a join (add) and a removal, both refused.
+    let r = anon
+        .request(
+            "POST",
+            s.addr,
+            "/v1/cluster/members",
+            "{\"id\":9,\"addr\":\"127.0.0.1:1\"}",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401, "an anonymous member add");
+    let r = anon
+        .request("DELETE", s.addr, "/v1/cluster/members/1", "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401, "an anonymous member removal");
     assert_eq!(adm.put(s.addr, "k", "v").await.unwrap().status, 200);
     assert_eq!(reader.get(s.addr, "/v1/kv/k").await.unwrap().status, 200);
     assert_eq!(reader.get(s.addr, "/metrics").await.unwrap().status, 200);
@@ -170,6 +186,12 @@ async fn the_read_token_reads_the_admin_token_writes_and_writes_are_audited() {
             .iter()
             .any(|l| l.contains("read") && l.contains("403")),
         "the refused write is logged: {audit:#?}"
+    );
+    assert!(
+        audit.iter().any(|l| l.contains("/v1/cluster/members")
+            && l.contains("401")
+            && l.contains("role=\"none\"")),
+        "the anonymous membership change is logged: {audit:#?}"
     );
     assert!(!log.contains("admin-secret"), "a token reached the log");
 }

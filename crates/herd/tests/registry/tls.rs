@@ -384,3 +384,35 @@ async fn a_rotated_certificate_is_served_without_a_restart_and_a_broken_one_is_n
     );
     assert!(s.log().contains("TLS files reloaded"), "{}", s.log());
 }
+
+#[test]
+fn a_reachable_address_needs_client_certificates_required_or_a_token() {
+    let dir = TestDir::new("registry-tls-reachable");
+    let p = pki(&dir.node("pki"), &["n1"]);
+    // 0.0.0.0: reachable from other machines; nothing is sent off this one.
+    let start = |auth: &str, data: &str| {
+        let log = dir.node(&format!("{data}.log"));
+        let mut child = Command::new(herd_bin())
+            .args(["server", "--listen", "0.0.0.0:0", "--data-dir"])
+            .arg(dir.node(data))
+            .args(["--tls-cert", &format!("{p}/n1.pem")])
+            .args(["--tls-key", &format!("{p}/n1.key")])
+            .args(["--tls-ca", &format!("{p}/ca.pem")])
+            .args(["--tls-client-auth", auth])
+            .env_remove("HERD_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let ready = herd_testkit::ready_line(&mut child, Duration::from_secs(20)).is_ok();
+        let _ = child.kill();
+        let _ = child.wait();
+        (ready, std::fs::read_to_string(&log).unwrap_or_default())
+    };
+    let (ready, log) = start("required", "required");
+    assert!(ready, "only certificate holders get in: {log}");
+    let (ready, log) = start("optional", "optional");
+    assert!(!ready, "anyone may connect and no token is set: {log}");
+    assert!(log.contains("--insecure"), "{log}");
+}
