@@ -164,6 +164,7 @@ impl RegistryClient {
         method: http::Method,
         path_and_query: &str,
         body: Bytes,
+        content_type: &str,
     ) -> Result<http::Request<Full<Bytes>>, ApiError> {
         let mut b = http::Request::builder()
             .method(method)
@@ -172,7 +173,7 @@ impl RegistryClient {
             b = b.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
         }
         if !body.is_empty() {
-            b = b.header(http::header::CONTENT_TYPE, "application/json");
+            b = b.header(http::header::CONTENT_TYPE, content_type);
         }
         b.body(Full::new(body)).map_err(|e| ApiError::Decode {
             addr: server.to_string(),
@@ -188,10 +189,28 @@ impl RegistryClient {
         path_and_query: &str,
         body: impl Into<Bytes>,
     ) -> Result<Answer, ApiError> {
+        self.call_as(method, path_and_query, body, "application/json")
+            .await
+    }
+
+    /// [`RegistryClient::call`] with a body that is not JSON (a TOML manifest or rule file).
+    pub async fn call_as(
+        &self,
+        method: http::Method,
+        path_and_query: &str,
+        body: impl Into<Bytes>,
+        content_type: &str,
+    ) -> Result<Answer, ApiError> {
         let body = body.into();
         let mut last = None;
         for server in &self.servers {
-            let req = self.request(server, method.clone(), path_and_query, body.clone())?;
+            let req = self.request(
+                server,
+                method.clone(),
+                path_and_query,
+                body.clone(),
+                content_type,
+            )?;
             let resp = match tokio::time::timeout(self.timeout, self.http.request(req)).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => {
@@ -294,7 +313,13 @@ impl RegistryClient {
         let body = body.into();
         let mut last = None;
         for server in &self.servers {
-            let req = self.request(server, method.clone(), path_and_query, body.clone())?;
+            let req = self.request(
+                server,
+                method.clone(),
+                path_and_query,
+                body.clone(),
+                "application/json",
+            )?;
             match self.http.request(req).await {
                 Ok(resp) if resp.status().is_success() => return Ok((server.clone(), resp)),
                 Ok(resp) => {
@@ -338,7 +363,7 @@ impl RegistryClient {
         }
         let mut last = None;
         for server in &self.servers {
-            let req = self.request(server, http::Method::GET, &q, Bytes::new())?;
+            let req = self.request(server, http::Method::GET, &q, Bytes::new(), "")?;
             match tokio::time::timeout(Duration::from_secs(5), self.http.request(req)).await {
                 Ok(Ok(resp)) if resp.status().is_success() => {
                     return Ok(Watch {

@@ -195,7 +195,10 @@ async fn reconcile_while_leading(client: &RegistryClient, l: &Leadership) -> Res
                 percent_encode(&format!("auto-revert {} -> {}: {}", r.from, r.to, r.reason)),
                 fence_query(l)
             );
-            if let Err(e) = client.call(Method::PUT, &path, r.manifest.clone()).await {
+            if let Err(e) = client
+                .call_as(Method::PUT, &path, r.manifest.clone(), "application/toml")
+                .await
+            {
                 tracing::warn!(service = %r.service, error = %e, "controller: the revert was refused");
             }
         }

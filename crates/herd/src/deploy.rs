@@ -89,12 +89,27 @@ async fn dispatch(target: Target, call: Call) -> anyhow::Result<()> {
         Call::Apply(a) => {
             let text = std::fs::read_to_string(&a.file)
                 .map_err(|e| Usage(format!("cannot read {}: {e}", a.file.display())))?;
+            let file = a.file.display().to_string();
+            // A .json file is a manifest in JSON: sent as such, checked as its TOML.
+            let json = a.file.extension().is_some_and(|x| x == "json");
+            let (toml, content_type) = if json {
+                let t = herd_agent_core::manifest::json_to_toml(text.as_bytes(), &file)
+                    .map_err(|e| Usage(e.to_string()))?;
+                (t, "application/json")
+            } else {
+                (text.clone(), "application/toml")
+            };
             // Refused here with the file's own name before anything is sent.
-            let m = herd_agent_core::parse_manifest(&text, &a.file.display().to_string())
-                .map_err(|e| Usage(e.to_string()))?;
+            let m =
+                herd_agent_core::parse_manifest(&toml, &file).map_err(|e| Usage(e.to_string()))?;
             let q = if a.dry_run { "?dry_run" } else { "" };
             let answer = c
-                .call(Method::PUT, &format!("/v1/deployments/{}{q}", m.name), text)
+                .call_as(
+                    Method::PUT,
+                    &format!("/v1/deployments/{}{q}", m.name),
+                    text,
+                    content_type,
+                )
                 .await?;
             let r: ChangeAnswer = answer.json()?;
             if a.dry_run {

@@ -114,7 +114,9 @@ async fn dispatch(target: Target, call: Call) -> anyhow::Result<()> {
             // Refused here with the file's own name before anything is sent.
             let rules = herd_config::parse_alert_rules(&text, &file.display().to_string())
                 .map_err(|e| Usage(e.to_string()))?;
-            let answer = c.call(Method::PUT, "/v1/alerts/rules", text).await?;
+            let answer = c
+                .call_as(Method::PUT, "/v1/alerts/rules", text, "application/toml")
+                .await?;
             eprintln!(
                 "herd: {} alert rule(s) stored; the controller evaluates them every 2 s",
                 rules.rules.len()

@@ -47,6 +47,36 @@ pub fn valid_service_name(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
+/// A manifest written as JSON — the same keys and shapes as the TOML (`{"name": "web",
+/// "run": {"command": "..."}, ...}`) — as TOML text, which is what is stored and parsed:
+/// one definition of a manifest, whichever way it was sent.
+pub fn json_to_toml(json: &[u8], file: &str) -> Result<String, ManifestError> {
+    let fail = |reason: String| ManifestError {
+        file: file.to_string(),
+        problems: vec![Problem {
+            field: String::new(),
+            reason,
+        }],
+    };
+    let value: toml::Value = serde_json::from_slice(json).map_err(|e| {
+        let reason = e.to_string();
+        if reason.contains("invalid type: null") {
+            fail(format!(
+                "{reason}: JSON null has no meaning in a manifest; leave the key out"
+            ))
+        } else {
+            fail(format!("not a JSON manifest: {reason}"))
+        }
+    })?;
+    if !value.is_table() {
+        return Err(fail(
+            "a JSON manifest is one object: {\"name\": ..., \"version\": ..., \"run\": {...}}"
+                .into(),
+        ));
+    }
+    toml::to_string(&value).map_err(|e| fail(format!("cannot be written as TOML: {e}")))
+}
+
 /// Parse and validate a manifest. `file` names the source in error messages.
 pub fn parse_manifest(text: &str, file: &str) -> Result<Manifest, ManifestError> {
     let fail = |problems| ManifestError {

@@ -299,3 +299,33 @@ fn autoscale_needs_room_and_canaries_need_instances() {
     assert!(!valid_service_name(&"a".repeat(64)));
     assert!(valid_service_name("db-proxy2"));
 }
+
+#[test]
+fn a_json_manifest_means_what_the_same_toml_means() {
+    let toml_form = parse_manifest(FULL, "api.toml").unwrap();
+    // The same manifest, each table an object, written the way a JSON client would.
+    let table: toml::Table = FULL.parse().unwrap();
+    let json = serde_json::to_vec(&table).unwrap();
+    let text = json_to_toml(&json, "api.json").unwrap();
+    assert_eq!(parse_manifest(&text, "api.json").unwrap(), toml_form);
+
+    let null = json_to_toml(br#"{"name": "api", "artifact": null}"#, "api.json").unwrap_err();
+    assert!(null.to_string().contains("leave the key out"), "{null}");
+    let list = json_to_toml(br#"["name", "api"]"#, "api.json").unwrap_err();
+    assert!(list.to_string().contains("one object"), "{list}");
+    let broken = json_to_toml(br#"{"name": "api""#, "api.json").unwrap_err();
+    assert!(
+        broken
+            .to_string()
+            .starts_with("api.json: not a JSON manifest"),
+        "{broken}"
+    );
+    // A wrong key is named like in TOML.
+    let text = json_to_toml(
+        br#"{"name": "api", "version": "1.0.0", "run": {"comand": "x"}}"#,
+        "api.json",
+    )
+    .unwrap();
+    let e = parse_manifest(&text, "api.json").unwrap_err().to_string();
+    assert!(e.contains("run.comand"), "{e}");
+}

@@ -468,3 +468,89 @@ fn alive(pid: u32) -> bool {
         })
         .unwrap_or(false)
 }
+
+/// The demo service as a JSON manifest: the TOML's keys, each table an object.
+fn json_manifest(version: &str, count: u32) -> String {
+    serde_json::json!({
+        "name": "web",
+        "version": version,
+        "run": {
+            "command": herd_bin(),
+            "args": ["demo-app", "--version", version],
+            "ports": ["http"],
+            "stop_timeout": "5s"
+        },
+        "instances": {"count": count, "min": 1, "max": 4},
+        "health": {"kind": "http", "path": "/healthz", "interval": "200ms", "timeout": "200ms",
+                   "healthy_threshold": 1, "unhealthy_threshold": 2},
+        "update": {"max_parallel": 1, "min_healthy_time": "500ms", "healthy_deadline": "30s"}
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_manifest_deploys_through_the_api_and_the_cli_like_its_toml() {
+    let dir = TestDir::new("cluster-json");
+    let api = Api::default();
+    let server = single_node(&dir, &api).await;
+    let _agent = AgentProc::start(server.addr, dir.node("agent"), "node-a", "", "23560-23599");
+    let json = [("content-type", "application/json")];
+    let r = api
+        .request_with(
+            "PUT",
+            server.addr,
+            "/v1/deployments/web",
+            &json,
+            json_manifest("1.0.0", 2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    all_run(&api, &server, "web", 2, "1.0.0").await;
+
+    // A mistake is named by its field, as in TOML; JSON's null is refused with the fix.
+    let bad = json_manifest("1.0.1", 2)
+        .replace("\"healthy_threshold\":1", "\"healthy_threshold\":\"one\"");
+    assert!(bad.contains("\"one\""), "the replacement applies: {bad}");
+    let r = api
+        .request_with("PUT", server.addr, "/v1/deployments/web", &json, bad)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains("health.healthy_threshold"),
+        "{}",
+        r.text()
+    );
+    let r = api
+        .request_with(
+            "PUT",
+            server.addr,
+            "/v1/deployments/web",
+            &json,
+            r#"{"name": "web", "artifact": null}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("leave the key out"), "{}", r.text());
+
+    // The CLI takes a .json file too, and the update rolls like any other.
+    let file = dir.path.join("web.json");
+    std::fs::write(&file, json_manifest("2.0.0", 2)).unwrap();
+    let out = std::process::Command::new(herd_bin())
+        .args(["apply", "-f"])
+        .arg(&file)
+        .args(["--server", &server.addr.to_string()])
+        .env_remove("HERD_SERVER")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    all_run(&api, &server, "web", 2, "2.0.0").await;
+    let d = status(&api, &server, "web").await.unwrap();
+    assert_eq!(d["version"], "2.0.0", "{d}");
+}

@@ -255,17 +255,31 @@ fn check_depends(
     ))
 }
 
-/// `PUT /v1/deployments/<name>[?dry_run]`, the manifest (TOML) as the body.
+/// `PUT /v1/deployments/<name>[?dry_run]`, the manifest as the body: TOML, or JSON with
+/// the same keys when the content type says `application/json` (kept as TOML).
 pub async fn apply(
     State(node): State<Shared>,
     Path(name): Path<String>,
     Query(q): Params,
+    headers: axum::http::HeaderMap,
     RequestBody(body): RequestBody,
 ) -> ApiResult {
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| bad("the manifest is not UTF-8 text; send the TOML file as the body"))?;
-    let m = parse_manifest(text, &format!("{name}.toml"))
-        .map_err(|e| bad(format!("manifest refused:\n{e}")))?;
+    let json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    let converted;
+    let (text, file) = if json {
+        converted = herd_agent_core::manifest::json_to_toml(&body, &format!("{name}.json"))
+            .map_err(|e| bad(format!("manifest refused:\n{e}")))?;
+        (converted.as_str(), format!("{name}.json"))
+    } else {
+        let text = std::str::from_utf8(&body).map_err(|_| {
+            bad("the manifest is not UTF-8 text; send the TOML file as the body, or JSON with Content-Type: application/json")
+        })?;
+        (text, format!("{name}.toml"))
+    };
+    let m = parse_manifest(text, &file).map_err(|e| bad(format!("manifest refused:\n{e}")))?;
     if m.name != name {
         return Err(bad(format!(
             "the manifest names service \"{}\" but the path says \"{name}\"; PUT it to /v1/deployments/{}",
