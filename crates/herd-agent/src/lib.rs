@@ -8,6 +8,7 @@
 //! registry's server, the controller or the gateway. What to do on a crash is
 //! herd-agent-core's decision (pure); this crate does the I/O.
 
+pub mod admin;
 pub mod health;
 pub mod instance;
 pub mod logs;
@@ -43,6 +44,8 @@ pub struct AgentOptions {
     /// The node lease's TTL: the controller moves this node's instances elsewhere this
     /// long after the agent last renewed it.
     pub lease_ttl: Duration,
+    /// Where the agent's own HTTP listener binds (status, metrics, logs); port 0 picks one.
+    pub admin: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +56,8 @@ pub enum AgentError {
     Registry(#[from] ApiError),
     #[error("{0}")]
     Tls(#[from] herd_api::TlsError),
+    #[error("cannot listen on {addr} (--admin): {reason}")]
+    Admin { addr: String, reason: String },
 }
 
 /// How often the agent reads its assignments.
@@ -76,7 +81,7 @@ pub async fn run(
         path: dir.display().to_string(),
         reason: e.to_string(),
     })?;
-    let ledger = process::Ledger::open(&dir);
+    let ledger = Arc::new(process::Ledger::open(&dir));
     // What a previous run left running: adopted when still assigned here as it is, else
     // stopped, once the assignments are known.
     let mut left: HashMap<String, process::Recorded> = ledger
@@ -96,6 +101,28 @@ pub async fn run(
     let client =
         RegistryClient::maybe_tls(opts.servers.clone(), opts.token.clone(), opts.tls.as_ref())?;
     let ports = ports::Ports::new(opts.ports.0, opts.ports.1);
+    let started_ms = now_ms();
+    let (admin_addr, _admin) = admin::serve(
+        &opts.admin,
+        Arc::new(admin::Admin {
+            node: opts.name.clone(),
+            dir: dir.clone(),
+            token: opts.token.clone(),
+            ledger: ledger.clone(),
+            started_ms,
+        }),
+    )
+    .await
+    .map_err(|e| AgentError::Admin {
+        addr: opts.admin.clone(),
+        reason: e.to_string(),
+    })?;
+    // Bound to every address: others reach it where they reach this node's instances.
+    let admin_advertised = if admin_addr.ip().is_unspecified() {
+        format!("{}:{}", opts.address, admin_addr.port())
+    } else {
+        admin_addr.to_string()
+    };
     let node = NodeReport {
         name: opts.name.clone(),
         address: opts.address.clone(),
@@ -104,8 +131,9 @@ pub async fn run(
         memory_bytes: machine::memory_bytes(),
         load: machine::load_per_core(),
         ports: ports.range(),
-        started_ms: now_ms(),
+        started_ms,
         version: env!("CARGO_PKG_VERSION").to_string(),
+        admin: Some(admin_advertised),
     };
     let lease = join(&client, &node, opts.lease_ttl).await?;
     let (lease_tx, lease_rx) = watch::channel(lease);

@@ -57,6 +57,27 @@ pub fn rotate_if_over(path: &Path, max_bytes: u64, keep: u32) -> std::io::Result
     Ok(true)
 }
 
+/// What an instance wrote, oldest first (the rotated copies, then the current file), at
+/// most the last `tail` bytes; and the current file's length, where following resumes.
+pub fn read_all(path: &Path, tail: Option<u64>) -> std::io::Result<(Vec<u8>, u64)> {
+    let mut out = Vec::new();
+    for n in (1..=KEEP).rev() {
+        if let Ok(b) = std::fs::read(numbered(path, n)) {
+            out.extend_from_slice(&b);
+        }
+    }
+    let current = std::fs::read(path)?;
+    let len = current.len() as u64;
+    out.extend_from_slice(&current);
+    if let Some(t) = tail {
+        let keep = usize::try_from(t).unwrap_or(usize::MAX);
+        if out.len() > keep {
+            out.drain(..out.len() - keep);
+        }
+    }
+    Ok((out, len))
+}
+
 /// Keep these files bounded until the task is aborted.
 pub async fn keep_bounded(paths: [PathBuf; 2]) {
     let mut tick = tokio::time::interval(LOOK_EVERY);

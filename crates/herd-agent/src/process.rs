@@ -115,8 +115,8 @@ impl Ledger {
 
     /// What the previous run left: processes still running with their recorded start time.
     pub fn survivors(&self) -> Vec<Recorded> {
-        let list = self.entries.lock().map(|e| e.clone()).unwrap_or_default();
-        list.into_iter()
+        self.entries()
+            .into_iter()
             .filter(|r| running(r.pid, r.start_time))
             .collect()
     }
@@ -126,6 +126,11 @@ impl Ledger {
             e.retain(|x| x.instance != r.instance);
             e.push(r);
         });
+    }
+
+    /// Every process recorded now.
+    pub fn entries(&self) -> Vec<Recorded> {
+        self.entries.lock().map(|e| e.clone()).unwrap_or_default()
     }
 
     /// Forget this very process (not a newer one of the same instance).

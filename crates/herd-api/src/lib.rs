@@ -9,11 +9,13 @@
 #![deny(rust_2018_idioms)]
 
 mod client;
+mod secret;
 pub mod tls;
 pub mod wire;
 
 pub use client::{Answer, ApiError, RegistryClient, Watch, WatchItem};
 pub use herd_registry_core::catalog::Instance;
 pub use herd_registry_core::{b64, id64, EventKind};
+pub use secret::{bearer, same_secret};
 pub use tls::{TlsError, TlsFiles, TlsMaterial};
 pub use wire::{Event, Kv};

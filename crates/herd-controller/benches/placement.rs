@@ -39,6 +39,7 @@ fn cluster(nodes: usize, count: u32) -> Snapshot {
                 ports: [20000, 29999],
                 started_ms: 0,
                 version: "0".into(),
+                admin: None,
             })
             .collect(),
         ..Snapshot::default()

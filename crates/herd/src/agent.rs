@@ -36,6 +36,11 @@ pub struct AgentArgs {
     /// agent is lost.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     pub lease_ttl: f64,
+    /// The agent's own HTTP listener: /healthz, /status, /metrics and the instances'
+    /// logs (what `herd logs` reads from other machines); port 0 picks one. With a token,
+    /// all but /healthz need it.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub admin: String,
 }
 
 fn labels(text: &str) -> Result<BTreeMap<String, String>, Usage> {
@@ -95,6 +100,7 @@ pub fn run(a: AgentArgs) -> anyhow::Result<()> {
         address: a.address.clone(),
         ports: port_range(&a.ports)?,
         lease_ttl: Duration::from_secs_f64(a.lease_ttl),
+        admin: a.admin.clone(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -111,6 +117,7 @@ pub fn run(a: AgentArgs) -> anyhow::Result<()> {
                     "name": node.name,
                     "labels": node.labels,
                     "ports": node.ports,
+                    "admin": node.admin,
                     "pid": std::process::id(),
                 });
                 let mut o = std::io::stdout().lock();

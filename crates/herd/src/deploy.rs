@@ -1,10 +1,8 @@
 //! `herd apply|status|nodes|scale|stop|history|logs`: cluster management from the shell.
-//! Each is one call to `/v1/deployments` (or `/v1/nodes`, `/v1/revisions`); `logs` reads
-//! the files an agent on this machine wrote.
+//! Each is one call to `/v1/deployments` (or `/v1/nodes`, `/v1/revisions`).
 
 use crate::client::Target;
 use crate::exit::{out, print_json, Usage};
-use anyhow::Context;
 use clap::Args;
 use herd_api::wire::{
     ChangeAnswer, DeploymentList, DeploymentStatus, NodeList, RevisionRecord, RollbackAnswer,
@@ -21,28 +19,6 @@ pub struct ApplyArgs {
     /// Validate and check depends_on against the cluster; change nothing.
     #[arg(long)]
     pub dry_run: bool,
-}
-
-#[derive(Args)]
-pub struct LogsArgs {
-    pub service: String,
-    /// One instance (default: every instance of the service on this machine).
-    #[arg(long)]
-    pub instance: Option<String>,
-    /// The agent's data directory.
-    #[arg(
-        long,
-        value_name = "DIR",
-        default_value = "herd-agent",
-        env = "HERD_DATA_DIR"
-    )]
-    pub data_dir: PathBuf,
-    /// stderr instead of stdout.
-    #[arg(long)]
-    pub stderr: bool,
-    /// Keep printing what the instances write (new instances too) until interrupted.
-    #[arg(short, long)]
-    pub follow: bool,
 }
 
 #[derive(clap::Subcommand)]
@@ -367,95 +343,6 @@ fn table(list: &[DeploymentStatus]) -> String {
         s.push_str("no deployments; apply one with `herd apply -f FILE`\n");
     }
     s
-}
-
-/// Print an instance's log files (oldest rotated file first).
-pub fn logs(l: LogsArgs) -> anyhow::Result<()> {
-    let dir = l.data_dir.join("logs").join(&l.service);
-    let kind = if l.stderr { "stderr" } else { "stdout" };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| format!("no logs of {} under {}", l.service, dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            name.contains(&format!(".{kind}.log"))
-                && l.instance
-                    .as_ref()
-                    .is_none_or(|i| name.starts_with(&format!("{i}.")))
-        })
-        .collect();
-    // x.log.3, x.log.2, x.log.1, x.log: oldest first.
-    files.sort_by_key(|p| {
-        let name = p.to_string_lossy().into_owned();
-        let n: u32 = name
-            .rsplit('.')
-            .next()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        (
-            name.split(".log").next().unwrap_or("").to_string(),
-            std::cmp::Reverse(n),
-        )
-    });
-    if files.is_empty() {
-        return Err(Usage(format!(
-            "no {kind} logs of {} in {}",
-            l.service,
-            dir.display()
-        ))
-        .into());
-    }
-    for f in &files {
-        let bytes = std::fs::read(f)?;
-        out(&String::from_utf8_lossy(&bytes))?;
-    }
-    if l.follow {
-        follow(&dir, kind, l.instance.as_deref())?;
-    }
-    Ok(())
-}
-
-/// The current (not rotated) log files of the wanted kind and instance, with their sizes.
-fn current_files(dir: &std::path::Path, kind: &str, instance: Option<&str>) -> Vec<(PathBuf, u64)> {
-    let suffix = format!(".{kind}.log");
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let wanted = name.ends_with(&suffix)
-                && instance.is_none_or(|i| name.starts_with(&format!("{i}.")));
-            wanted.then(|| (e.path(), e.metadata().map_or(0, |m| m.len())))
-        })
-        .collect()
-}
-
-/// `-f`: print what is appended, like `tail -F` over every instance's file; a file that
-/// shrank was rotated and is read from its start, a new instance's file from its start.
-fn follow(dir: &std::path::Path, kind: &str, instance: Option<&str>) -> anyhow::Result<()> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut at: std::collections::HashMap<PathBuf, u64> =
-        current_files(dir, kind, instance).into_iter().collect();
-    loop {
-        std::thread::sleep(std::time::Duration::from_millis(250));
-        for (path, len) in current_files(dir, kind, instance) {
-            let from = match at.get(&path) {
-                Some(&seen) if len >= seen => seen,
-                _ => 0,
-            };
-            if len == from {
-                at.insert(path, len);
-                continue;
-            }
-            let mut f = std::fs::File::open(&path)?;
-            f.seek(SeekFrom::Start(from))?;
-            let mut buf = Vec::new();
-            f.take(len - from).read_to_end(&mut buf)?;
-            out(&String::from_utf8_lossy(&buf))?;
-            at.insert(path, len);
-        }
-    }
 }
 
 #[cfg(test)]

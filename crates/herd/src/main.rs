@@ -9,6 +9,7 @@ mod demo;
 mod deploy;
 mod exit;
 mod keep;
+mod logs;
 mod telemetry;
 mod tls_args;
 mod up;
@@ -215,8 +216,8 @@ enum Command {
         target: client::Target,
         service: Option<String>,
     },
-    /// Print the logs of a service's instances on this machine.
-    Logs(deploy::LogsArgs),
+    /// Print what a service's instances wrote, from their agents wherever they run.
+    Logs(logs::LogsArgs),
     /// Alerts: those firing now, or store the rules (`apply -f FILE`), or print them.
     Alerts {
         #[command(flatten)]
@@ -434,7 +435,7 @@ fn main() -> ExitCode {
         Command::History { target, service } => {
             deploy::run(target, deploy::Call::History { service })
         }
-        Command::Logs(l) => deploy::logs(l),
+        Command::Logs(l) => logs::run(l),
         Command::Alerts { target, cmd } => telemetry::run(
             target,
             telemetry::Call::Alerts(cmd.unwrap_or(telemetry::Alerts::List { json: false })),

@@ -110,6 +110,7 @@ fn start_agent(
         servers: vec![registry.to_string()],
         token: None,
         tls: None,
+        admin: "127.0.0.1:0".into(),
         data_dir: data_dir.join("agent"),
         name: "local".into(),
         labels: Default::default(),

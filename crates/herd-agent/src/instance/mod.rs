@@ -46,7 +46,7 @@ pub struct Ctx {
     pub address: String,
     pub dir: PathBuf,
     pub ports: Ports,
-    pub ledger: Ledger,
+    pub ledger: Arc<Ledger>,
     /// The node's lease: reports and catalog entries live on it.
     pub lease: watch::Receiver<u64>,
 }

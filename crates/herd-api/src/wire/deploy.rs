@@ -111,6 +111,9 @@ pub struct NodeReport {
     pub ports: [u16; 2],
     pub started_ms: u64,
     pub version: String,
+    /// The agent's own HTTP listener (`/status`, `/metrics`, the instances' logs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<String>,
 }
 
 /// The controller's decision that `node` runs one instance of a service.

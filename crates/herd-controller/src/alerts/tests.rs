@@ -99,6 +99,7 @@ fn each_kind_sees_what_it_is_about_and_nothing_else() {
         ports: [1, 2],
         started_ms: 0,
         version: "x".into(),
+        admin: None,
     }];
     let instances = vec![instance("web-1", "Run"), instance("web-2", "Failed")];
     let seen = observe(

@@ -32,6 +32,7 @@ fn node(name: &str) -> NodeReport {
         ports: [20000, 20999],
         started_ms: 0,
         version: "0".into(),
+        admin: None,
     }
 }
 

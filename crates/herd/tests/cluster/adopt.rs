@@ -151,6 +151,57 @@ async fn a_restarted_agent_adopts_the_instances_it_left_running_and_restarts_onl
                 .then_some(())
         },
     );
+    // `herd logs` asks the agent, as it would on another machine: one instance as written,
+    // every instance line by line with its name, and -f keeps following.
+    let logs = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(herd_bin());
+        cmd.args(["logs", "web", "--server", &server.addr.to_string()])
+            .args(args)
+            .env_remove("HERD_SERVER")
+            .env_remove("HERD_TOKEN");
+        cmd
+    };
+    let one = logs(&["--instance", &kept]).output().unwrap();
+    let text = String::from_utf8_lossy(&one.stdout);
+    assert!(
+        one.status.success(),
+        "{}",
+        String::from_utf8_lossy(&one.stderr)
+    );
+    assert!(text.contains("GET /after-adoption"), "{text}");
+    let all = logs(&["--stderr"]).output().unwrap();
+    let text = String::from_utf8_lossy(&all.stdout);
+    for id in [&kept, &lost] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{id} | demo-app 1.0.0 listening"))),
+            "{id}: {text}"
+        );
+    }
+    let tail = logs(&["--instance", &kept, "--tail", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&tail.stdout), "tion\n");
+    let follow_out = dir.node("follow.out");
+    let mut follower = logs(&["-f"])
+        .stdout(std::fs::File::create(&follow_out).unwrap())
+        .spawn()
+        .unwrap();
+    eventually(
+        "the follower to print a request made after it started",
+        Duration::from_secs(10),
+        || async {
+            let _ = get(&c, &format!("http://127.0.0.1:{port}/followed")).await;
+            let text = std::fs::read_to_string(&follow_out).ok()?;
+            text.lines()
+                .any(|l| l == format!("{kept} | GET /followed"))
+                .then_some(())
+        },
+    )
+    .await;
+    let _ = follower.kill();
+    let _ = follower.wait();
+
     eventually(
         "the gateway to reach both instances",
         Duration::from_secs(10),
