@@ -21,6 +21,8 @@ pub struct AgentProc {
     pub stderr_path: PathBuf,
     /// `--lease-ttl`, seconds.
     pub lease_ttl: String,
+    /// Set in the agent's environment (and its instances').
+    pub env: Vec<(String, String)>,
 }
 
 impl AgentProc {
@@ -59,6 +61,7 @@ impl AgentProc {
             ports: ports.into(),
             ready: Value::Null,
             lease_ttl: "2".into(),
+            env: Vec::new(),
         };
         a.spawn();
         a
@@ -84,6 +87,7 @@ impl AgentProc {
             ports: ports.into(),
             ready: Value::Null,
             lease_ttl: ttl_s.to_string(),
+            env: Vec::new(),
         };
         a.spawn();
         a
@@ -114,6 +118,7 @@ impl AgentProc {
             .env_remove("HERD_DATA_DIR")
             .env_remove("HERD_SERVER")
             .env("HERD_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -157,6 +162,34 @@ impl AgentProc {
         let _ = c.kill();
         let _ = c.wait();
         None
+    }
+
+    /// The same as [`AgentProc::start`], with these variables in its environment.
+    pub fn start_env(
+        server: SocketAddr,
+        dir: PathBuf,
+        name: &str,
+        ports: &str,
+        env: &[(&str, &str)],
+    ) -> AgentProc {
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut a = AgentProc {
+            child: None,
+            stderr_path: dir.join("agent.stderr.log"),
+            name: name.into(),
+            dir,
+            servers: server.to_string(),
+            labels: String::new(),
+            ports: ports.into(),
+            ready: Value::Null,
+            lease_ttl: "2".into(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        a.spawn();
+        a
     }
 
     pub fn restart(&mut self) {

@@ -1,7 +1,7 @@
 //! An artifact given as an `http://` or `https://` URL: fetched once per version into the
 //! version's directory, its SHA-256 checked against the manifest's `sha256` before it is
 //! used (a mismatch leaves nothing behind). HTTPS verifies the server against the system's
-//! CA bundle. The file keeps the URL's last path segment as its name and is made
+//! CA bundle, or the one file `SSL_CERT_FILE` names. The file keeps the URL's last path segment as its name and is made
 //! executable; archives are not unpacked.
 
 use http_body_util::{BodyExt, Empty};
@@ -72,18 +72,37 @@ fn file_name(url: &str) -> String {
 
 fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
     let mut roots = rustls::RootCertStore::empty();
-    for path in CA_BUNDLES {
-        if let Ok(pem) = std::fs::read(path) {
-            for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
-                let _ = roots.add(cert);
+    // SSL_CERT_FILE replaces the system's bundle, as it does for OpenSSL's tools: the way
+    // to trust a private CA (the cluster's own, say) for artifacts.
+    let own = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
+    let bundles: Vec<PathBuf> = match &own {
+        Some(f) => vec![f.clone()],
+        None => CA_BUNDLES.iter().map(PathBuf::from).collect(),
+    };
+    for path in &bundles {
+        match std::fs::read(path) {
+            Ok(pem) => {
+                for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
+                    let _ = roots.add(cert);
+                }
             }
+            Err(e) if own.is_some() => {
+                return Err(format!(
+                    "SSL_CERT_FILE {}: cannot read it: {e}",
+                    path.display()
+                ))
+            }
+            Err(_) => {}
         }
     }
     if roots.is_empty() {
-        return Err(format!(
-            "no CA bundle found ({}) to verify an https artifact; install ca-certificates",
-            CA_BUNDLES.join(", ")
-        ));
+        return Err(match &own {
+            Some(f) => format!("SSL_CERT_FILE {} holds no certificate", f.display()),
+            None => format!(
+                "no CA bundle found ({}) to verify an https artifact; install ca-certificates",
+                CA_BUNDLES.join(", ")
+            ),
+        });
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)

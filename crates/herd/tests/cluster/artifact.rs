@@ -224,3 +224,110 @@ async fn a_tar_gz_artifact_is_unpacked_and_one_with_a_path_out_of_its_directory_
     assert!(!agent_dir.join("services/escaping/3.1.4").exists());
     assert!(!agent_dir.join("services/escaping/escape").exists());
 }
+
+/// `herd cert init` and a certificate for 127.0.0.1 named `name`, in `dir`.
+fn pki(dir: &std::path::Path, name: &str) {
+    for args in [
+        vec!["cert", "init", "--dir", dir.to_str().unwrap()],
+        vec![
+            "cert",
+            "issue",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--name",
+            name,
+            "--ip",
+            "127.0.0.1",
+        ],
+    ] {
+        let o = std::process::Command::new(herd_bin())
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+/// An https gateway with `pki/<name>` certificate in front of a plain file server.
+fn https_front(pki: &std::path::Path, name: &str, files: std::net::SocketAddr) -> Gateway {
+    Gateway::start(&format!(
+        "[[listeners]]\nname = \"files\"\nprotocol = \"https\"\nbind = \"127.0.0.1:0\"\n\
+         certificates = [{{ cert = \"{0}/{name}.pem\", key = \"{0}/{name}.key\" }}]\n\n\
+         [[routes]]\nbackend = \"files\"\n\n\
+         [backends.files]\nservers = [{{ addr = \"{files}\" }}]\n",
+        pki.display()
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_artifact_is_fetched_from_a_server_the_agent_trusts_and_refused_otherwise() {
+    let dir = TestDir::new("cluster-artifact-https");
+    let api = Api::default();
+    let server = single_node(&dir, &api).await;
+    let (ours, theirs) = (dir.node("pki"), dir.node("other-pki"));
+    pki(&ours, "files");
+    pki(&theirs, "files");
+    let ca = ours.join("ca.pem");
+    let agent_dir = dir.node("agent-a");
+    // The agent trusts only our CA for artifacts (SSL_CERT_FILE replaces the system's).
+    let _a = AgentProc::start_env(
+        server.addr,
+        agent_dir.clone(),
+        "node-a",
+        "23900-23949",
+        &[("SSL_CERT_FILE", ca.to_str().unwrap())],
+    );
+    let script = format!("#!/bin/sh\nexec {} demo-app --version 3.1.4\n", herd_bin()).into_bytes();
+    let sum = sha256(&script, &dir.path);
+    let files = file_server(script).await;
+    let trusted = https_front(&ours, "files", files);
+    let untrusted = https_front(&theirs, "files", files);
+    let url_of = |gw: &Gateway| {
+        gw.listener_url("files", "/releases/run-demo")
+            .replacen("http://", "https://", 1)
+    };
+
+    apply(
+        &server,
+        &dir.path,
+        &manifest("secure", &url_of(&trusted), &sum),
+    );
+    let s: Value = eventually(
+        "the artifact fetched over https running",
+        Duration::from_secs(20),
+        || async {
+            let s = status(&api, &server, "secure").await?;
+            (s["instances"][0]["state"] == "Run").then_some(s)
+        },
+    )
+    .await;
+    let port = s["instances"][0]["port"].as_u64().unwrap();
+    let r = get(&client(), &format!("http://127.0.0.1:{port}/"))
+        .await
+        .unwrap();
+    assert!(r.body.starts_with("demo-app 3.1.4"), "{}", r.body);
+
+    apply(
+        &server,
+        &dir.path,
+        &manifest("stranger", &url_of(&untrusted), &sum),
+    );
+    let s = eventually(
+        "the artifact from a server another CA vouches for refused",
+        Duration::from_secs(20),
+        || async {
+            let s = status(&api, &server, "stranger").await?;
+            (s["instances"][0]["state"] == "Failed").then_some(s)
+        },
+    )
+    .await;
+    let msg = s["instances"][0]["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains("TLS") && msg.contains("UnknownIssuer"),
+        "{msg}"
+    );
+    assert!(
+        !agent_dir.join("services/stranger/3.1.4").exists(),
+        "nothing installed from an untrusted server"
+    );
+}
