@@ -126,6 +126,11 @@ async fn lead(client: &RegistryClient, identity: &str) -> Result<(), ApiError> {
         leadership.lost.clone(),
     ));
     let result = reconcile_while_leading(client, &leadership).await;
+    if let Err(e) = &result {
+        // Whatever failed, this controller no longer knows it leads: it lets go and
+        // campaigns again, and says so (a paused or cut-off server's controller ends here).
+        tracing::warn!(error = %e, "controller: lost leadership: a call failed; campaigning again");
+    }
     alerting.abort();
     let _ = client
         .call(

@@ -144,3 +144,112 @@ async fn a_fenced_change_is_refused_once_its_holder_no_longer_leads() {
         .unwrap();
     assert_eq!(r.status, 400, "half a fence is refused: {}", r.text());
 }
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// The keys of every assignment (instance → node decisions) in the registry.
+async fn assignments(api: &Api, via: &ServerProc) -> Option<Vec<String>> {
+    let r = api
+        .get(via.addr, "/v1/kv/herd/assignments/?prefix")
+        .await
+        .ok()?;
+    if r.status != 200 {
+        return None;
+    }
+    Some(
+        r.json()["kvs"]
+            .as_array()?
+            .iter()
+            .filter_map(|kv| kv["key"].as_str().map(str::to_string))
+            .collect(),
+    )
+}
+
+/// The leading controller's whole server is paused (SIGSTOP) past its lease: another takes
+/// over and carries out a change made meanwhile. When the paused one wakes up it still
+/// holds the plan it was making and its old fencing token; nothing it writes may land:
+/// the instances stay exactly as the new leader decided, with no extra assignment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_paused_past_its_lease_wakes_up_deposed_and_changes_nothing() {
+    let dir = TestDir::new("cluster-ctl-paused");
+    let api = Api::default();
+    let servers = start_cluster(&dir, 3, None);
+    let refs: Vec<&ServerProc> = servers.iter().collect();
+    // Cluster management in use, so that the controllers campaign.
+    apply(&servers[0], &dir.path, &demo_manifest("1.0.0", 2, ""));
+    let leading = eventually("a controller leads", Duration::from_secs(20), || {
+        controller_at(&api, &refs)
+    })
+    .await;
+    let i = servers
+        .iter()
+        .position(|s| s.addr.to_string() == leading)
+        .unwrap();
+    let others: Vec<&ServerProc> = servers
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| *k != i)
+        .map(|(_, s)| s)
+        .collect();
+    // The agents and the test speak to the two that stay awake: a paused server accepts
+    // connections (the kernel does) and answers nothing.
+    let awake: Vec<SocketAddr> = others.iter().map(|s| s.addr).collect();
+    let _a = AgentProc::start_with(&awake, dir.node("agent-a"), "node-a", "", "23950-23974");
+    let _b = AgentProc::start_with(&awake, dir.node("agent-b"), "node-b", "", "23975-23999");
+    all_run(&api, others[0], "web", 2, "1.0.0").await;
+
+    signal(servers[i].pid(), "-STOP");
+    let now = eventually(
+        "another controller leads while the first is paused",
+        Duration::from_secs(30),
+        || async { controller_at(&api, &others).await.filter(|l| *l != leading) },
+    )
+    .await;
+    let via = others[0].addr.to_string();
+    let o = std::process::Command::new(herd_bin())
+        .args(["scale", "web", "3", "--server", &via])
+        .env_remove("HERD_SERVER")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    all_run(&api, others[0], "web", 3, "1.0.0").await;
+    let decided = assignments(&api, others[0]).await.unwrap();
+    assert_eq!(decided.len(), 3, "{decided:?}");
+
+    signal(servers[i].pid(), "-CONT");
+    // The woken controller learns it was deposed (its lease is gone, or the fence refuses
+    // its write) once its server has caught up with the new term. Until then and for at
+    // least 5 s, nothing changes: the same three assignments, three instances in Run.
+    let woke = std::time::Instant::now();
+    let deposed =
+        |log: &str| log.contains("lost leadership") || log.contains("refused by the fence");
+    loop {
+        let s = status(&api, others[1], "web").await.unwrap();
+        let list = s["instances"].as_array().unwrap();
+        assert_eq!(list.len(), 3, "{s}");
+        assert!(list.iter().all(|x| x["state"] == "Run"), "{s}");
+        assert_eq!(assignments(&api, others[1]).await.unwrap(), decided);
+        let waited = woke.elapsed();
+        if waited > Duration::from_secs(5) && deposed(&servers[i].stderr()) {
+            break;
+        }
+        assert!(
+            waited < Duration::from_secs(45),
+            "the woken controller never noticed it was deposed:\n{}",
+            servers[i].stderr_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        controller_at(&api, &others).await.as_deref(),
+        Some(now.as_str()),
+        "the new controller still leads"
+    );
+}
