@@ -83,7 +83,18 @@ async fn serve(n: usize, listener: tokio::net::TcpListener) {
 /// deployment needs nothing installed. `/` answers `demo-app <version> <instance>`,
 /// `/healthz` 200 (or 503 with `--unhealthy`); it listens on `--listen`, else
 /// `127.0.0.1:$PORT` as the agent passes it. SIGTERM ends it after in-flight answers.
-pub fn app(listen: Option<String>, version: &str, unhealthy: bool) -> anyhow::Result<()> {
+/// With `--busy P`, a thread spins P ms of every 100.
+pub fn app(listen: Option<String>, version: &str, unhealthy: bool, busy: u8) -> anyhow::Result<()> {
+    if busy > 0 {
+        std::thread::spawn(move || loop {
+            let start = std::time::Instant::now();
+            let spin = std::time::Duration::from_millis(u64::from(busy));
+            while start.elapsed() < spin {
+                std::hint::spin_loop();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100 - u64::from(busy)));
+        });
+    }
     let listen = match listen {
         Some(l) => l,
         None => format!(

@@ -271,6 +271,10 @@ enum Command {
         /// Answer /healthz with 503.
         #[arg(long)]
         unhealthy: bool,
+        /// Keep this share of one core busy (0-100), like a service under load: what
+        /// autoscaling on CPU reacts to.
+        #[arg(long, value_name = "PERCENT", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+        busy: u8,
     },
     /// A cluster CA and the certificates it signs: `init`, then `issue` (no openssl).
     Cert {
@@ -451,7 +455,8 @@ fn main() -> ExitCode {
             listen,
             version,
             unhealthy,
-        } => demo::app(listen, &version, unhealthy),
+            busy,
+        } => demo::app(listen, &version, unhealthy, busy),
         Command::Demo { listen, admin } => demo::run(&listen, &admin),
         Command::Up {
             data_dir,

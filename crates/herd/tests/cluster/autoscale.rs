@@ -126,3 +126,64 @@ async fn idle_instances_report_their_cpu_and_a_cpu_autoscaled_service_scales_dow
         "{change}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_instance_reports_its_cpu_and_a_cpu_autoscaled_service_scales_up() {
+    let dir = TestDir::new("cluster-autoscale-cpu-up");
+    let api = Api::default();
+    let server = single_node(&dir, &api).await;
+    let _agent = AgentProc::start(
+        server.addr,
+        dir.node("agent-a"),
+        "node-a",
+        "",
+        "23600-23649",
+    );
+    // One instance keeping 30 % of a core busy, a target of 20 % each: it needs two.
+    let manifest = demo_manifest("1.0.0", 1, "")
+        .replace("min = 1\nmax = 10", "min = 1\nmax = 2")
+        .replace(
+            "args = [\"demo-app\", \"--version\", \"1.0.0\"]",
+            "args = [\"demo-app\", \"--version\", \"1.0.0\", \"--busy\", \"30\"]",
+        )
+        + "\n[autoscale]\nmetric = \"cpu\"\ntarget = 20\ncooldown = \"1s\"\n";
+    assert!(manifest.contains("--busy"), "{manifest}");
+    apply(&server, &dir.path, &manifest);
+    let s = eventually(
+        "web to scale up to instances.max",
+        Duration::from_secs(40),
+        || async {
+            let s = status(&api, &server, "web").await?;
+            (s["count"].as_u64()? == 2).then_some(s)
+        },
+    )
+    .await;
+    let history = api
+        .get(server.addr, "/v1/deployments/web/history")
+        .await
+        .unwrap()
+        .json();
+    let change = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["change"].as_str())
+        .find(|c| c.starts_with("autoscale web 2"))
+        .unwrap_or_else(|| panic!("no autoscale in the history: {history}; status {s}"))
+        .to_string();
+    assert!(
+        change.contains("% CPU over 1 instances") && change.contains("target 20: 2 instances"),
+        "{change}"
+    );
+    // The CPU it scaled on is the instance's own, as the agent measured it.
+    let cpu: f64 = change
+        .split(": ")
+        .nth(1)
+        .and_then(|t| t.split('%').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no CPU figure in {change}"));
+    assert!(
+        (20.0..=60.0).contains(&cpu),
+        "a 30 % busy instance measured at {cpu}%"
+    );
+}
