@@ -164,6 +164,7 @@ async fn reconcile_while_leading(client: &RegistryClient, l: &Leadership) -> Res
     let mut lost = l.lost.clone();
     let mut last_short: BTreeMap<String, String> = BTreeMap::new();
     let mut next_autoscale = 0u64;
+    let mut said_untraced = false;
     loop {
         if *lost.borrow() {
             return Ok(());
@@ -215,7 +216,7 @@ async fn reconcile_while_leading(client: &RegistryClient, l: &Leadership) -> Res
         last_short = short.into_iter().map(|s| (s.service, s.reason)).collect();
         if now >= next_autoscale {
             next_autoscale = now + AUTOSCALE_EVERY.as_millis() as u64;
-            if let Err(e) = autoscale_pass(client, l, &snapshot, now).await {
+            if let Err(e) = autoscale_pass(client, l, &snapshot, now, &mut said_untraced).await {
                 tracing::debug!(error = %e, "controller: autoscaling skipped this pass");
             }
         }
@@ -242,6 +243,7 @@ async fn autoscale_pass(
     l: &Leadership,
     snapshot: &Snapshot,
     now: u64,
+    said_untraced: &mut bool,
 ) -> Result<(), ApiError> {
     let scaled: Vec<(&DeploymentRecord, herd_agent_core::Manifest)> = snapshot
         .deployments
@@ -258,6 +260,21 @@ async fn autoscale_pass(
         .get(Method::GET, "/v1/telemetry/aggregates?window=60s")
         .await?;
     let reports: Vec<InstanceReport> = snapshot.reports.values().cloned().collect();
+    // Not one span from anywhere in the window: no gateway traces into this cluster, and
+    // "no calls" would read as "no load" and shrink every service to its minimum.
+    let traced = !calls.services.is_empty();
+    let on_rps = scaled.iter().any(|(_, m)| {
+        m.autoscale
+            .is_some_and(|a| a.metric == herd_agent_core::manifest::ScaleMetric::RpsPerInstance)
+    });
+    if on_rps && !traced && !*said_untraced {
+        tracing::warn!(
+            "controller: autoscaling on rps_per_instance sees no spans from any gateway in the \
+             last minute; those services keep their count until a gateway exports spans here \
+             ([tracing] otlp_endpoint = \"http://<server>/v1/traces\")"
+        );
+    }
+    *said_untraced = on_rps && !traced;
     for (d, m) in scaled {
         let into: u64 = calls
             .edges
@@ -266,7 +283,9 @@ async fn autoscale_pass(
             .map(|(_, _, s)| s.calls)
             .sum();
         let rps = into as f64 / (calls.covered_ms.max(1_000) as f64 / 1000.0);
-        let load = autoscale::Load { rps: Some(rps) };
+        let load = autoscale::Load {
+            rps: traced.then_some(rps),
+        };
         let Some(decision) = autoscale::decide(d, &m, &reports, load, now) else {
             continue;
         };

@@ -187,3 +187,73 @@ async fn a_busy_instance_reports_its_cpu_and_a_cpu_autoscaled_service_scales_up(
         "a 30 % busy instance measured at {cpu}%"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_spans_a_service_keeps_its_count_and_once_traced_and_idle_it_scales_down() {
+    let dir = TestDir::new("cluster-autoscale-rps-down");
+    let api = Api::default();
+    let server = single_node(&dir, &api).await;
+    let _agent = AgentProc::start(
+        server.addr,
+        dir.node("agent-a"),
+        "node-a",
+        "",
+        "23650-23699",
+    );
+    let manifest = demo_manifest("1.0.0", 3, "").replace("min = 1\nmax = 10", "min = 1\nmax = 3")
+        + "\n[autoscale]\nmetric = \"rps_per_instance\"\ntarget = 5\ncooldown = \"1s\"\n";
+    apply(&server, &dir.path, &manifest);
+    all_run(&api, &server, "web", 3, "1.0.0").await;
+    // No gateway exports spans: no measure at all, which must not read as "no load".
+    herd_testkit::eventually_blocking(
+        "the controller to say it sees no spans",
+        Duration::from_secs(20),
+        || server.stderr().contains("sees no spans").then_some(()),
+    );
+    let s = status(&api, &server, "web").await.unwrap();
+    assert_eq!(s["count"], 3, "{s}");
+
+    // A gateway that traces, and a trickle of calls far under the target: down to min.
+    let gw = Gateway::start(&format!(
+        "[registry]\nservers = [\"{0}\"]\n\n[tracing]\notlp_endpoint = \"http://{0}/v1/traces\"\n\n\
+         [[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:0\"\n\n\
+         [[routes]]\nbackend = \"app\"\n\n[backends.app]\nservice = \"web\"\n",
+        server.addr
+    ));
+    let c = client();
+    eventually(
+        "the gateway to route to web",
+        Duration::from_secs(20),
+        || async { get(&c, &gw.url("/")).await.ok().filter(|r| r.status == 200) },
+    )
+    .await;
+    for _ in 0..10 {
+        assert_eq!(get(&c, &gw.url("/")).await.unwrap().status, 200);
+    }
+    eventually(
+        "web to scale down to instances.min",
+        Duration::from_secs(30),
+        || async {
+            let s = status(&api, &server, "web").await?;
+            (s["count"].as_u64()? == 1).then_some(())
+        },
+    )
+    .await;
+    let history = api
+        .get(server.addr, "/v1/deployments/web/history")
+        .await
+        .unwrap()
+        .json();
+    let change = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["change"].as_str())
+        .find(|c| c.starts_with("autoscale web 1"))
+        .unwrap_or_else(|| panic!("no autoscale in the history: {history}"))
+        .to_string();
+    assert!(
+        change.contains("requests/s over 3 instances") && change.contains("target 5: 1 instances"),
+        "{change}"
+    );
+}
