@@ -39,17 +39,28 @@ pub fn router(admin: Shared) -> Router {
         .with_state(admin)
 }
 
-/// Serve until the process ends; the address it listens on.
+/// Serve until the process ends, over TLS when given a configuration (the agent's own
+/// certificate); the address it listens on.
 pub async fn serve(
     listen: &str,
     admin: Shared,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+    use axum::serve::ListenerExt;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let app = router(admin);
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let task = match tls {
+        Some(config) => {
+            let listener = herd_api::TlsListener::new(listener, config)?.tap_io(|_| {});
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            })
+        }
+        None => tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        }),
+    };
     Ok((addr, task))
 }
 
@@ -273,7 +284,7 @@ mod tests {
             ledger: Arc::new(Ledger::open(&dir)),
             started_ms: 0,
         });
-        let (addr, _task) = serve("127.0.0.1:0", admin).await.unwrap();
+        let (addr, _task) = serve("127.0.0.1:0", admin, None).await.unwrap();
         assert!(ask(addr, "/healthz", None)
             .await
             .starts_with("HTTP/1.1 200"));

@@ -102,6 +102,13 @@ pub async fn run(
         RegistryClient::maybe_tls(opts.servers.clone(), opts.token.clone(), opts.tls.as_ref())?;
     let ports = ports::Ports::new(opts.ports.0, opts.ports.1);
     let started_ms = now_ms();
+    // With its own certificate the agent's listener speaks TLS too (clients' certificates
+    // optional: the token guards it, as on plain HTTP).
+    let admin_tls = match &opts.tls {
+        Some(t) if t.files().cert.is_some() => Some(Arc::new(t.server_config(false)?)),
+        _ => None,
+    };
+    let scheme = if admin_tls.is_some() { "https://" } else { "" };
     let (admin_addr, _admin) = admin::serve(
         &opts.admin,
         Arc::new(admin::Admin {
@@ -111,6 +118,7 @@ pub async fn run(
             ledger: ledger.clone(),
             started_ms,
         }),
+        admin_tls,
     )
     .await
     .map_err(|e| AgentError::Admin {
@@ -119,9 +127,9 @@ pub async fn run(
     })?;
     // Bound to every address: others reach it where they reach this node's instances.
     let admin_advertised = if admin_addr.ip().is_unspecified() {
-        format!("{}:{}", opts.address, admin_addr.port())
+        format!("{scheme}{}:{}", opts.address, admin_addr.port())
     } else {
-        admin_addr.to_string()
+        format!("{scheme}{admin_addr}")
     };
     let node = NodeReport {
         name: opts.name.clone(),

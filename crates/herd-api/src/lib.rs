@@ -11,6 +11,7 @@
 mod client;
 mod secret;
 pub mod tls;
+mod tls_listener;
 pub mod wire;
 
 pub use client::{Answer, ApiError, RegistryClient, Watch, WatchItem};
@@ -18,4 +19,5 @@ pub use herd_registry_core::catalog::Instance;
 pub use herd_registry_core::{b64, id64, EventKind};
 pub use secret::{bearer, same_secret};
 pub use tls::{TlsError, TlsFiles, TlsMaterial};
+pub use tls_listener::TlsListener;
 pub use wire::{Event, Kv};

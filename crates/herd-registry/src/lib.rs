@@ -294,7 +294,7 @@ async fn serve(
         (Some(material), Some(t)) => {
             let config = material.server_config(t.require_client_cert)?;
             // tap_io only so that axum hands handlers the client's address (ConnectInfo).
-            let listener = api::listener::TlsListener::new(listener, Arc::new(config))
+            let listener = herd_api::TlsListener::new(listener, Arc::new(config))
                 .map_err(RegistryError::Runtime)?
                 .tap_io(|_| {});
             material.watch();

@@ -47,11 +47,6 @@ pub fn run(l: LogsArgs) -> anyhow::Result<()> {
     rt.block_on(remote(&l))
 }
 
-type Http = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    http_body_util::Full<Bytes>,
->;
-
 /// Each wanted instance with the agent listener that has its files.
 async fn sources(
     c: &herd_api::RegistryClient,
@@ -105,33 +100,38 @@ fn logs_path(l: &LogsArgs, instance: &str, follow: bool) -> String {
     p
 }
 
+/// A client for one agent's listener: TLS when it says `https://` (with this command's
+/// CA and certificate), else plain HTTP.
+fn agent_client(l: &LogsArgs, admin: &str) -> anyhow::Result<herd_api::RegistryClient> {
+    let token = l.target.token();
+    if admin.starts_with("https://") {
+        let Some(tls) = l.target.tls()? else {
+            anyhow::bail!(
+                "the agent at {admin} speaks TLS: give the cluster's CA with --tls-ca (HERD_TLS_CA)"
+            );
+        };
+        return Ok(herd_api::RegistryClient::with_tls(
+            vec![admin.to_string()],
+            token,
+            &tls,
+        )?);
+    }
+    Ok(herd_api::RegistryClient::new(
+        vec![admin.to_string()],
+        token,
+    ))
+}
+
 async fn open(
-    http: &Http,
+    l: &LogsArgs,
     admin: &str,
     path: &str,
-    token: Option<&str>,
 ) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
-    let mut b = http::Request::get(format!("http://{admin}{path}"));
-    if let Some(t) = token {
-        b = b.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
-    }
-    let resp = http
-        .request(b.body(http_body_util::Full::new(Bytes::new()))?)
+    let c = agent_client(l, admin)?;
+    let (_, resp) = c
+        .open(Method::GET, path, Bytes::new())
         .await
-        .map_err(|e| anyhow::anyhow!("agent at {admin}: {}", herd_api::tls::error_chain(&e)))?;
-    if !resp.status().is_success() {
-        let status = resp.status();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        anyhow::bail!(
-            "agent at {admin} answered {status}: {}",
-            String::from_utf8_lossy(&body).trim()
-        );
-    }
+        .map_err(|e| anyhow::anyhow!("agent at {admin}: {e}"))?;
     Ok(resp)
 }
 
@@ -160,12 +160,6 @@ impl Prefixed {
 
 async fn remote(l: &LogsArgs) -> anyhow::Result<()> {
     let c = l.target.client();
-    let token = l.target.token();
-    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    connector.set_connect_timeout(Some(Duration::from_secs(2)));
-    let http: Http =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(connector);
     let found = sources(&c, l).await?;
     if found.is_empty() && !l.follow {
         return Err(Usage(match &l.instance {
@@ -180,7 +174,7 @@ async fn remote(l: &LogsArgs) -> anyhow::Result<()> {
     if !l.follow {
         let mut failed = 0;
         for (id, admin) in &found {
-            let got = match open(&http, admin, &logs_path(l, id, false), token.as_deref()).await {
+            let got = match open(l, admin, &logs_path(l, id, false)).await {
                 Ok(r) => r
                     .into_body()
                     .collect()
@@ -218,11 +212,15 @@ async fn remote(l: &LogsArgs) -> anyhow::Result<()> {
                     if !open_streams.insert(id.clone()) {
                         continue;
                     }
-                    let (http, tx, path, token) = (http.clone(), tx.clone(), logs_path(l, &id, true), token.clone());
+                    let agent = match agent_client(l, &admin) {
+                        Ok(a) => a,
+                        Err(e) => { eprintln!("herd: {id}: {e:#}"); continue; }
+                    };
+                    let (tx, path) = (tx.clone(), logs_path(l, &id, true));
                     tokio::spawn(async move {
-                        let mut body = match open(&http, &admin, &path, token.as_deref()).await {
-                            Ok(r) => r.into_body(),
-                            Err(e) => { eprintln!("herd: {id}: {e:#}"); return; }
+                        let mut body = match agent.open(Method::GET, &path, Bytes::new()).await {
+                            Ok((_, r)) => r.into_body(),
+                            Err(e) => { eprintln!("herd: {id}: agent at {admin}: {e}"); return; }
                         };
                         while let Some(Ok(frame)) = body.frame().await {
                             if let Ok(data) = frame.into_data() {

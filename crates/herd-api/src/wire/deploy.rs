@@ -111,7 +111,8 @@ pub struct NodeReport {
     pub ports: [u16; 2],
     pub started_ms: u64,
     pub version: String,
-    /// The agent's own HTTP listener (`/status`, `/metrics`, the instances' logs).
+    /// The agent's own HTTP listener (`/status`, `/metrics`, the instances' logs):
+    /// `host:port`, or `https://host:port` when it speaks TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<String>,
 }

@@ -14,7 +14,6 @@ mod error;
 mod ids;
 mod kv;
 mod lease;
-pub mod listener;
 mod lock;
 mod metrics;
 mod peer;

@@ -235,6 +235,40 @@ async fn three_servers_speak_mutual_tls_and_refuse_clients_and_nodes_without_a_c
     assert!(ready.is_ok(), "agent over TLS: {}", agent.log());
     let nodes = ok(&cli(&n1.addr, &ops, &["nodes"]));
     assert!(nodes.contains("agent1"), "{nodes}");
+    // Its own listener speaks TLS with its certificate: a service's logs are read over it.
+    let admin: serde_json::Value = serde_json::from_str(ready.as_deref().unwrap()).unwrap();
+    assert!(
+        admin["admin"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("https://127.0.0.1:")),
+        "{admin}"
+    );
+    let manifest = dir.node("web.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "name = \"web\"\nversion = \"1.0.0\"\n\n[run]\ncommand = \"{}\"\n\
+             args = [\"demo-app\", \"--version\", \"1.0.0\"]\nports = [\"http\"]\n\n\
+             [instances]\ncount = 1\n",
+            herd_bin()
+        ),
+    )
+    .unwrap();
+    ok(&cli(
+        &n1.addr,
+        &ops,
+        &["apply", "-f", manifest.to_str().unwrap()],
+    ));
+    let logs = eventually_blocking(
+        "the instance's output through its agent's TLS listener",
+        Duration::from_secs(20),
+        || {
+            let o = cli(&n1.addr, &ops, &["logs", "web", "--stderr"]);
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            (o.status.success() && text.contains("demo-app 1.0.0 listening")).then_some(text)
+        },
+    );
+    assert!(logs.contains(" | demo-app 1.0.0 listening"), "{logs}");
 
     // A gateway follows a service through the registry's TLS.
     let backend = Backend::start("tls-discovered");

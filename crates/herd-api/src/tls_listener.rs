@@ -1,4 +1,5 @@
-//! Where the API's TLS connections come in. Each handshake runs in its own task with a
+//! Where a herd server's TLS connections come in (the registry's API, an agent's
+//! listener), for axum. Each handshake runs in its own task with a
 //! deadline, so a client that connects and says nothing (or never finishes) holds up no one
 //! behind it; only finished handshakes reach the HTTP server. A refused handshake (no
 //! certificate, one another CA signed, an expired one) is logged with the client's address.
