@@ -140,8 +140,12 @@ impl TlsMaterial {
     /// Rotate in place: read the files again when one of them changes (looked at every
     /// 2 s) or on SIGHUP, for as long as anyone holds this material. A file that does not
     /// load is logged once per change and the last good material stays in use.
+    /// Outside a tokio runtime (a config check, say) there is nothing to watch with: a no-op.
     pub fn watch(self: &Arc<Self>) {
         use tokio::signal::unix::{signal, SignalKind};
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
         let weak = Arc::downgrade(self);
         let mut hup = match signal(SignalKind::hangup()) {
             Ok(s) => Some(s),

@@ -125,6 +125,11 @@ impl Shared {
         let Some(registry) = &snap.config.registry else {
             return;
         };
+        // Rotated in place like a server's certificate; the watcher ends with this
+        // snapshot's material.
+        if let Some(m) = &snap.registry_tls {
+            m.watch();
+        }
         let client = match herd_api::RegistryClient::maybe_tls(
             registry.servers.clone(),
             registry.token.clone(),

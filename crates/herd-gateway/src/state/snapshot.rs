@@ -413,6 +413,7 @@ impl Snapshot {
             })?),
             None => None,
         };
+
         let snap = Snapshot {
             revision,
             config,
