@@ -16,8 +16,10 @@ use tokio_rustls::TlsAcceptor;
 
 /// How long a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress at once; more wait in the kernel's accept queue.
-const MAX_HANDSHAKES: usize = 256;
+/// Handshakes in progress at once; more wait in the kernel's accept queue. High enough
+/// that a few hundred silent connections (each closed after HANDSHAKE_TIMEOUT) do not
+/// keep real clients waiting; each costs a task and a few KiB.
+const MAX_HANDSHAKES: usize = 4096;
 
 pub struct TlsListener {
     done: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
