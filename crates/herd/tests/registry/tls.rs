@@ -450,3 +450,24 @@ fn a_reachable_address_needs_client_certificates_required_or_a_token() {
     assert!(!ready, "anyone may connect and no token is set: {log}");
     assert!(log.contains("--insecure"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_never_start_their_handshake_do_not_hold_up_a_real_client() {
+    let dir = TestDir::new("registry-tls-silent");
+    let p = pki(&dir.node("pki"), &["n1", "ops"]);
+    let s = server(&dir, "n1", &p, &p, None).expect("server");
+    // 300 connections that say nothing (a slowloris on the handshake), kept open.
+    let mut silent = Vec::new();
+    for _ in 0..300 {
+        silent.push(tokio::net::TcpStream::connect(&s.addr).await.unwrap());
+    }
+    let ops = client_flags(&p, "ops");
+    let started = Instant::now();
+    ok(&cli(&s.addr, &ops, &["kv", "put", "k", "v"]));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a real client waited {:?} behind silent connections",
+        started.elapsed()
+    );
+    drop(silent);
+}
