@@ -296,6 +296,10 @@ async fn keep_alive(
     lease: watch::Sender<u64>,
 ) {
     let every = ttl / 3;
+    // A node that takes longer than a renewal's period to answer (paused, cut off with no
+    // reset) is passed over for the next: waiting on it would let the lease lapse and the
+    // controller move every instance away. A renewal is safe to send twice.
+    let client = client.with_timeout(every);
     let mut last_report = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(every).await;

@@ -10,6 +10,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +47,9 @@ pub struct RegistryClient {
     /// "https" when the client was given the cluster's CA, else "http".
     scheme: &'static str,
     timeout: Duration,
+    /// The node that answered last, tried first next time (shared by clones): a node that
+    /// hangs (paused, cut off without a reset) then costs one timeout, not one per call.
+    preferred: Arc<AtomicUsize>,
 }
 
 /// A successful answer: status and body.
@@ -142,7 +146,32 @@ impl RegistryClient {
             http: Client::builder(TokioExecutor::new()).build(connector),
             scheme,
             timeout: Duration::from_secs(30),
+            preferred: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// The same client (and connections), giving each node at most `timeout` to answer
+    /// before the next is tried: for a call that must land within a deadline, like a
+    /// lease's renewal, and is safe to send twice.
+    pub fn with_timeout(&self, timeout: Duration) -> RegistryClient {
+        RegistryClient {
+            timeout,
+            ..self.clone()
+        }
+    }
+
+    /// The nodes in the order to try them: the one that answered last first.
+    fn in_order(&self) -> impl Iterator<Item = (usize, &String)> {
+        let n = self.servers.len();
+        let start = self.preferred.load(Ordering::Relaxed) % n.max(1);
+        (0..n).map(move |k| {
+            let i = (start + k) % n;
+            (i, &self.servers[i])
+        })
+    }
+
+    fn answered(&self, i: usize) {
+        self.preferred.store(i, Ordering::Relaxed);
     }
 
     pub fn servers(&self) -> &[String] {
@@ -203,7 +232,7 @@ impl RegistryClient {
     ) -> Result<Answer, ApiError> {
         let body = body.into();
         let mut last = None;
-        for server in &self.servers {
+        for (i, server) in self.in_order() {
             let req = self.request(
                 server,
                 method.clone(),
@@ -249,12 +278,14 @@ impl RegistryClient {
                     });
                     continue;
                 }
+                self.answered(i);
                 return Err(ApiError::Status {
                     addr: server.clone(),
                     status,
                     message,
                 });
             }
+            self.answered(i);
             return Ok(Answer {
                 status,
                 body: bytes,
@@ -312,7 +343,7 @@ impl RegistryClient {
     ) -> Result<(String, http::Response<hyper::body::Incoming>), ApiError> {
         let body = body.into();
         let mut last = None;
-        for server in &self.servers {
+        for (i, server) in self.in_order() {
             let req = self.request(
                 server,
                 method.clone(),
@@ -321,7 +352,10 @@ impl RegistryClient {
                 "application/json",
             )?;
             match self.http.request(req).await {
-                Ok(resp) if resp.status().is_success() => return Ok((server.clone(), resp)),
+                Ok(resp) if resp.status().is_success() => {
+                    self.answered(i);
+                    return Ok((server.clone(), resp));
+                }
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let bytes = resp
@@ -362,15 +396,16 @@ impl RegistryClient {
             q.push_str("&prefix");
         }
         let mut last = None;
-        for server in &self.servers {
+        for (i, server) in self.in_order() {
             let req = self.request(server, http::Method::GET, &q, Bytes::new(), "")?;
             match tokio::time::timeout(Duration::from_secs(5), self.http.request(req)).await {
                 Ok(Ok(resp)) if resp.status().is_success() => {
+                    self.answered(i);
                     return Ok(Watch {
                         body: resp.into_body(),
                         buf: Vec::new(),
                         server: server.clone(),
-                    })
+                    });
                 }
                 Ok(Ok(resp)) => {
                     let status = resp.status().as_u16();

@@ -253,3 +253,73 @@ async fn a_controller_paused_past_its_lease_wakes_up_deposed_and_changes_nothing
         "the new controller still leads"
     );
 }
+
+/// The raft leader's id as a node sees it, and each node's id.
+async fn raft_roles(api: &Api, nodes: &[&ServerProc]) -> Option<(u64, Vec<u64>)> {
+    let mut ids = Vec::new();
+    let mut leader = None;
+    for n in nodes {
+        let st = api.get(n.addr, "/status").await.ok()?.json();
+        ids.push(st["id"].as_u64()?);
+        leader = leader.or(st["leader"].as_u64());
+    }
+    Some((leader?, ids))
+}
+
+/// A registry node the agent speaks to first hangs (SIGSTOP: the kernel still accepts its
+/// connections, nothing answers) for several lease periods: the agent's renewals pass it
+/// over for the next node in time, so its node is never lost and its instance never
+/// moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_keeps_its_lease_when_the_first_registry_node_it_knows_hangs() {
+    let dir = TestDir::new("cluster-node-hangs");
+    let api = Api::default();
+    let servers = start_cluster(&dir, 3, None);
+    let refs: Vec<&ServerProc> = servers.iter().collect();
+    apply(&servers[0], &dir.path, &demo_manifest("1.0.0", 1, ""));
+    let leading = eventually("a controller leads", Duration::from_secs(20), || {
+        controller_at(&api, &refs)
+    })
+    .await;
+    let (raft_leader, ids) = eventually("a raft leader", Duration::from_secs(20), || {
+        raft_roles(&api, &refs)
+    })
+    .await;
+    // Hang a node that neither leads Raft nor hosts the leading controller: the point is
+    // the agent's client, not a failover of the cluster.
+    let h = (0..3)
+        .find(|&k| ids[k] != raft_leader && servers[k].addr.to_string() != leading)
+        .expect("a node that leads nothing");
+    let mut order: Vec<SocketAddr> = vec![servers[h].addr];
+    order.extend(
+        servers
+            .iter()
+            .filter(|s| s.addr != servers[h].addr)
+            .map(|s| s.addr),
+    );
+    let awake = servers.iter().find(|s| s.addr != servers[h].addr).unwrap();
+    let _a = AgentProc::start_with(&order, dir.node("agent-a"), "node-a", "", "24000-24049");
+    let s = all_run(&api, awake, "web", 1, "1.0.0").await;
+    let instance = s["instances"][0]["id"].as_str().unwrap().to_string();
+
+    signal(servers[h].pid(), "-STOP");
+    // Four lease periods (the agent's lease is 2 s): the node stays, the instance stays.
+    let until = std::time::Instant::now() + Duration::from_secs(8);
+    while std::time::Instant::now() < until {
+        let nodes = api.get(awake.addr, "/v1/nodes").await.unwrap().json();
+        assert!(
+            nodes["nodes"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|n| n["name"] == "node-a")),
+            "node-a was lost while one registry node hung: {nodes}"
+        );
+        let s = status(&api, awake, "web").await.unwrap();
+        let list = s["instances"].as_array().unwrap();
+        assert!(
+            list.len() == 1 && list[0]["id"] == instance.as_str() && list[0]["state"] == "Run",
+            "the instance moved or stopped: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    signal(servers[h].pid(), "-CONT");
+}
