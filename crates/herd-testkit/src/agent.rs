@@ -46,8 +46,49 @@ impl AgentProc {
         labels: &str,
         ports: &str,
     ) -> AgentProc {
+        AgentProc::configured(servers, dir, name, labels, ports).spawned()
+    }
+
+    /// The same on a lease of `ttl_s` seconds: long enough for a restart to find its
+    /// instances still assigned.
+    pub fn start_with_lease(
+        server: SocketAddr,
+        dir: PathBuf,
+        name: &str,
+        ports: &str,
+        ttl_s: u32,
+    ) -> AgentProc {
+        let mut a = AgentProc::configured(&[server], dir, name, "", ports);
+        a.lease_ttl = ttl_s.to_string();
+        a.spawned()
+    }
+
+    /// The same as [`AgentProc::start`], with these variables in its environment.
+    pub fn start_env(
+        server: SocketAddr,
+        dir: PathBuf,
+        name: &str,
+        ports: &str,
+        env: &[(&str, &str)],
+    ) -> AgentProc {
+        let mut a = AgentProc::configured(&[server], dir, name, "", ports);
+        a.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        a.spawned()
+    }
+
+    /// Everything but the process: a 2 s lease, nothing added to the environment.
+    fn configured(
+        servers: &[SocketAddr],
+        dir: PathBuf,
+        name: &str,
+        labels: &str,
+        ports: &str,
+    ) -> AgentProc {
         std::fs::create_dir_all(&dir).unwrap();
-        let mut a = AgentProc {
+        AgentProc {
             child: None,
             stderr_path: dir.join("agent.stderr.log"),
             name: name.into(),
@@ -62,35 +103,12 @@ impl AgentProc {
             ready: Value::Null,
             lease_ttl: "2".into(),
             env: Vec::new(),
-        };
-        a.spawn();
-        a
+        }
     }
 
-    /// The same on a lease of `ttl_s` seconds: long enough for a restart to find its
-    /// instances still assigned.
-    pub fn start_with_lease(
-        server: SocketAddr,
-        dir: PathBuf,
-        name: &str,
-        ports: &str,
-        ttl_s: u32,
-    ) -> AgentProc {
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut a = AgentProc {
-            child: None,
-            stderr_path: dir.join("agent.stderr.log"),
-            name: name.into(),
-            dir,
-            servers: server.to_string(),
-            labels: String::new(),
-            ports: ports.into(),
-            ready: Value::Null,
-            lease_ttl: ttl_s.to_string(),
-            env: Vec::new(),
-        };
-        a.spawn();
-        a
+    fn spawned(mut self) -> AgentProc {
+        self.spawn();
+        self
     }
 
     fn spawn(&mut self) {
@@ -162,34 +180,6 @@ impl AgentProc {
         let _ = c.kill();
         let _ = c.wait();
         None
-    }
-
-    /// The same as [`AgentProc::start`], with these variables in its environment.
-    pub fn start_env(
-        server: SocketAddr,
-        dir: PathBuf,
-        name: &str,
-        ports: &str,
-        env: &[(&str, &str)],
-    ) -> AgentProc {
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut a = AgentProc {
-            child: None,
-            stderr_path: dir.join("agent.stderr.log"),
-            name: name.into(),
-            dir,
-            servers: server.to_string(),
-            labels: String::new(),
-            ports: ports.into(),
-            ready: Value::Null,
-            lease_ttl: "2".into(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        };
-        a.spawn();
-        a
     }
 
     pub fn restart(&mut self) {

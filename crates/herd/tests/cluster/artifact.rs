@@ -39,6 +39,21 @@ async fn file_server(body: Vec<u8>) -> std::net::SocketAddr {
     addr
 }
 
+/// The service's status once its first instance is in `state` (within 20 s).
+async fn first_in_state(
+    api: &Api,
+    server: &ServerProc,
+    service: &str,
+    state: &str,
+    what: &str,
+) -> Value {
+    eventually(what, Duration::from_secs(20), || async {
+        let s = status(api, server, service).await?;
+        (s["instances"][0]["state"] == state).then_some(s)
+    })
+    .await
+}
+
 fn sha256(bytes: &[u8], dir: &std::path::Path) -> String {
     let f = dir.join("artifact-for-sha");
     std::fs::write(&f, bytes).unwrap();
@@ -92,13 +107,12 @@ async fn an_http_artifact_runs_when_its_sha256_matches_and_installs_nothing_when
     let url = format!("http://{addr}/releases/run-demo");
 
     apply(&server, &dir.path, &manifest("fetched", &url, &sum));
-    let s: Value = eventually(
+    let s: Value = first_in_state(
+        &api,
+        &server,
+        "fetched",
+        "Run",
         "the fetched artifact running",
-        Duration::from_secs(20),
-        || async {
-            let s = status(&api, &server, "fetched").await?;
-            (s["instances"][0]["state"] == "Run").then_some(s)
-        },
     )
     .await;
     let port = s["instances"][0]["port"].as_u64().unwrap();
@@ -110,13 +124,12 @@ async fn an_http_artifact_runs_when_its_sha256_matches_and_installs_nothing_when
 
     let wrong = "0".repeat(64);
     apply(&server, &dir.path, &manifest("tampered", &url, &wrong));
-    let s = eventually(
+    let s = first_in_state(
+        &api,
+        &server,
+        "tampered",
+        "Failed",
         "the tampered artifact refused",
-        Duration::from_secs(20),
-        || async {
-            let s = status(&api, &server, "tampered").await?;
-            (s["instances"][0]["state"] == "Failed").then_some(s)
-        },
     )
     .await;
     let msg = s["instances"][0]["message"].as_str().unwrap_or("");
@@ -176,13 +189,12 @@ async fn a_tar_gz_artifact_is_unpacked_and_one_with_a_path_out_of_its_directory_
         .replace("sha256 = \"\"\n", "")
         .replace("command = \"run-demo\"", "command = \"bin/run-demo\"");
     apply(&server, &dir.path, &text);
-    eventually(
+    first_in_state(
+        &api,
+        &server,
+        "unpacked",
+        "Run",
         "the unpacked artifact running",
-        Duration::from_secs(20),
-        || async {
-            let s = status(&api, &server, "unpacked").await?;
-            (s["instances"][0]["state"] == "Run").then_some(s)
-        },
     )
     .await;
     let v = agent_dir.join("services/unpacked/3.1.4");
@@ -207,13 +219,12 @@ async fn a_tar_gz_artifact_is_unpacked_and_one_with_a_path_out_of_its_directory_
         .replace("sha256 = \"\"\n", "")
         .replace("command = \"run-demo\"", "command = \"bin/run-demo\"");
     apply(&server, &dir.path, &text);
-    let s = eventually(
+    let s = first_in_state(
+        &api,
+        &server,
+        "escaping",
+        "Failed",
         "the escaping archive refused",
-        Duration::from_secs(20),
-        || async {
-            let s = status(&api, &server, "escaping").await?;
-            (s["instances"][0]["state"] == "Failed").then_some(s)
-        },
     )
     .await;
     let msg = s["instances"][0]["message"].as_str().unwrap_or("");
@@ -292,13 +303,12 @@ async fn an_https_artifact_is_fetched_from_a_server_the_agent_trusts_and_refused
         &dir.path,
         &manifest("secure", &url_of(&trusted), &sum),
     );
-    let s: Value = eventually(
+    let s: Value = first_in_state(
+        &api,
+        &server,
+        "secure",
+        "Run",
         "the artifact fetched over https running",
-        Duration::from_secs(20),
-        || async {
-            let s = status(&api, &server, "secure").await?;
-            (s["instances"][0]["state"] == "Run").then_some(s)
-        },
     )
     .await;
     let port = s["instances"][0]["port"].as_u64().unwrap();
@@ -312,13 +322,12 @@ async fn an_https_artifact_is_fetched_from_a_server_the_agent_trusts_and_refused
         &dir.path,
         &manifest("stranger", &url_of(&untrusted), &sum),
     );
-    let s = eventually(
+    let s = first_in_state(
+        &api,
+        &server,
+        "stranger",
+        "Failed",
         "the artifact from a server another CA vouches for refused",
-        Duration::from_secs(20),
-        || async {
-            let s = status(&api, &server, "stranger").await?;
-            (s["instances"][0]["state"] == "Failed").then_some(s)
-        },
     )
     .await;
     let msg = s["instances"][0]["message"].as_str().unwrap_or("");

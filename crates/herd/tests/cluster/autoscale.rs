@@ -4,6 +4,23 @@
 
 use super::*;
 
+/// The first change in web's history that starts with `prefix` (an autoscale's reason).
+async fn history_change(api: &Api, server: &ServerProc, prefix: &str) -> String {
+    let history = api
+        .get(server.addr, "/v1/deployments/web/history")
+        .await
+        .unwrap()
+        .json();
+    history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["change"].as_str())
+        .find(|c| c.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no \"{prefix}\" in the history: {history}"))
+        .to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_through_the_gateway_scales_a_service_up_and_history_says_why() {
     let dir = TestDir::new("cluster-autoscale");
@@ -48,19 +65,7 @@ async fn load_through_the_gateway_scales_a_service_up_and_history_says_why() {
         },
     )
     .await;
-    let history = api
-        .get(server.addr, "/v1/deployments/web/history")
-        .await
-        .unwrap()
-        .json();
-    let change = history
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| r["change"].as_str())
-        .find(|c| c.starts_with("autoscale web"))
-        .unwrap_or_else(|| panic!("no autoscale in the history: {history}"))
-        .to_string();
+    let change = history_change(&api, &server, "autoscale web").await;
     assert!(
         change.contains("requests/s over 1 instances") && change.contains("target 2"),
         "{change}"
@@ -108,19 +113,7 @@ async fn idle_instances_report_their_cpu_and_a_cpu_autoscaled_service_scales_dow
         },
     )
     .await;
-    let history = api
-        .get(server.addr, "/v1/deployments/web/history")
-        .await
-        .unwrap()
-        .json();
-    let change = history
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| r["change"].as_str())
-        .find(|c| c.starts_with("autoscale web 1"))
-        .unwrap_or_else(|| panic!("no autoscale in the history: {history}"))
-        .to_string();
+    let change = history_change(&api, &server, "autoscale web 1").await;
     assert!(
         change.contains("% CPU over 2 instances") && change.contains("target 50: 1 instances"),
         "{change}"
@@ -149,28 +142,16 @@ async fn a_busy_instance_reports_its_cpu_and_a_cpu_autoscaled_service_scales_up(
         + "\n[autoscale]\nmetric = \"cpu\"\ntarget = 20\ncooldown = \"1s\"\n";
     assert!(manifest.contains("--busy"), "{manifest}");
     apply(&server, &dir.path, &manifest);
-    let s = eventually(
+    eventually(
         "web to scale up to instances.max",
         Duration::from_secs(40),
         || async {
             let s = status(&api, &server, "web").await?;
-            (s["count"].as_u64()? == 2).then_some(s)
+            (s["count"].as_u64()? == 2).then_some(())
         },
     )
     .await;
-    let history = api
-        .get(server.addr, "/v1/deployments/web/history")
-        .await
-        .unwrap()
-        .json();
-    let change = history
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| r["change"].as_str())
-        .find(|c| c.starts_with("autoscale web 2"))
-        .unwrap_or_else(|| panic!("no autoscale in the history: {history}; status {s}"))
-        .to_string();
+    let change = history_change(&api, &server, "autoscale web 2").await;
     assert!(
         change.contains("% CPU over 1 instances") && change.contains("target 20: 2 instances"),
         "{change}"
@@ -239,19 +220,7 @@ async fn without_spans_a_service_keeps_its_count_and_once_traced_and_idle_it_sca
         },
     )
     .await;
-    let history = api
-        .get(server.addr, "/v1/deployments/web/history")
-        .await
-        .unwrap()
-        .json();
-    let change = history
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| r["change"].as_str())
-        .find(|c| c.starts_with("autoscale web 1"))
-        .unwrap_or_else(|| panic!("no autoscale in the history: {history}"))
-        .to_string();
+    let change = history_change(&api, &server, "autoscale web 1").await;
     assert!(
         change.contains("requests/s over 3 instances") && change.contains("target 5: 1 instances"),
         "{change}"
