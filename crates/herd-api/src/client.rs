@@ -71,19 +71,7 @@ impl Answer {
 impl RegistryClient {
     /// A client over plain HTTP.
     pub fn new(servers: Vec<String>, token: Option<String>) -> RegistryClient {
-        let plain = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map(|b| {
-            b.with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth()
-        });
-        match plain {
-            Ok(config) => RegistryClient::build(servers, token, config, "http"),
-            // ring supports the default protocol versions; this cannot fail.
-            Err(e) => unreachable!("rustls with ring refused its defaults: {e}"),
-        }
+        RegistryClient::build(servers, token, crate::tls::no_tls_config(), "http")
     }
 
     /// A client over TLS: the servers must present certificates the material's CA signed,

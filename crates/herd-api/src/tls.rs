@@ -197,6 +197,22 @@ impl TlsMaterial {
     }
 }
 
+/// The configuration of a client that speaks plain HTTP: hyper's connector needs one all
+/// the same, and with no trusted root it can complete no TLS handshake at all.
+pub fn no_tls_config() -> rustls::ClientConfig {
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions();
+    match builder {
+        Ok(b) => b
+            .with_root_certificates(RootCertStore::empty())
+            .with_no_client_auth(),
+        // ring supports the default protocol versions; this cannot fail.
+        Err(e) => unreachable!("rustls with ring refused its defaults: {e}"),
+    }
+}
+
 fn stamps(files: &TlsFiles) -> Vec<Option<SystemTime>> {
     [Some(&files.ca), files.cert.as_ref(), files.key.as_ref()]
         .into_iter()

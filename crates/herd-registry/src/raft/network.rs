@@ -37,20 +37,7 @@ impl HttpClient {
     pub fn new(tls: Option<&Arc<TlsMaterial>>) -> Result<HttpClient, TlsError> {
         let (config, scheme) = match tls {
             Some(tls) => (tls.client_config()?, "https"),
-            None => (
-                rustls::ClientConfig::builder_with_provider(Arc::new(
-                    rustls::crypto::ring::default_provider(),
-                ))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| TlsError {
-                    flag: "--tls-ca",
-                    path: String::new(),
-                    reason: e.to_string(),
-                })?
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth(),
-                "http",
-            ),
+            None => (herd_api::tls::no_tls_config(), "http"),
         };
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
